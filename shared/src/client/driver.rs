@@ -1,0 +1,246 @@
+//! The background task of a [`Client`](super::Client): holds one connection
+//! and one stream at a time, writes queued batches, reads acks, and on any
+//! failure reconnects with backoff and resends every unacked batch.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tracing::{debug, info, warn};
+
+use super::{Acked, ClientConfig, ClientError, Inner, StreamEncoder};
+use crate::codec::FrameReader;
+use crate::proto::{RelayFrame, error_code, relay_frame};
+
+/// How a connection ended.
+enum End {
+    /// The client is closing.
+    Closing,
+    /// The relay sent GoAway and then finished the stream: reconnect at once.
+    GoAway,
+}
+
+pub(super) struct Driver {
+    config: ClientConfig,
+    inner: Arc<Inner>,
+    endpoint: Endpoint,
+}
+
+impl Driver {
+    pub(super) fn new(config: ClientConfig, inner: Arc<Inner>) -> Result<Self, ClientError> {
+        let mut client_cfg =
+            crate::tls::quic_client_config(&config.tls).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(config.keep_alive));
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| ClientError::Setup(e.to_string()))?,
+        ));
+        client_cfg.transport_config(Arc::new(transport));
+        let bind: SocketAddr = "[::]:0".parse().map_err(|_| ClientError::Setup("bind address".into()))?;
+        let mut endpoint = Endpoint::client(bind)
+            .or_else(|_| Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
+            .map_err(|e| ClientError::Setup(format!("cannot open UDP socket: {e}")))?;
+        endpoint.set_default_client_config(client_cfg);
+        Ok(Self { config, inner, endpoint })
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, ClientError> {
+        tokio::net::lookup_host(&self.config.addr)
+            .await
+            .map_err(|_| ClientError::Resolve(self.config.addr.clone()))?
+            .next()
+            .ok_or_else(|| ClientError::Resolve(self.config.addr.clone()))
+    }
+
+    pub(super) async fn connect(&self) -> Result<Connection, ClientError> {
+        let addr = self.resolve().await?;
+        let err = |reason: String| ClientError::Connect { addr: self.config.addr.clone(), reason };
+        let connecting = self.endpoint.connect(addr, &self.config.server_name).map_err(|e| err(e.to_string()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| err("handshake timed out".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        Ok(conn)
+    }
+
+    pub(super) async fn run(self, first: Connection) {
+        let mut conn = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let c = match conn.take() {
+                Some(c) => c,
+                None => {
+                    let attempt = tokio::select! {
+                        r = self.connect() => r,
+                        () = self.inner.closing.cancelled() => break,
+                    };
+                    match attempt {
+                        Ok(c) => {
+                            self.inner.counters.connects.fetch_add(1, Ordering::Relaxed);
+                            info!(addr = %self.config.addr, "reconnected");
+                            backoff = Duration::from_millis(100);
+                            c
+                        }
+                        Err(e) => {
+                            self.inner.counters.connection_errors.fetch_add(1, Ordering::Relaxed);
+                            warn!(error = %e, retry_in = ?backoff, "connect failed");
+                            tokio::select! {
+                                () = tokio::time::sleep(jitter(backoff)) => {}
+                                () = self.inner.closing.cancelled() => break,
+                            }
+                            backoff = (backoff * 2).min(self.config.max_backoff);
+                            continue;
+                        }
+                    }
+                }
+            };
+            match self.serve(&c).await {
+                Ok(End::Closing) => {
+                    c.close(error_code::NO_ERROR.into(), b"client closing");
+                    break;
+                }
+                Ok(End::GoAway) => {
+                    debug!("relay sent GoAway; reconnecting");
+                    c.close(error_code::NO_ERROR.into(), b"go away");
+                }
+                Err(e) => {
+                    self.inner.counters.connection_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, pending = self.inner.lock_pending().len(), "connection lost; will resend unacked batches");
+                    c.close(error_code::NO_ERROR.into(), b"reconnecting");
+                    tokio::select! {
+                        () = tokio::time::sleep(jitter(backoff)) => {}
+                        () = self.inner.closing.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // Whatever is still pending will never be acked by this client.
+        let pending = std::mem::take(&mut *self.inner.lock_pending());
+        for (_, mut f) in pending {
+            if let Some(tx) = f.reply.take() {
+                let _ = tx.send(Err(ClientError::Closed));
+            }
+        }
+        self.inner.idle.notify_waiters();
+        self.endpoint.wait_idle().await;
+    }
+
+    /// Runs one connection: one stream, a writer and a reader side by side.
+    async fn serve(&self, conn: &Connection) -> Result<End, ClientError> {
+        let lost = |e: &dyn std::fmt::Display| ClientError::Connection(e.to_string());
+        let (send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+        let going_away = tokio_util::sync::CancellationToken::new();
+        tokio::select! {
+            r = self.write_loop(send, &going_away) => r.map(|()| End::Closing),
+            r = self.read_loop(recv, &going_away) => r,
+            () = self.inner.closing.cancelled() => Ok(End::Closing),
+        }
+    }
+
+    async fn write_loop(&self, mut send: SendStream, going_away: &tokio_util::sync::CancellationToken) -> Result<(), ClientError> {
+        let mut encoder = StreamEncoder::new();
+        let mut cursor = 0u64;
+        let mut buf = BytesMut::new();
+        loop {
+            if going_away.is_cancelled() {
+                let _ = send.finish();
+                // Keep the reader running until the relay finishes its side.
+                std::future::pending::<()>().await;
+            }
+            let batches: Vec<_> = self.inner.lock_pending().range(cursor..).map(|(s, f)| (*s, f.batch.clone())).collect();
+            if batches.is_empty() {
+                tokio::select! {
+                    () = self.inner.wake.notified() => {}
+                    () = going_away.cancelled() => {}
+                    () = self.inner.closing.cancelled() => return Ok(()),
+                }
+                continue;
+            }
+            buf.clear();
+            {
+                let registry = self.inner.registry.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (seq, batch) in &batches {
+                    encoder.encode(*seq, batch, &registry, &mut buf);
+                }
+            }
+            {
+                let now = Instant::now();
+                let mut pending = self.inner.lock_pending();
+                for (seq, _) in &batches {
+                    if let Some(f) = pending.get_mut(seq) {
+                        if f.attempts > 0 {
+                            self.inner.counters.resends.fetch_add(1, Ordering::Relaxed);
+                        }
+                        f.attempts += 1;
+                        f.sent_at = Some(now);
+                    }
+                }
+            }
+            cursor = batches.last().map_or(cursor, |(s, _)| s + 1);
+            send.write_all(&buf).await.map_err(|e| ClientError::Connection(e.to_string()))?;
+        }
+    }
+
+    async fn read_loop(&self, recv: RecvStream, going_away: &tokio_util::sync::CancellationToken) -> Result<End, ClientError> {
+        let mut reader = FrameReader::new(recv, self.config.max_frame_bytes);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let frame = tokio::select! {
+                f = reader.next::<RelayFrame>() => f.map_err(|e| ClientError::Connection(e.to_string()))?,
+                _ = tick.tick() => {
+                    self.check_ack_timeout()?;
+                    continue;
+                }
+            };
+            let Some(frame) = frame else {
+                return if going_away.is_cancelled() {
+                    Ok(End::GoAway)
+                } else {
+                    Err(ClientError::Connection("relay finished the stream".into()))
+                };
+            };
+            match frame.kind {
+                Some(relay_frame::Kind::Ack(ack)) => self.complete(ack),
+                Some(relay_frame::Kind::GoAway(g)) => {
+                    info!(reason = %g.reason, "relay is going away");
+                    going_away.cancel();
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn complete(&self, ack: crate::proto::BatchAck) {
+        let mut pending = self.inner.lock_pending();
+        // An ack for a batch no longer pending (acked before a reconnect) is ignored.
+        if let Some(mut f) = pending.remove(&ack.sequence) {
+            let latency = f.sent_at.map_or(Duration::ZERO, |t| t.elapsed());
+            if let Some(tx) = f.reply.take() {
+                let _ = tx.send(Ok(Acked { ack, latency, attempts: f.attempts }));
+            }
+        }
+        if pending.is_empty() {
+            self.inner.idle.notify_waiters();
+        }
+    }
+
+    fn check_ack_timeout(&self) -> Result<(), ClientError> {
+        let oldest = self.inner.lock_pending().values().filter_map(|f| f.sent_at).min();
+        match oldest {
+            Some(t) if t.elapsed() > self.config.ack_timeout => Err(ClientError::Connection(format!(
+                "no ack for {:?}; assuming the relay is stuck",
+                self.config.ack_timeout
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `d` plus up to 25% random jitter, so reconnecting agents spread out.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}

@@ -1,0 +1,22 @@
+//! Shared pieces of the Horizon telemetry pipeline.
+//!
+//! - [`proto`]: the wire-protocol messages (generated from
+//!   `proto/horizon/telemetry/v1/telemetry.proto`).
+//! - [`codec`]: the length-prefixed frame codec, pure and I/O-free, plus a
+//!   buffered frame reader for any async byte stream.
+//! - [`model`]: series identity, canonical label order, validation rules.
+//! - [`tls`]: certificate loading, rustls/quinn configs, node identity.
+//! - [`devcerts`]: a development CA that issues server and node certificates.
+//! - [`envsubst`]: `${VAR}` expansion for configuration files.
+//! - [`client`]: the agent client used by agents, the load generator and tests.
+
+pub mod client;
+pub mod codec;
+pub mod devcerts;
+pub mod envsubst;
+pub mod model;
+pub mod proto;
+pub mod tls;
+
+/// The ALPN protocol id of wire protocol version 1.
+pub const ALPN: &[u8] = b"horizon-telemetry/1";

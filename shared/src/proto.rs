@@ -1,0 +1,28 @@
+//! Wire-protocol messages, generated at build time from
+//! `proto/horizon/telemetry/v1/telemetry.proto` (see `docs/protocol.md`).
+
+#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/horizon.telemetry.v1.rs"));
+}
+
+pub use v1::*;
+
+/// QUIC application error codes used to reset streams and close connections.
+///
+/// They are part of the protocol (see `docs/protocol.md`).
+pub mod error_code {
+    /// Normal close.
+    pub const NO_ERROR: u32 = 0x0;
+    /// A frame's length prefix exceeded the relay's maximum frame size.
+    pub const FRAME_TOO_LARGE: u32 = 0x1;
+    /// A frame could not be decoded (zero length, truncated, not protobuf).
+    pub const MALFORMED_FRAME: u32 = 0x2;
+    /// The relay is shutting down; reconnect (through the load balancer).
+    pub const SHUTTING_DOWN: u32 = 0x3;
+    /// The relay is at its connection limit; try again later or elsewhere.
+    pub const SERVER_BUSY: u32 = 0x4;
+    /// The peer did something the protocol forbids (e.g. opened a
+    /// unidirectional stream).
+    pub const PROTOCOL_VIOLATION: u32 = 0x5;
+}
