@@ -1,0 +1,576 @@
+//! Relay configuration: YAML with `${VAR}` expansion, unknown keys refused,
+//! defaults for every key, and validation in one step
+//! ([`Config::validate`]) whose errors name the key and the bad value.
+//!
+//! The sections and keys follow the collector this relay grew from
+//! (`server`, `security`, `influxdb`, `parquet`, `limits`, `observability`),
+//! extended with `budgets`, `object_store` and `ack`. `infra/config.example.yaml`
+//! documents every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use horizon_shared::model::{SeriesLimits, TimeWindow};
+use serde::Deserialize;
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A `${VAR}` reference could not be expanded.
+    #[error("{path}: {source}")]
+    Env {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: horizon_shared::envsubst::EnvError,
+    },
+    /// The YAML is malformed, has an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid value for {key}: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `server.max_connections`.
+        key: String,
+        /// What is wrong, with the value.
+        message: String,
+    },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+}
+
+/// The whole relay configuration, as written in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// QUIC listener.
+    pub server: ServerConfig,
+    /// Certificates.
+    pub security: SecurityConfig,
+    /// InfluxDB sink (not yet implemented; parsed and validated).
+    pub influxdb: InfluxConfig,
+    /// Parquet micro-batches (not yet implemented; parsed and validated).
+    pub parquet: ParquetConfig,
+    /// Object store for the Parquet objects (not yet implemented; parsed and validated).
+    pub object_store: ObjectStoreConfig,
+    /// Input limits.
+    pub limits: LimitsConfig,
+    /// Per-node cardinality budgets.
+    pub budgets: BudgetsConfig,
+    /// What an ack promises.
+    pub ack: AckConfig,
+    /// Metrics endpoint and logs.
+    pub observability: ObservabilityConfig,
+}
+
+/// `server`: the QUIC listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// UDP address to listen on.
+    pub listen_addr: String,
+    /// Connections held at once; handshakes beyond this are refused.
+    pub max_connections: usize,
+    /// A connection with no packets from the peer for this long is closed.
+    pub connection_timeout_secs: u64,
+    /// Interval of QUIC keep-alive packets; must stay well under the 120 s a
+    /// cloud UDP load balancer keeps an idle flow.
+    pub keep_alive_secs: u64,
+    /// Bidirectional streams one connection may have open at once.
+    pub max_streams_per_connection: u32,
+    /// Name of this relay in logs and object names; defaults to the host name.
+    pub relay_id: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: "0.0.0.0:5001".into(),
+            max_connections: 1000,
+            connection_timeout_secs: 300,
+            keep_alive_secs: 15,
+            max_streams_per_connection: 16,
+            relay_id: String::new(),
+        }
+    }
+}
+
+/// `security`: certificates. When the three paths are empty the relay uses
+/// (and if needed creates) a development PKI in `dev_certs_dir`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Server certificate chain (PEM).
+    pub tls_cert_path: String,
+    /// Server private key (PEM).
+    pub tls_key_path: String,
+    /// CA that issues node (client) certificates (PEM).
+    pub tls_ca_path: String,
+    /// Where the development PKI lives when the paths above are empty.
+    pub dev_certs_dir: String,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
+            tls_ca_path: String::new(),
+            dev_certs_dir: ".dev/certs".into(),
+        }
+    }
+}
+
+/// `influxdb`: the real-time sink. Empty `url` disables it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxConfig {
+    /// Base URL, e.g. `http://localhost:8086`. Empty: no InfluxDB sink.
+    pub url: String,
+    /// v2 organisation.
+    pub org: String,
+    /// v2 bucket.
+    pub bucket: String,
+    /// v2 API token; use `${INFLUXDB_TOKEN}`.
+    pub token: String,
+}
+
+/// `parquet`: micro-batch files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetConfig {
+    /// Local directory used when `object_store.url` is empty.
+    pub output_dir: String,
+    /// Oldest a micro-batch may get before it is flushed, in seconds.
+    pub rotation_interval_secs: u64,
+    /// `snappy` or `zstd`.
+    pub compression: String,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        Self { output_dir: "data/objects".into(), rotation_interval_secs: 10, compression: "snappy".into() }
+    }
+}
+
+/// `object_store`: where Parquet objects go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreConfig {
+    /// `s3://bucket/prefix` or `file:///path`; empty means `parquet.output_dir`.
+    pub url: String,
+    /// Key prefix for raw micro-batches.
+    pub raw_prefix: String,
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        Self { url: String::new(), raw_prefix: "raw".into() }
+    }
+}
+
+/// `limits`: what one batch, series and point may be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Relay-wide cap on live series (all nodes together).
+    pub max_cardinality: usize,
+    /// Most points in one batch; larger batches are rejected as too large.
+    pub max_batch_size: usize,
+    /// Batches queued for the sinks beyond which streams stop being read.
+    pub backpressure_threshold: usize,
+    /// Largest frame, in bytes; a larger length prefix resets the stream.
+    pub max_frame_bytes: usize,
+    /// Series-dictionary ids one stream may use (ids are `0..this`).
+    pub max_series_per_stream: u32,
+    /// Most labels on one series.
+    pub max_labels_per_series: usize,
+    /// Longest metric name, bytes.
+    pub max_metric_name_bytes: usize,
+    /// Longest label key, bytes.
+    pub max_label_key_bytes: usize,
+    /// Longest label value, bytes.
+    pub max_label_value_bytes: usize,
+    /// Oldest accepted point, seconds before the relay's clock.
+    pub max_point_age_secs: u64,
+    /// Furthest accepted point, seconds after the relay's clock.
+    pub max_future_skew_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let series = SeriesLimits::default();
+        Self {
+            max_cardinality: 100_000,
+            max_batch_size: 1000,
+            backpressure_threshold: 5000,
+            max_frame_bytes: horizon_shared::codec::DEFAULT_MAX_FRAME_BYTES,
+            max_series_per_stream: 65_536,
+            max_labels_per_series: series.max_labels,
+            max_metric_name_bytes: series.max_metric_len,
+            max_label_key_bytes: series.max_label_key_len,
+            max_label_value_bytes: series.max_label_value_len,
+            max_point_age_secs: 7 * 24 * 3600,
+            max_future_skew_secs: 600,
+        }
+    }
+}
+
+/// `budgets`: per-node cardinality budgets (see docs/budgets.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetsConfig {
+    /// Live series one node may have.
+    pub max_series_per_node: usize,
+    /// Live series one node may have for one metric; 0 means no per-metric cap.
+    pub max_series_per_metric: usize,
+    /// A series that has not reported for this long frees its slot.
+    pub series_ttl_secs: u64,
+    /// Nodes listed in the budget metrics (the top N by usage and by rejections).
+    pub metrics_top_nodes: usize,
+    /// Per-node exceptions, keyed by node identity.
+    pub node_overrides: BTreeMap<String, NodeOverride>,
+}
+
+impl Default for BudgetsConfig {
+    fn default() -> Self {
+        Self {
+            max_series_per_node: 10_000,
+            max_series_per_metric: 0,
+            series_ttl_secs: 600,
+            metrics_top_nodes: 20,
+            node_overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// A per-node exception to the budgets; unset fields keep the default.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeOverride {
+    /// Replaces `budgets.max_series_per_node` for this node.
+    pub max_series: Option<usize>,
+    /// Replaces `budgets.max_series_per_metric` for this node.
+    pub max_series_per_metric: Option<usize>,
+}
+
+/// `ack`: what an ack promises.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AckConfig {
+    /// `received`: ack once validated and held in memory. `durable` (with the
+    /// object-store sink, not yet available) acks after the object is stored.
+    pub mode: String,
+}
+
+impl Default for AckConfig {
+    fn default() -> Self {
+        Self { mode: "received".into() }
+    }
+}
+
+/// `observability`: metrics endpoint and logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// Port of the HTTP endpoint serving `/metrics`, `/healthz`, `/readyz`; 0 disables it.
+    pub metrics_port: u16,
+    /// Address that endpoint binds.
+    pub metrics_bind: String,
+    /// Log level when `RUST_LOG` is not set: error, warn, info, debug, trace.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self {
+            metrics_port: 9091,
+            metrics_bind: "0.0.0.0".into(),
+            log_level: "info".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Where the relay's certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Operator-provided PEM files.
+    Files {
+        /// Server certificate chain.
+        cert: PathBuf,
+        /// Server key.
+        key: PathBuf,
+        /// Client CA.
+        ca: PathBuf,
+    },
+    /// The development PKI in this directory (created when missing).
+    Dev(PathBuf),
+}
+
+/// Budget settings after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetSettings {
+    /// Default series per node.
+    pub max_series_per_node: usize,
+    /// Default series per metric per node (`None`: no cap).
+    pub max_series_per_metric: Option<usize>,
+    /// Relay-wide cap.
+    pub max_series_total: usize,
+    /// Series expiry.
+    pub series_ttl: Duration,
+    /// Nodes shown in the budget metrics.
+    pub metrics_top_nodes: usize,
+    /// Per-node exceptions.
+    pub overrides: BTreeMap<String, NodeOverride>,
+}
+
+/// A configuration that passed validation: typed, with every default applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// QUIC listen address.
+    pub listen_addr: SocketAddr,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+    /// Streams per connection.
+    pub max_streams_per_connection: u32,
+    /// This relay's name.
+    pub relay_id: String,
+    /// Certificates.
+    pub tls: TlsSource,
+    /// Points per batch.
+    pub max_batch_size: usize,
+    /// Frame size cap.
+    pub max_frame_bytes: usize,
+    /// Dictionary ids per stream.
+    pub max_series_per_stream: u32,
+    /// Series validation limits.
+    pub series_limits: SeriesLimits,
+    /// Accepted timestamp window.
+    pub time_window: TimeWindow,
+    /// Cardinality budgets.
+    pub budgets: BudgetSettings,
+    /// Metrics endpoint address (`None`: disabled).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Default log filter.
+    pub log_level: String,
+    /// JSON logs.
+    pub log_json: bool,
+    /// InfluxDB URL, if one was configured (the sink is not available yet).
+    pub influxdb_url: Option<String>,
+}
+
+impl Config {
+    /// Reads, expands and parses a YAML file (not yet validated).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        Self::from_yaml(&text, &p)
+    }
+
+    /// Expands (with the process environment) and parses YAML text; `origin`
+    /// names it in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::from_yaml_with_env(text, origin, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_yaml`], with variables looked up by `env`.
+    pub fn from_yaml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = horizon_shared::envsubst::expand_with(text, env)
+            .map_err(|source| ConfigError::Env { path: origin.to_owned(), source })?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
+    }
+
+    /// Checks every value and produces typed [`Settings`].
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let s = &self.server;
+        let listen_addr: SocketAddr = s.listen_addr.parse().map_err(|_| {
+            invalid("server.listen_addr", format!("{:?} is not an IP:port address", s.listen_addr))
+        })?;
+        positive("server.max_connections", s.max_connections)?;
+        positive("server.max_streams_per_connection", s.max_streams_per_connection as usize)?;
+        if s.keep_alive_secs == 0 || s.keep_alive_secs >= 120 {
+            return Err(invalid(
+                "server.keep_alive_secs",
+                format!("{} must be between 1 and 119 (UDP load balancers forget idle flows after 120 s)", s.keep_alive_secs),
+            ));
+        }
+        if s.connection_timeout_secs <= s.keep_alive_secs {
+            return Err(invalid(
+                "server.connection_timeout_secs",
+                format!("{} must be greater than server.keep_alive_secs ({})", s.connection_timeout_secs, s.keep_alive_secs),
+            ));
+        }
+        let relay_id = if s.relay_id.is_empty() { default_relay_id() } else { s.relay_id.clone() };
+        if !relay_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            return Err(invalid("server.relay_id", format!("{relay_id:?} may only hold letters, digits, '-', '_' and '.'")));
+        }
+
+        let sec = &self.security;
+        let set = [&sec.tls_cert_path, &sec.tls_key_path, &sec.tls_ca_path].iter().filter(|p| !p.is_empty()).count();
+        let tls = match set {
+            0 => {
+                if sec.dev_certs_dir.is_empty() {
+                    return Err(invalid("security.dev_certs_dir", "must be set when no certificate paths are given"));
+                }
+                TlsSource::Dev(PathBuf::from(&sec.dev_certs_dir))
+            }
+            3 => TlsSource::Files {
+                cert: PathBuf::from(&sec.tls_cert_path),
+                key: PathBuf::from(&sec.tls_key_path),
+                ca: PathBuf::from(&sec.tls_ca_path),
+            },
+            _ => {
+                return Err(invalid(
+                    "security",
+                    "set all of tls_cert_path, tls_key_path and tls_ca_path, or none (development certificates)",
+                ));
+            }
+        };
+
+        if !self.influxdb.url.is_empty() && !self.influxdb.url.starts_with("http://") && !self.influxdb.url.starts_with("https://") {
+            return Err(invalid("influxdb.url", format!("{:?} must start with http:// or https://", self.influxdb.url)));
+        }
+        match self.parquet.compression.as_str() {
+            "snappy" | "zstd" => {}
+            other => return Err(invalid("parquet.compression", format!("{other:?} must be \"snappy\" or \"zstd\""))),
+        }
+        positive("parquet.rotation_interval_secs", self.parquet.rotation_interval_secs as usize)?;
+        let url = &self.object_store.url;
+        if !url.is_empty() && !url.starts_with("s3://") && !url.starts_with("file://") {
+            return Err(invalid("object_store.url", format!("{url:?} must start with s3:// or file://")));
+        }
+        match self.ack.mode.as_str() {
+            "received" => {}
+            "durable" => {
+                return Err(invalid("ack.mode", "\"durable\" needs the object-store sink, which this version does not have yet; use \"received\""));
+            }
+            other => return Err(invalid("ack.mode", format!("{other:?} must be \"received\" or \"durable\""))),
+        }
+
+        let l = &self.limits;
+        positive("limits.max_cardinality", l.max_cardinality)?;
+        positive("limits.max_batch_size", l.max_batch_size)?;
+        positive("limits.backpressure_threshold", l.backpressure_threshold)?;
+        if l.max_frame_bytes < 1024 || l.max_frame_bytes > 64 * 1024 * 1024 {
+            return Err(invalid("limits.max_frame_bytes", format!("{} must be between 1024 and 67108864", l.max_frame_bytes)));
+        }
+        positive("limits.max_series_per_stream", l.max_series_per_stream as usize)?;
+        positive("limits.max_metric_name_bytes", l.max_metric_name_bytes)?;
+        positive("limits.max_label_key_bytes", l.max_label_key_bytes)?;
+        positive("limits.max_label_value_bytes", l.max_label_value_bytes)?;
+        positive("limits.max_point_age_secs", l.max_point_age_secs as usize)?;
+
+        let b = &self.budgets;
+        positive("budgets.max_series_per_node", b.max_series_per_node)?;
+        positive("budgets.series_ttl_secs", b.series_ttl_secs as usize)?;
+        for (node, o) in &b.node_overrides {
+            if o.max_series == Some(0) {
+                return Err(invalid(&format!("budgets.node_overrides.{node}.max_series"), "must be at least 1"));
+            }
+        }
+
+        let o = &self.observability;
+        let metrics_addr = if o.metrics_port == 0 {
+            None
+        } else {
+            let ip: std::net::IpAddr = o.metrics_bind.parse().map_err(|_| {
+                invalid("observability.metrics_bind", format!("{:?} is not an IP address", o.metrics_bind))
+            })?;
+            Some(SocketAddr::new(ip, o.metrics_port))
+        };
+        match o.log_level.to_ascii_lowercase().as_str() {
+            "error" | "warn" | "info" | "debug" | "trace" => {}
+            other => return Err(invalid("observability.log_level", format!("{other:?} must be error, warn, info, debug or trace"))),
+        }
+        let log_json = match o.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(invalid("observability.log_format", format!("{other:?} must be \"text\" or \"json\""))),
+        };
+
+        Ok(Settings {
+            listen_addr,
+            max_connections: s.max_connections,
+            idle_timeout: Duration::from_secs(s.connection_timeout_secs),
+            keep_alive: Duration::from_secs(s.keep_alive_secs),
+            max_streams_per_connection: s.max_streams_per_connection,
+            relay_id,
+            tls,
+            max_batch_size: l.max_batch_size,
+            max_frame_bytes: l.max_frame_bytes,
+            max_series_per_stream: l.max_series_per_stream,
+            series_limits: SeriesLimits {
+                max_metric_len: l.max_metric_name_bytes,
+                max_labels: l.max_labels_per_series,
+                max_label_key_len: l.max_label_key_bytes,
+                max_label_value_len: l.max_label_value_bytes,
+            },
+            time_window: TimeWindow {
+                max_age_ns: secs_to_ns(l.max_point_age_secs),
+                max_future_ns: secs_to_ns(l.max_future_skew_secs),
+            },
+            budgets: BudgetSettings {
+                max_series_per_node: b.max_series_per_node,
+                max_series_per_metric: (b.max_series_per_metric > 0).then_some(b.max_series_per_metric),
+                max_series_total: l.max_cardinality,
+                series_ttl: Duration::from_secs(b.series_ttl_secs),
+                metrics_top_nodes: b.metrics_top_nodes,
+                overrides: b.node_overrides.clone(),
+            },
+            metrics_addr,
+            log_level: o.log_level.to_ascii_lowercase(),
+            log_json,
+            influxdb_url: (!self.influxdb.url.is_empty()).then(|| self.influxdb.url.clone()),
+        })
+    }
+}
+
+fn positive(key: &str, v: usize) -> Result<(), ConfigError> {
+    if v == 0 { Err(invalid(key, "must be at least 1 (got 0)")) } else { Ok(()) }
+}
+
+fn secs_to_ns(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000)
+}
+
+fn default_relay_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
+    if host.is_empty() { "relay".into() } else { host }
+}
+
+#[cfg(test)]
+mod tests;
