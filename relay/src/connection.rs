@@ -1,0 +1,201 @@
+//! One agent connection: handshake, node identity, and its streams.
+//!
+//! Each stream carries frames in order: the relay reads a batch, processes
+//! it and writes its ack before reading the next, so a stream's series
+//! dictionary is always applied in order. Bad input ends only the stream
+//! that sent it (a reset with a protocol error code); other streams and
+//! connections carry on.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use horizon_shared::codec::{self, FrameError, FrameReader};
+use horizon_shared::proto::{AgentFrame, GoAway, RelayFrame, agent_frame, error_code, relay_frame};
+use horizon_shared::tls::peer_identity;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::budget::NodeBudget;
+use crate::ingest::{StreamDictionary, process_batch};
+use crate::metrics::StreamErrorKind;
+use crate::server::Shared;
+
+/// Decrements a gauge when dropped.
+struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl GaugeGuard {
+    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            shared.metrics.connection_refused("handshake");
+            if let Some(suppressed) = shared.handshake_log.allow() {
+                warn!(%remote, error = %e, suppressed, "handshake failed (client certificate missing, from an unknown CA or expired?)");
+            }
+            return;
+        }
+    };
+    let node = match peer_identity(&conn) {
+        Ok(n) => n,
+        Err(e) => {
+            shared.metrics.connection_refused("identity");
+            warn!(%remote, error = %e, "closing connection: no usable node identity");
+            conn.close(error_code::PROTOCOL_VIOLATION.into(), b"client certificate carries no node identity");
+            return;
+        }
+    };
+    let span = info_span!("node", node = %node);
+    serve(conn, node, shared).instrument(span).await;
+}
+
+async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>) {
+    shared.metrics.connections_accepted.inc();
+    let _active = GaugeGuard::new(&shared.metrics.connections_active);
+    let budget = shared.budgets.node(&node);
+    debug!("connected");
+    let streams = TaskTracker::new();
+    loop {
+        tokio::select! {
+            s = conn.accept_bi() => match s {
+                Ok((send, recv)) => {
+                    let span = info_span!("stream", id = %send.id());
+                    let (shared, budget) = (shared.clone(), budget.clone());
+                    streams.spawn(async move {
+                        if let Err(e) = handle_stream(send, recv, &shared, &budget).await {
+                            info!(error = %e, "stream ended with an error");
+                        }
+                    }.instrument(span));
+                }
+                Err(e) => {
+                    match e {
+                        quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => debug!("closed by the agent"),
+                        quinn::ConnectionError::TimedOut => info!("connection idle timeout"),
+                        other => info!(error = %other, "connection lost"),
+                    }
+                    break;
+                }
+            },
+            () = shared.shutdown.cancelled() => break,
+        }
+    }
+    streams.close();
+    streams.wait().await;
+    if shared.shutdown.is_cancelled() {
+        conn.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
+    }
+}
+
+/// Why a stream ended early.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("writing to the stream failed: {0}")]
+    Write(#[from] quinn::WriteError),
+}
+
+async fn handle_stream(
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    shared: &Shared,
+    budget: &NodeBudget,
+) -> Result<(), StreamError> {
+    let _active = GaugeGuard::new(&shared.metrics.streams_active);
+    let mut reader = FrameReader::new(recv, shared.settings.max_frame_bytes);
+    let mut dict = StreamDictionary::new(shared.settings.max_series_per_stream);
+    let mut out = BytesMut::with_capacity(256);
+    let mut draining = false;
+    let mut deadline = std::pin::pin!(tokio::time::sleep(std::time::Duration::MAX / 4));
+    loop {
+        let next = tokio::select! {
+            f = reader.next::<AgentFrame>() => f,
+            () = shared.shutdown.cancelled(), if !draining => {
+                // Ask the agent to finish; keep acking what it already sent.
+                draining = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + crate::server::DRAIN_GRACE);
+                out.clear();
+                codec::encode(&RelayFrame { kind: Some(relay_frame::Kind::GoAway(GoAway { reason: "relay shutting down".into() })) }, &mut out);
+                send.write_all(&out).await?;
+                continue;
+            }
+            () = &mut deadline => {
+                let _ = send.reset(error_code::SHUTTING_DOWN.into());
+                return Ok(());
+            }
+        };
+        let frame = match next {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let _ = send.finish();
+                return Ok(());
+            }
+            Err(e) => {
+                let (kind, code) = match &e {
+                    FrameError::TooLarge { .. } => (Some(StreamErrorKind::FrameTooLarge), error_code::FRAME_TOO_LARGE),
+                    FrameError::Empty | FrameError::Malformed(_) => (Some(StreamErrorKind::MalformedFrame), error_code::MALFORMED_FRAME),
+                    FrameError::Truncated { .. } => (Some(StreamErrorKind::TruncatedFrame), error_code::MALFORMED_FRAME),
+                    // The agent reset the stream or the connection went away.
+                    FrameError::Io(_) => (None, error_code::NO_ERROR),
+                };
+                let Some(kind) = kind else {
+                    debug!(error = %e, "stream closed by the agent");
+                    return Ok(());
+                };
+                shared.metrics.stream_error(kind);
+                let _ = reader.get_mut().stop(code.into());
+                let _ = send.reset(code.into());
+                return Err(e.into());
+            }
+        };
+        let Some(agent_frame::Kind::Batch(batch)) = frame.kind else {
+            // A frame kind from a newer protocol revision: skip it.
+            shared.metrics.stream_error(StreamErrorKind::UnknownFrame);
+            debug!("skipped a frame of unknown kind");
+            continue;
+        };
+        let started = Instant::now();
+        let now_secs = shared.budgets.now();
+        let outcome = process_batch(
+            batch,
+            &mut dict,
+            &shared.budgets,
+            budget,
+            &shared.limits,
+            horizon_shared::client::unix_nanos_now(),
+            now_secs,
+        );
+        if outcome.rejects.cardinality() > 0 {
+            let warning = shared.budgets.lock(budget).take_warning(now_secs, 60);
+            if let Some(w) = warning {
+                warn!(
+                    rejected_points = w.rejected,
+                    live_series = w.live,
+                    limit = w.limit,
+                    example = outcome.cardinality_example.as_deref().unwrap_or(""),
+                    "series budget exceeded: new series refused (existing series keep flowing)"
+                );
+            }
+        }
+        // The sinks are not wired yet: accepted points are validated,
+        // counted and acked as received (see README, "Status").
+        out.clear();
+        codec::encode(&RelayFrame { kind: Some(relay_frame::Kind::Ack(outcome.ack.clone())) }, &mut out);
+        send.write_all(&out).await?;
+        shared.metrics.record_batch(&outcome, started.elapsed().as_secs_f64());
+    }
+}

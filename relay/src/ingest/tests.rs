@@ -1,0 +1,167 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::config::BudgetSettings;
+
+const NOW: i64 = 1_800_000_000_000_000_000;
+
+fn budgets(per_node: usize) -> Budgets {
+    Budgets::new(BudgetSettings {
+        max_series_per_node: per_node,
+        max_series_per_metric: None,
+        max_series_total: 1_000_000,
+        series_ttl: Duration::from_secs(600),
+        metrics_top_nodes: 20,
+        overrides: BTreeMap::new(),
+    })
+}
+
+fn limits() -> IngestLimits {
+    IngestLimits {
+        max_batch_size: 100,
+        series: SeriesLimits::default(),
+        time_window: TimeWindow { max_age_ns: 3600 * 1_000_000_000, max_future_ns: 600 * 1_000_000_000 },
+    }
+}
+
+fn def(id: u32, metric: &str, labels: &[(&str, &str)]) -> SeriesDef {
+    SeriesDef {
+        id,
+        metric: metric.into(),
+        labels: labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect(),
+    }
+}
+
+fn batch(defs: Vec<SeriesDef>, points: &[(u32, i64, f64)]) -> MetricBatch {
+    let mut prev = NOW;
+    MetricBatch {
+        sequence: 42,
+        series_defs: defs,
+        series_ids: points.iter().map(|p| p.0).collect(),
+        base_time_unix_nano: NOW,
+        time_deltas: points
+            .iter()
+            .map(|p| {
+                let d = p.1 - prev;
+                prev = p.1;
+                d
+            })
+            .collect(),
+        values: points.iter().map(|p| p.2).collect(),
+    }
+}
+
+fn run(b: &Budgets, dict: &mut StreamDictionary, mb: MetricBatch) -> BatchOutcome {
+    let node = b.node("node-1");
+    process_batch(mb, dict, b, &node, &limits(), NOW, 0)
+}
+
+fn reasons(ack: &BatchAck) -> Vec<(RejectReason, u32)> {
+    ack.rejections.iter().map(|r| (RejectReason::try_from(r.reason).unwrap(), r.count)).collect()
+}
+
+#[test]
+fn valid_batch_is_accepted_with_absolute_times_and_canonical_labels() {
+    let b = budgets(100);
+    let mut d = StreamDictionary::new(1000);
+    let out = run(&b, &mut d, batch(vec![def(0, "gpu_util", &[("uuid", "U"), ("gpu", "0")])], &[(0, NOW, 1.0), (0, NOW + 5, 2.0)]));
+    assert_eq!((out.ack.sequence, out.ack.accepted, out.ack.rejected), (42, 2, 0));
+    assert!(out.ack.rejections.is_empty());
+    assert_eq!(out.accepted[1].time_unix_nano, NOW + 5);
+    assert_eq!(out.accepted[0].series.labels[0].key, "gpu");
+    assert_eq!(out.new_series, 1);
+    // The definition persists for later batches on the stream.
+    let out = run(&b, &mut d, batch(vec![], &[(0, NOW + 10, 3.0)]));
+    assert_eq!(out.ack.accepted, 1);
+    assert_eq!(out.new_series, 0);
+}
+
+#[test]
+fn every_kind_of_bad_point_is_rejected_as_invalid_and_the_rest_flows() {
+    let b = budgets(100);
+    let mut d = StreamDictionary::new(1000);
+    let huge: Vec<(String, String)> = (0..40).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+    let huge: Vec<(&str, &str)> = huge.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let defs = vec![
+        def(0, "ok", &[]),
+        def(1, "", &[]),
+        def(2, "m", &[("node", "someone-else")]),
+        def(3, "m", &huge),
+        def(4, "m", &[("a", "line\nbreak")]),
+        def(5000, "beyond", &[]),
+    ];
+    let pts = [
+        (0, NOW, 1.0),
+        (0, NOW, f64::NAN),
+        (0, NOW, f64::INFINITY),
+        (0, NOW + 3_600_000_000_000_000, 1.0), // 1000 hours ahead
+        (0, 0, 1.0),                           // 1970
+        (1, NOW, 1.0),
+        (2, NOW, 1.0),
+        (3, NOW, 1.0),
+        (4, NOW, 1.0),
+        (9, NOW, 1.0), // never defined
+        (5000, NOW, 1.0),
+        (0, NOW, 2.0),
+    ];
+    let out = run(&b, &mut d, batch(defs, &pts));
+    assert_eq!(out.ack.accepted, 2);
+    assert_eq!(out.ack.rejected, 10);
+    assert_eq!(reasons(&out.ack), vec![(RejectReason::Invalid, 10)]);
+    assert!(!out.ack.rejections[0].message.is_empty());
+    assert_eq!(out.bad_defs, 1);
+}
+
+#[test]
+fn timestamp_overflow_is_invalid_not_a_panic() {
+    let b = budgets(100);
+    let mut d = StreamDictionary::new(10);
+    let mut mb = batch(vec![def(0, "m", &[])], &[(0, NOW, 1.0), (0, NOW, 1.0)]);
+    mb.base_time_unix_nano = i64::MAX - 1;
+    mb.time_deltas = vec![0, i64::MAX];
+    let out = run(&b, &mut d, mb);
+    assert_eq!((out.ack.accepted, out.ack.rejected), (0, 2));
+}
+
+#[test]
+fn whole_batch_errors() {
+    let b = budgets(100);
+    let mut d = StreamDictionary::new(10);
+    let big: Vec<_> = (0..101).map(|_| (0, NOW, 1.0)).collect();
+    let out = run(&b, &mut d, batch(vec![def(0, "m", &[])], &big));
+    assert_eq!(reasons(&out.ack), vec![(RejectReason::TooLarge, 101)]);
+    assert_eq!(out.ack.rejected, 101);
+    // The definitions of a refused batch still count for the stream.
+    let out = run(&b, &mut d, batch(vec![], &[(0, NOW, 1.0)]));
+    assert_eq!(out.ack.accepted, 1);
+
+    let mut mb = batch(vec![], &[(0, NOW, 1.0), (0, NOW, 2.0)]);
+    mb.values.pop();
+    let out = run(&b, &mut d, mb);
+    assert_eq!(reasons(&out.ack), vec![(RejectReason::Invalid, 2)]);
+    assert!(out.ack.rejections[0].message.contains("differ"));
+}
+
+#[test]
+fn cardinality_rejections_are_reported_in_the_ack() {
+    let b = budgets(2);
+    let mut d = StreamDictionary::new(10);
+    let defs = (0..4).map(|i| def(i, "gpu_util", &[("gpu", &i.to_string())])).collect();
+    let out = run(&b, &mut d, batch(defs, &[(0, NOW, 1.0), (1, NOW, 1.0), (2, NOW, 1.0), (3, NOW, 1.0), (0, NOW + 1, 1.0)]));
+    assert_eq!((out.ack.accepted, out.ack.rejected), (3, 2));
+    assert_eq!(reasons(&out.ack), vec![(RejectReason::Cardinality, 2)]);
+    let msg = &out.ack.rejections[0].message;
+    assert!(msg.contains("node-1") && msg.contains("gpu_util") && msg.contains("2/2"), "{msg}");
+    assert_eq!(out.rejects.cardinality_node, 2);
+}
+
+#[test]
+fn the_same_series_defined_in_two_streams_is_one_series() {
+    let b = budgets(1);
+    let mut d1 = StreamDictionary::new(10);
+    let mut d2 = StreamDictionary::new(10);
+    run(&b, &mut d1, batch(vec![def(0, "m", &[("a", "1"), ("b", "2")])], &[(0, NOW, 1.0)]));
+    let out = run(&b, &mut d2, batch(vec![def(7, "m", &[("b", "2"), ("a", "1")])], &[(7, NOW, 1.0)]));
+    assert_eq!(out.ack.accepted, 1, "label order does not make a new series");
+}

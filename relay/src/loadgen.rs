@@ -1,0 +1,319 @@
+//! The load generator behind `telemetry-loadgen`: simulates nodes, each
+//! with its own client certificate and connection, sending series at a
+//! target point rate, and measures acks.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use horizon_shared::client::{Batch, Client, ClientConfig, Point, SeriesId, unix_nanos_now};
+use horizon_shared::devcerts::DevPki;
+use horizon_shared::proto::RejectReason;
+use horizon_shared::tls::TlsMaterial;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Where the simulated nodes' certificates come from.
+#[derive(Debug, Clone)]
+pub enum Certs {
+    /// Issue one certificate per node from the development CA in this directory.
+    Dev(PathBuf),
+    /// Every simulated node uses these files (so they share one identity).
+    Files {
+        /// Client certificate.
+        cert: PathBuf,
+        /// Client key.
+        key: PathBuf,
+        /// CA of the relay's certificate.
+        ca: PathBuf,
+    },
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Relay or load balancer address.
+    pub addr: String,
+    /// Name on the relay's certificate.
+    pub server_name: String,
+    /// Certificates.
+    pub certs: Certs,
+    /// Simulated nodes (one connection each).
+    pub nodes: usize,
+    /// Series per node.
+    pub series: usize,
+    /// Target points per second, all nodes together.
+    pub rate: u64,
+    /// How long to send.
+    pub duration: Duration,
+    /// Most points per batch.
+    pub batch_points: usize,
+    /// Unacked batches per node.
+    pub window: usize,
+    /// Node names are this prefix plus an index.
+    pub node_prefix: String,
+    /// This many of the nodes spray new series (a label with a fresh value
+    /// for every point), to exercise cardinality budgets.
+    pub spray_nodes: usize,
+    /// Distinct series a spraying node cycles through.
+    pub spray_series: usize,
+    /// How long to wait for outstanding acks at the end.
+    pub flush_timeout: Duration,
+}
+
+/// Results of a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Report {
+    /// Points handed to the clients.
+    pub points_sent: u64,
+    /// Points acked as accepted.
+    pub points_acked: u64,
+    /// Points acked as rejected, by reason.
+    pub points_rejected: RejectedByReason,
+    /// Points sent but never acked (connection lost, timeout).
+    pub points_unacked: u64,
+    /// Batches acked.
+    pub batches_acked: u64,
+    /// Acked points (accepted + rejected) per second of the run.
+    pub points_per_sec: f64,
+    /// Ack latency percentiles, milliseconds.
+    pub ack_latency_ms: Latency,
+    /// Failed connection attempts plus connections lost.
+    pub connection_errors: u64,
+    /// Batches resent after a reconnect.
+    pub resends: u64,
+    /// Nodes that could not connect at all.
+    pub nodes_failed: u64,
+    /// Wall-clock seconds from the first send to the last ack.
+    pub elapsed_secs: f64,
+}
+
+/// Rejected points by reason.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RejectedByReason {
+    /// Over a cardinality budget.
+    pub cardinality: u64,
+    /// Invalid.
+    pub invalid: u64,
+    /// Batch too large.
+    pub too_large: u64,
+    /// Relay overloaded.
+    pub overloaded: u64,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+struct Tally {
+    report: Report,
+    latency_us: Histogram<u64>,
+}
+
+impl Tally {
+    fn record(&mut self, acked: &horizon_shared::client::Acked) {
+        let r = &mut self.report;
+        r.batches_acked += 1;
+        r.points_acked += u64::from(acked.ack.accepted);
+        for rej in &acked.ack.rejections {
+            let c = u64::from(rej.count);
+            match RejectReason::try_from(rej.reason) {
+                Ok(RejectReason::Cardinality) => r.points_rejected.cardinality += c,
+                Ok(RejectReason::TooLarge) => r.points_rejected.too_large += c,
+                Ok(RejectReason::Overloaded) => r.points_rejected.overloaded += c,
+                _ => r.points_rejected.invalid += c,
+            }
+        }
+        let us = u64::try_from(acked.latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.latency_us.record(us.min(self.latency_us.high()));
+    }
+}
+
+fn material(certs: &Certs, node: &str) -> anyhow::Result<TlsMaterial> {
+    Ok(match certs {
+        Certs::Files { cert, key, ca } => TlsMaterial::load(cert, key, ca)?,
+        Certs::Dev(dir) => {
+            let pki = DevPki::at(dir);
+            if !pki.ca_cert.exists() {
+                anyhow::bail!(
+                    "no development CA in {} (start telemetry-relay with no config first, or pass --cert/--key/--ca)",
+                    dir.display()
+                );
+            }
+            let (cert, key) = pki.client(node)?;
+            TlsMaterial::load(&cert, &key, &pki.ca_cert)?
+        }
+    })
+}
+
+/// Runs the load and returns the report.
+pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
+    anyhow::ensure!(spec.nodes > 0 && spec.series > 0, "--nodes and --series must be at least 1");
+    anyhow::ensure!(spec.batch_points > 0, "--batch-points must be at least 1");
+    let tally = Arc::new(Mutex::new(Tally {
+        report: Report::default(),
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+    }));
+    let per_node_rate = spec.rate as f64 / spec.nodes as f64;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(spec.nodes);
+    for i in 0..spec.nodes {
+        let name = format!("{}{i}", spec.node_prefix);
+        let tls = material(&spec.certs, &name)?;
+        let mut cfg = ClientConfig::new(spec.addr.clone(), spec.server_name.clone(), tls);
+        cfg.window = spec.window;
+        cfg.max_batch_points = spec.batch_points;
+        let spray = i < spec.spray_nodes;
+        tasks.push(tokio::spawn(node_task(spec.clone(), cfg, per_node_rate, spray, i, tally.clone())));
+    }
+    let mut nodes_failed = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(()) => {}
+            Err(e) => {
+                nodes_failed += 1;
+                tracing::warn!(error = %format!("{e:#}"), "node failed");
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut t = tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let h = &t.latency_us;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let latency = if h.is_empty() {
+        Latency::default()
+    } else {
+        Latency { p50: ms(0.5), p99: ms(0.99), p999: ms(0.999), max: h.max() as f64 / 1000.0 }
+    };
+    let r = &mut t.report;
+    r.ack_latency_ms = latency;
+    r.nodes_failed = nodes_failed;
+    r.elapsed_secs = elapsed;
+    let rej = &r.points_rejected;
+    let answered = r.points_acked + rej.cardinality + rej.invalid + rej.too_large + rej.overloaded;
+    r.points_unacked = r.points_sent.saturating_sub(answered);
+    r.points_per_sec = if elapsed > 0.0 { answered as f64 / elapsed } else { 0.0 };
+    Ok(r.clone())
+}
+
+async fn node_task(
+    spec: LoadSpec,
+    cfg: ClientConfig,
+    rate: f64,
+    spray: bool,
+    index: usize,
+    tally: Arc<Mutex<Tally>>,
+) -> anyhow::Result<()> {
+    let client = Client::connect(cfg).await?;
+    let metrics = ["gpu_utilization_percent", "gpu_memory_used_bytes", "gpu_temperature_celsius", "gpu_power_watts"];
+    let series: Vec<SeriesId> = (0..spec.series)
+        .map(|s| {
+            let gpu = (s / metrics.len()).to_string();
+            client.series(metrics[s % metrics.len()], &[("gpu", &gpu), ("model", "H100")])
+        })
+        .collect::<Result<_, _>>()?;
+    let spray_series = spec.spray_series.max(1);
+
+    // Acks are awaited in send order by a companion task.
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<horizon_shared::client::PendingAck>();
+    let t2 = tally.clone();
+    let acker = tokio::spawn(async move {
+        while let Some(p) = ack_rx.recv().await {
+            if let Ok(a) = p.await {
+                t2.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(&a);
+            }
+        }
+    });
+
+    // Stagger nodes across the first tick so they do not send in lockstep.
+    let tick = Duration::from_millis(20);
+    tokio::time::sleep(tick.mul_f64((index % 50) as f64 / 50.0)).await;
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    let mut cursor: usize = 0;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while start.elapsed() < spec.duration {
+        interval.tick().await;
+        let due = (rate * start.elapsed().as_secs_f64()) as u64;
+        let mut todo = due.saturating_sub(sent);
+        let now = unix_nanos_now();
+        while todo > 0 {
+            let n = usize::try_from(todo).unwrap_or(usize::MAX).min(spec.batch_points);
+            let mut points = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (sid, lap) = if spray {
+                    let k = cursor % spray_series;
+                    let id = client.series("loadgen_spray", &[("job_id", &k.to_string())])?;
+                    (id, cursor / spray_series)
+                } else {
+                    (series[cursor % series.len()], cursor / series.len())
+                };
+                // Distinct timestamps per lap keep every (series, time) unique.
+                points.push(Point::new(sid, now + lap as i64 % 1_000_000, (cursor % 100) as f64));
+                cursor += 1;
+            }
+            let pending = client.send(Batch { points }).await?;
+            let _ = ack_tx.send(pending);
+            sent += n as u64;
+            todo -= n as u64;
+        }
+    }
+    tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner).report.points_sent += sent;
+    client.flush(spec.flush_timeout).await;
+    drop(ack_tx);
+    let stats = client.stats();
+    {
+        let mut t = tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.report.connection_errors += stats.connection_errors;
+        t.report.resends += stats.resends;
+    }
+    client.close().await;
+    let _ = acker.await;
+    Ok(())
+}
+
+impl Report {
+    /// A human summary, several lines.
+    pub fn human(&self) -> String {
+        let r = &self.points_rejected;
+        let l = &self.ack_latency_ms;
+        format!(
+            "points sent      {}\n\
+             points accepted  {}\n\
+             points rejected  cardinality {}, invalid {}, too large {}, overloaded {}\n\
+             points unacked   {}\n\
+             batches acked    {}\n\
+             throughput       {:.0} points/s over {:.1} s\n\
+             ack latency      p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n\
+             connections      {} errors, {} batches resent, {} nodes failed\n",
+            self.points_sent,
+            self.points_acked,
+            r.cardinality,
+            r.invalid,
+            r.too_large,
+            r.overloaded,
+            self.points_unacked,
+            self.batches_acked,
+            self.points_per_sec,
+            self.elapsed_secs,
+            l.p50,
+            l.p99,
+            l.p999,
+            l.max,
+            self.connection_errors,
+            self.resends,
+            self.nodes_failed,
+        )
+    }
+}

@@ -1,0 +1,300 @@
+//! The relay's Prometheus metrics and the HTTP endpoint that serves them
+//! (`/metrics`), with `/healthz` and `/readyz`.
+//!
+//! Every label has a bounded set of values: reasons and kinds are fixed
+//! enums, and per-node budget metrics list only the top nodes
+//! (`budgets.metrics_top_nodes`), computed at scrape time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::budget::Budgets;
+use crate::ingest::BatchOutcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+/// Kinds of stream errors counted in `horizon_relay_stream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamErrorKind {
+    /// Length prefix above `limits.max_frame_bytes`.
+    FrameTooLarge,
+    /// Undecodable frame (zero length, not protobuf).
+    MalformedFrame,
+    /// The stream ended inside a frame.
+    TruncatedFrame,
+    /// A frame of a kind this relay does not know (newer agent).
+    UnknownFrame,
+    /// A series definition that could not be stored.
+    BadSeriesDef,
+}
+
+impl StreamErrorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::FrameTooLarge => "frame_too_large",
+            Self::MalformedFrame => "malformed_frame",
+            Self::TruncatedFrame => "truncated_frame",
+            Self::UnknownFrame => "unknown_frame",
+            Self::BadSeriesDef => "bad_series_def",
+        }
+    }
+}
+
+/// Handles to every metric the relay updates.
+#[derive(Debug)]
+pub struct RelayMetrics {
+    registry: Registry,
+    /// Connections open now.
+    pub connections_active: Gauge,
+    /// Connections established (handshake and identity passed).
+    pub connections_accepted: Counter,
+    refused: Family<Reason, Counter>,
+    /// Streams open now.
+    pub streams_active: Gauge,
+    /// Batches processed.
+    pub batches: Counter,
+    /// Points received (accepted + rejected).
+    pub points_received: Counter,
+    /// Points accepted.
+    pub points_accepted: Counter,
+    rejected: Family<Reason, Counter>,
+    budget_rejected: Family<LimitLabel, Counter>,
+    /// New series admitted to budgets.
+    pub series_admitted: Counter,
+    stream_errors: Family<Kind, Counter>,
+    /// Points per batch.
+    pub batch_points: Histogram,
+    /// Time to process one batch (decode to ack written), seconds.
+    pub batch_seconds: Histogram,
+}
+
+impl RelayMetrics {
+    /// Registers every metric, plus the per-node budget collector.
+    pub fn new(budgets: Arc<Budgets>, top_nodes: usize) -> Self {
+        let mut r = Registry::with_prefix("horizon_relay");
+        let connections_active = Gauge::default();
+        r.register("connections_active", "QUIC connections open now", connections_active.clone());
+        let connections_accepted = Counter::default();
+        r.register("connections_accepted", "Connections established (mutual TLS and identity passed)", connections_accepted.clone());
+        let refused = Family::<Reason, Counter>::default();
+        r.register(
+            "connections_refused",
+            "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; identity: no usable node name)",
+            refused.clone(),
+        );
+        let streams_active = Gauge::default();
+        r.register("streams_active", "Streams open now", streams_active.clone());
+        let batches = Counter::default();
+        r.register("batches", "Batches processed and acked", batches.clone());
+        let points_received = Counter::default();
+        r.register("points_received", "Points received in batches (accepted + rejected)", points_received.clone());
+        let points_accepted = Counter::default();
+        r.register("points_accepted", "Points accepted", points_accepted.clone());
+        let rejected = Family::<Reason, Counter>::default();
+        r.register("points_rejected", "Points rejected, by the ack's reason", rejected.clone());
+        let budget_rejected = Family::<LimitLabel, Counter>::default();
+        r.register("budget_rejected_points", "Points of new series refused by a cardinality cap, by cap", budget_rejected.clone());
+        let series_admitted = Counter::default();
+        r.register("budget_series_admitted", "New series admitted to a node's budget", series_admitted.clone());
+        let stream_errors = Family::<Kind, Counter>::default();
+        r.register("stream_errors", "Streams reset or frames dropped for bad input, by kind", stream_errors.clone());
+        let batch_points = Histogram::new(exponential_buckets(1.0, 4.0, 8));
+        r.register("batch_points", "Points per batch", batch_points.clone());
+        let batch_seconds = Histogram::new(exponential_buckets(0.000_01, 4.0, 10));
+        r.register("batch_processing_seconds", "Time from a decoded batch to its ack being written", batch_seconds.clone());
+        r.register_collector(Box::new(BudgetCollector { budgets, top_nodes }));
+        // Pre-create the fixed label values so every series shows from the start.
+        for reason in ["cardinality", "invalid", "too_large", "overloaded"] {
+            let _ = rejected.get_or_create(&Reason { reason: reason.into() });
+        }
+        for reason in ["limit", "handshake", "identity"] {
+            let _ = refused.get_or_create(&Reason { reason: reason.into() });
+        }
+        for limit in ["node", "metric", "relay"] {
+            let _ = budget_rejected.get_or_create(&LimitLabel { limit: limit.into() });
+        }
+        Self {
+            registry: r,
+            connections_active,
+            connections_accepted,
+            refused,
+            streams_active,
+            batches,
+            points_received,
+            points_accepted,
+            rejected,
+            budget_rejected,
+            series_admitted,
+            stream_errors,
+            batch_points,
+            batch_seconds,
+        }
+    }
+
+    /// Counts a refused connection (`limit`, `handshake` or `identity`).
+    pub fn connection_refused(&self, reason: &str) {
+        self.refused.get_or_create(&Reason { reason: reason.into() }).inc();
+    }
+
+    /// Counts a stream error.
+    pub fn stream_error(&self, kind: StreamErrorKind) {
+        self.stream_errors.get_or_create(&Kind { kind: kind.as_str().into() }).inc();
+    }
+
+    /// Records a processed batch.
+    pub fn record_batch(&self, out: &BatchOutcome, seconds: f64) {
+        let r = &out.rejects;
+        let n = u64::from(out.ack.accepted) + u64::from(out.ack.rejected);
+        self.batches.inc();
+        self.points_received.inc_by(n);
+        self.points_accepted.inc_by(u64::from(out.ack.accepted));
+        self.series_admitted.inc_by(u64::from(out.new_series));
+        self.batch_points.observe(n as f64);
+        self.batch_seconds.observe(seconds);
+        for (reason, count) in [("cardinality", r.cardinality()), ("invalid", r.invalid), ("too_large", r.too_large)] {
+            if count > 0 {
+                self.rejected.get_or_create(&Reason { reason: reason.into() }).inc_by(u64::from(count));
+            }
+        }
+        for (limit, count) in [("node", r.cardinality_node), ("metric", r.cardinality_metric), ("relay", r.cardinality_relay)] {
+            if count > 0 {
+                self.budget_rejected.get_or_create(&LimitLabel { limit: limit.into() }).inc_by(u64::from(count));
+            }
+        }
+        for _ in 0..out.bad_defs {
+            self.stream_error(StreamErrorKind::BadSeriesDef);
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Per-node budget usage, computed at scrape time for the top nodes only.
+#[derive(Debug)]
+struct BudgetCollector {
+    budgets: Arc<Budgets>,
+    top_nodes: usize,
+}
+
+impl Collector for BudgetCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let g = |v: usize| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+        g(self.budgets.total()).encode(encoder.encode_descriptor(
+            "budget_series",
+            "Live series across all nodes (relay-wide budget usage)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        g(self.budgets.max_total()).encode(encoder.encode_descriptor(
+            "budget_series_limit",
+            "Relay-wide series cap (limits.max_cardinality)",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        g(self.budgets.node_count()).encode(encoder.encode_descriptor(
+            "budget_nodes",
+            "Nodes with budget state on this relay",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let top = self.budgets.top_nodes(self.top_nodes);
+        let mut live = encoder.encode_descriptor(
+            "budget_node_series",
+            "Live series of a node (top nodes by usage and by rejections only)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for u in &top {
+            g(u.live).encode(live.encode_family(&NodeLabel { node: u.node.to_string() })?)?;
+        }
+        let mut limit = encoder.encode_descriptor(
+            "budget_node_series_limit",
+            "Series budget of a node (same nodes as budget_node_series)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for u in &top {
+            g(u.limit).encode(limit.encode_family(&NodeLabel { node: u.node.to_string() })?)?;
+        }
+        let mut rejected = encoder.encode_descriptor(
+            "budget_node_rejected_points",
+            "Points of new series refused for a node since it was first seen (same nodes as budget_node_series)",
+            None,
+            MetricType::Counter,
+        )?;
+        for u in &top {
+            ConstCounter::new(u.rejected_points).encode(rejected.encode_family(&NodeLabel { node: u.node.to_string() })?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<RelayMetrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n").into_response()
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}

@@ -1,0 +1,236 @@
+//! The relay server: binds the QUIC endpoint and the metrics endpoint, runs
+//! the accept loop, and shuts down in order (stop accepting, tell agents to
+//! go away, finish in-flight batches, close).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use horizon_shared::devcerts::DevPki;
+use horizon_shared::proto::error_code;
+use horizon_shared::tls::{TlsMaterial, quic_server_config};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::budget::Budgets;
+use crate::config::{Settings, TlsSource};
+use crate::connection;
+use crate::ingest::IngestLimits;
+use crate::metrics::{self, RelayMetrics};
+use crate::ratelimit::RateLimited;
+
+/// Errors that stop the relay from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Certificates could not be loaded.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] horizon_shared::tls::TlsError),
+    /// The development PKI could not be created.
+    #[error("development certificates: {0}")]
+    DevCerts(#[from] horizon_shared::devcerts::DevCertError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The QUIC transport configuration was refused.
+    #[error("invalid transport setting: {0}")]
+    Transport(String),
+}
+
+
+/// How long streams get to finish their in-flight batches once shutdown starts.
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// State shared by every connection and stream.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) limits: IngestLimits,
+    pub(crate) budgets: Arc<Budgets>,
+    pub(crate) metrics: Arc<RelayMetrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) handshake_log: RateLimited,
+    pub(crate) refused_log: RateLimited,
+}
+
+/// A bound relay, ready to [`run`](Relay::run).
+#[derive(Debug)]
+pub struct Relay {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Loads the configured certificates, creating the development PKI if the
+/// configuration asks for it.
+pub fn load_tls(source: &TlsSource) -> Result<TlsMaterial, RelayError> {
+    Ok(match source {
+        TlsSource::Files { cert, key, ca } => TlsMaterial::load(cert, key, ca)?,
+        TlsSource::Dev(dir) => {
+            let (pki, created) = DevPki::ensure(dir)?;
+            if created {
+                info!(dir = %dir.display(), "created a development CA and relay certificate (not for production)");
+            } else {
+                info!(dir = %dir.display(), "using development certificates (not for production)");
+            }
+            TlsMaterial::load(&pki.server_cert, &pki.server_key, &pki.ca_cert)?
+        }
+    })
+}
+
+impl Relay {
+    /// Loads certificates and binds the QUIC and metrics sockets.
+    pub async fn bind(settings: Settings) -> Result<Self, RelayError> {
+        let tls = load_tls(&settings.tls)?;
+        let mut server = quic_server_config(&tls)?;
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_idle_timeout(Some(
+                quinn::IdleTimeout::try_from(settings.idle_timeout).map_err(|e| RelayError::Transport(e.to_string()))?,
+            ))
+            .keep_alive_interval(Some(settings.keep_alive))
+            .max_concurrent_bidi_streams(settings.max_streams_per_connection.into())
+            .max_concurrent_uni_streams(0u32.into());
+        server.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::server(server, settings.listen_addr)
+            .map_err(|source| RelayError::Bind { addr: settings.listen_addr, source })?;
+
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr).await.map_err(|source| RelayError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let budgets = Arc::new(Budgets::new(settings.budgets.clone()));
+        let metrics = Arc::new(RelayMetrics::new(budgets.clone(), settings.budgets.metrics_top_nodes));
+        let limits = IngestLimits {
+            max_batch_size: settings.max_batch_size,
+            series: settings.series_limits,
+            time_window: settings.time_window,
+        };
+        let shared = Arc::new(Shared {
+            settings,
+            limits,
+            budgets,
+            metrics,
+            shutdown: CancellationToken::new(),
+            handshake_log: RateLimited::new(Duration::from_secs(10)),
+            refused_log: RateLimited::new(Duration::from_secs(10)),
+        });
+        Ok(Self { endpoint, shared, metrics_listener, ready: Arc::new(AtomicBool::new(true)) })
+    }
+
+    /// The QUIC address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().unwrap_or(self.shared.settings.listen_addr)
+    }
+
+    /// The metrics endpoint's address, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The budgets, to reconfigure them on reload.
+    pub fn budgets(&self) -> Arc<Budgets> {
+        self.shared.budgets.clone()
+    }
+
+    /// The metrics, for embedding and tests.
+    pub fn metrics(&self) -> Arc<RelayMetrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains: `/readyz` fails, no new
+    /// connection is accepted, every stream is told to go away and given
+    /// a grace period to finish its in-flight batches, then the endpoint closes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
+        let Self { endpoint, shared, metrics_listener, ready } = self;
+        let tracker = TaskTracker::new();
+        let http_stop = CancellationToken::new();
+        if let Some(listener) = metrics_listener {
+            let (m, r, stop) = (shared.metrics.clone(), ready.clone(), http_stop.clone());
+            tracker.spawn(async move {
+                if let Err(e) = metrics::serve(listener, m, r, stop).await {
+                    warn!(error = %e, "metrics endpoint failed");
+                }
+            });
+        }
+        tracker.spawn(sweep_budgets(shared.clone()));
+        let conn_limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let incoming = tokio::select! {
+                () = &mut shutdown => break,
+                i = endpoint.accept() => match i {
+                    Some(i) => i,
+                    None => break,
+                },
+            };
+            match conn_limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let span = info_span!("conn", remote = %incoming.remote_address());
+                    tracker.spawn(connection::handle(incoming, shared.clone(), permit).instrument(span));
+                }
+                Err(_) => {
+                    shared.metrics.connection_refused("limit");
+                    if let Some(suppressed) = shared.refused_log.allow() {
+                        warn!(
+                            remote = %incoming.remote_address(),
+                            max_connections = shared.settings.max_connections,
+                            suppressed,
+                            "connection refused: at server.max_connections"
+                        );
+                    }
+                    incoming.refuse();
+                }
+            }
+        }
+
+        info!("shutting down: refusing new connections, draining streams");
+        ready.store(false, Ordering::Relaxed);
+        shared.shutdown.cancel();
+        tracker.close();
+        let connections_done = tokio::time::timeout(DRAIN_GRACE + Duration::from_secs(1), async {
+            while shared.metrics.connections_active.get() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if connections_done.is_err() {
+            warn!(open = shared.metrics.connections_active.get(), "drain grace expired; closing remaining connections");
+        }
+        endpoint.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
+        http_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+        info!("relay stopped");
+        Ok(())
+    }
+}
+
+/// Expires quiet series every quarter TTL (at most every 30 s).
+async fn sweep_budgets(shared: Arc<Shared>) {
+    let period = (shared.settings.budgets.series_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let expired = shared.budgets.sweep(shared.budgets.now());
+                if expired > 0 {
+                    tracing::debug!(expired, live = shared.budgets.total(), "expired quiet series");
+                }
+            }
+            () = shared.shutdown.cancelled() => return,
+        }
+    }
+}
