@@ -131,7 +131,12 @@ pub struct Budgets {
 impl Budgets {
     /// Empty budgets with these settings.
     pub fn new(settings: BudgetSettings) -> Self {
-        Self { settings: RwLock::new(settings), nodes: RwLock::default(), total: AtomicUsize::new(0), epoch: Instant::now() }
+        Self {
+            settings: RwLock::new(settings),
+            nodes: RwLock::default(),
+            total: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        }
     }
 
     /// Seconds since these budgets were created: the clock the relay passes to
@@ -146,14 +151,24 @@ impl Budgets {
 
     fn limits_for(settings: &BudgetSettings, node: &str) -> (usize, usize) {
         let o = settings.overrides.get(node);
-        let max = o.and_then(|o| o.max_series).unwrap_or(settings.max_series_per_node);
-        let per_metric = o.and_then(|o| o.max_series_per_metric).or(settings.max_series_per_metric).unwrap_or(0);
+        let max = o
+            .and_then(|o| o.max_series)
+            .unwrap_or(settings.max_series_per_node);
+        let per_metric = o
+            .and_then(|o| o.max_series_per_metric)
+            .or(settings.max_series_per_metric)
+            .unwrap_or(0);
         (max, per_metric)
     }
 
     /// The budget of `node`, created on first use.
     pub fn node(&self, node: &str) -> Arc<NodeBudget> {
-        if let Some(b) = self.nodes.read().unwrap_or_else(PoisonError::into_inner).get(node) {
+        if let Some(b) = self
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+        {
             return b.clone();
         }
         let (max, per_metric) = Self::limits_for(&self.settings(), node);
@@ -182,19 +197,32 @@ impl Budgets {
             b.max_series.store(max, Ordering::Relaxed);
             b.max_per_metric.store(per_metric, Ordering::Relaxed);
         }
-        *self.settings.write().unwrap_or_else(PoisonError::into_inner) = settings;
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = settings;
     }
 
     /// Locks a node's budget for a batch of admission checks.
     pub fn lock<'a>(&'a self, node: &'a NodeBudget) -> NodeGuard<'a> {
-        NodeGuard { budgets: self, node, state: node.state.lock().unwrap_or_else(PoisonError::into_inner) }
+        NodeGuard {
+            budgets: self,
+            node,
+            state: node.state.lock().unwrap_or_else(PoisonError::into_inner),
+        }
     }
 
     /// Expires series not seen for the TTL and forgets nodes that have no
     /// live series and no connection. Returns how many series expired.
     pub fn sweep(&self, now: u32) -> usize {
         let ttl = self.ttl_secs();
-        let nodes: Vec<_> = self.nodes.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let nodes: Vec<_> = self
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
         let mut expired = 0;
         for node in &nodes {
             let mut g = self.lock(node);
@@ -226,18 +254,31 @@ impl Budgets {
 
     /// Nodes currently tracked.
     pub fn node_count(&self) -> usize {
-        self.nodes.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The `n` nodes with the most live series, together with the `n` nodes
     /// with the most rejected points (so a spraying node is always visible),
     /// without duplicates, ordered by live series.
     pub fn top_nodes(&self, n: usize) -> Vec<NodeUsage> {
-        let mut all: Vec<NodeUsage> =
-            self.nodes.read().unwrap_or_else(PoisonError::into_inner).values().map(|b| b.usage()).collect();
+        let mut all: Vec<NodeUsage> = self
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|b| b.usage())
+            .collect();
         if all.len() > n {
-            all.sort_unstable_by(|a, b| b.rejected_points.cmp(&a.rejected_points));
-            let mut keep: Vec<NodeUsage> = all.iter().take(n).filter(|u| u.rejected_points > 0).cloned().collect();
+            all.sort_unstable_by_key(|u| std::cmp::Reverse(u.rejected_points));
+            let mut keep: Vec<NodeUsage> = all
+                .iter()
+                .take(n)
+                .filter(|u| u.rejected_points > 0)
+                .cloned()
+                .collect();
             all.sort_unstable_by(|a, b| b.live.cmp(&a.live).then_with(|| a.node.cmp(&b.node)));
             for u in all.into_iter().take(n) {
                 if !keep.iter().any(|k| k.node == u.node) {
@@ -310,13 +351,20 @@ impl NodeGuard<'_> {
         }
         let per_metric = self.node.max_per_metric.load(Ordering::Relaxed);
         let known_metric = self.state.metric_ids.get(&metric_hash).copied();
-        if let Some(m) = known_metric {
-            if per_metric > 0 && self.state.metric_live[m as usize] as usize >= per_metric {
-                return self.reject(Limit::Metric);
-            }
+        if let Some(m) = known_metric
+            && per_metric > 0
+            && self.state.metric_live[m as usize] as usize >= per_metric
+        {
+            return self.reject(Limit::Metric);
         }
         let max_total = self.budgets.max_total();
-        if self.budgets.total.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| (t < max_total).then_some(t + 1)).is_err()
+        if self
+            .budgets
+            .total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < max_total).then_some(t + 1)
+            })
+            .is_err()
         {
             return self.reject(Limit::Relay);
         }
@@ -327,16 +375,29 @@ impl NodeGuard<'_> {
             self.state.metric_live.push(0);
             idx
         });
-        self.state.series.insert(series_hash, Slot { last_seen: now, metric });
+        self.state.series.insert(
+            series_hash,
+            Slot {
+                last_seen: now,
+                metric,
+            },
+        );
         self.state.metric_live[metric as usize] += 1;
-        self.node.live.store(self.state.series.len(), Ordering::Relaxed);
+        self.node
+            .live
+            .store(self.state.series.len(), Ordering::Relaxed);
         Admission::New
     }
 
     /// Drops interned metrics that have no live series left, renumbering the
     /// rest, once they make up more than half of the table.
     fn compact_metrics(&mut self) {
-        let NodeState { series, metric_ids, metric_live, .. } = &mut *self.state;
+        let NodeState {
+            series,
+            metric_ids,
+            metric_live,
+            ..
+        } = &mut *self.state;
         let dead = metric_live.iter().filter(|c| **c == 0).count();
         if dead == 0 || dead * 2 < metric_live.len() {
             return;
@@ -376,7 +437,11 @@ impl NodeGuard<'_> {
         if self.state.unwarned_rejections == 0 {
             return None;
         }
-        if self.state.last_warn.is_some_and(|t| now.saturating_sub(t) < interval_secs) {
+        if self
+            .state
+            .last_warn
+            .is_some_and(|t| now.saturating_sub(t) < interval_secs)
+        {
             return None;
         }
         self.state.last_warn = Some(now);
@@ -389,7 +454,11 @@ impl NodeGuard<'_> {
 
     fn expire(&mut self, now: u32, ttl: u32) -> usize {
         let before = self.state.series.len();
-        let NodeState { series, metric_live, .. } = &mut *self.state;
+        let NodeState {
+            series,
+            metric_live,
+            ..
+        } = &mut *self.state;
         series.retain(|_, slot| {
             let keep = now.saturating_sub(slot.last_seen) < ttl;
             if !keep {

@@ -53,7 +53,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_owned(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
 }
 
 /// The whole relay configuration, as written in the file.
@@ -166,7 +169,11 @@ pub struct ParquetConfig {
 
 impl Default for ParquetConfig {
     fn default() -> Self {
-        Self { output_dir: "data/objects".into(), rotation_interval_secs: 10, compression: "snappy".into() }
+        Self {
+            output_dir: "data/objects".into(),
+            rotation_interval_secs: 10,
+            compression: "snappy".into(),
+        }
     }
 }
 
@@ -182,7 +189,10 @@ pub struct ObjectStoreConfig {
 
 impl Default for ObjectStoreConfig {
     fn default() -> Self {
-        Self { url: String::new(), raw_prefix: "raw".into() }
+        Self {
+            url: String::new(),
+            raw_prefix: "raw".into(),
+        }
     }
 }
 
@@ -282,7 +292,9 @@ pub struct AckConfig {
 
 impl Default for AckConfig {
     fn default() -> Self {
-        Self { mode: "received".into() }
+        Self {
+            mode: "received".into(),
+        }
     }
 }
 
@@ -387,7 +399,10 @@ impl Config {
     /// Reads, expands and parses a YAML file (not yet validated).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
         Self::from_yaml(&text, &p)
     }
 
@@ -403,45 +418,80 @@ impl Config {
         origin: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let text = horizon_shared::envsubst::expand_with(text, env)
-            .map_err(|source| ConfigError::Env { path: origin.to_owned(), source })?;
+        let text = horizon_shared::envsubst::expand_with(text, env).map_err(|source| {
+            ConfigError::Env {
+                path: origin.to_owned(),
+                source,
+            }
+        })?;
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Checks every value and produces typed [`Settings`].
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let s = &self.server;
         let listen_addr: SocketAddr = s.listen_addr.parse().map_err(|_| {
-            invalid("server.listen_addr", format!("{:?} is not an IP:port address", s.listen_addr))
+            invalid(
+                "server.listen_addr",
+                format!("{:?} is not an IP:port address", s.listen_addr),
+            )
         })?;
         positive("server.max_connections", s.max_connections)?;
-        positive("server.max_streams_per_connection", s.max_streams_per_connection as usize)?;
+        positive(
+            "server.max_streams_per_connection",
+            s.max_streams_per_connection as usize,
+        )?;
         if s.keep_alive_secs == 0 || s.keep_alive_secs >= 120 {
             return Err(invalid(
                 "server.keep_alive_secs",
-                format!("{} must be between 1 and 119 (UDP load balancers forget idle flows after 120 s)", s.keep_alive_secs),
+                format!(
+                    "{} must be between 1 and 119 (UDP load balancers forget idle flows after 120 s)",
+                    s.keep_alive_secs
+                ),
             ));
         }
         if s.connection_timeout_secs <= s.keep_alive_secs {
             return Err(invalid(
                 "server.connection_timeout_secs",
-                format!("{} must be greater than server.keep_alive_secs ({})", s.connection_timeout_secs, s.keep_alive_secs),
+                format!(
+                    "{} must be greater than server.keep_alive_secs ({})",
+                    s.connection_timeout_secs, s.keep_alive_secs
+                ),
             ));
         }
-        let relay_id = if s.relay_id.is_empty() { default_relay_id() } else { s.relay_id.clone() };
-        if !relay_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            return Err(invalid("server.relay_id", format!("{relay_id:?} may only hold letters, digits, '-', '_' and '.'")));
+        let relay_id = if s.relay_id.is_empty() {
+            default_relay_id()
+        } else {
+            s.relay_id.clone()
+        };
+        if !relay_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                "server.relay_id",
+                format!("{relay_id:?} may only hold letters, digits, '-', '_' and '.'"),
+            ));
         }
 
         let sec = &self.security;
-        let set = [&sec.tls_cert_path, &sec.tls_key_path, &sec.tls_ca_path].iter().filter(|p| !p.is_empty()).count();
+        let set = [&sec.tls_cert_path, &sec.tls_key_path, &sec.tls_ca_path]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .count();
         let tls = match set {
             0 => {
                 if sec.dev_certs_dir.is_empty() {
-                    return Err(invalid("security.dev_certs_dir", "must be set when no certificate paths are given"));
+                    return Err(invalid(
+                        "security.dev_certs_dir",
+                        "must be set when no certificate paths are given",
+                    ));
                 }
                 TlsSource::Dev(PathBuf::from(&sec.dev_certs_dir))
             }
@@ -458,24 +508,52 @@ impl Config {
             }
         };
 
-        if !self.influxdb.url.is_empty() && !self.influxdb.url.starts_with("http://") && !self.influxdb.url.starts_with("https://") {
-            return Err(invalid("influxdb.url", format!("{:?} must start with http:// or https://", self.influxdb.url)));
+        if !self.influxdb.url.is_empty()
+            && !self.influxdb.url.starts_with("http://")
+            && !self.influxdb.url.starts_with("https://")
+        {
+            return Err(invalid(
+                "influxdb.url",
+                format!(
+                    "{:?} must start with http:// or https://",
+                    self.influxdb.url
+                ),
+            ));
         }
         match self.parquet.compression.as_str() {
             "snappy" | "zstd" => {}
-            other => return Err(invalid("parquet.compression", format!("{other:?} must be \"snappy\" or \"zstd\""))),
+            other => {
+                return Err(invalid(
+                    "parquet.compression",
+                    format!("{other:?} must be \"snappy\" or \"zstd\""),
+                ));
+            }
         }
-        positive("parquet.rotation_interval_secs", self.parquet.rotation_interval_secs as usize)?;
+        positive(
+            "parquet.rotation_interval_secs",
+            self.parquet.rotation_interval_secs as usize,
+        )?;
         let url = &self.object_store.url;
         if !url.is_empty() && !url.starts_with("s3://") && !url.starts_with("file://") {
-            return Err(invalid("object_store.url", format!("{url:?} must start with s3:// or file://")));
+            return Err(invalid(
+                "object_store.url",
+                format!("{url:?} must start with s3:// or file://"),
+            ));
         }
         match self.ack.mode.as_str() {
             "received" => {}
             "durable" => {
-                return Err(invalid("ack.mode", "\"durable\" needs the object-store sink, which this version does not have yet; use \"received\""));
+                return Err(invalid(
+                    "ack.mode",
+                    "\"durable\" needs the object-store sink, which this version does not have yet; use \"received\"",
+                ));
             }
-            other => return Err(invalid("ack.mode", format!("{other:?} must be \"received\" or \"durable\""))),
+            other => {
+                return Err(invalid(
+                    "ack.mode",
+                    format!("{other:?} must be \"received\" or \"durable\""),
+                ));
+            }
         }
 
         let l = &self.limits;
@@ -483,9 +561,15 @@ impl Config {
         positive("limits.max_batch_size", l.max_batch_size)?;
         positive("limits.backpressure_threshold", l.backpressure_threshold)?;
         if l.max_frame_bytes < 1024 || l.max_frame_bytes > 64 * 1024 * 1024 {
-            return Err(invalid("limits.max_frame_bytes", format!("{} must be between 1024 and 67108864", l.max_frame_bytes)));
+            return Err(invalid(
+                "limits.max_frame_bytes",
+                format!("{} must be between 1024 and 67108864", l.max_frame_bytes),
+            ));
         }
-        positive("limits.max_series_per_stream", l.max_series_per_stream as usize)?;
+        positive(
+            "limits.max_series_per_stream",
+            l.max_series_per_stream as usize,
+        )?;
         positive("limits.max_metric_name_bytes", l.max_metric_name_bytes)?;
         positive("limits.max_label_key_bytes", l.max_label_key_bytes)?;
         positive("limits.max_label_value_bytes", l.max_label_value_bytes)?;
@@ -496,7 +580,10 @@ impl Config {
         positive("budgets.series_ttl_secs", b.series_ttl_secs as usize)?;
         for (node, o) in &b.node_overrides {
             if o.max_series == Some(0) {
-                return Err(invalid(&format!("budgets.node_overrides.{node}.max_series"), "must be at least 1"));
+                return Err(invalid(
+                    &format!("budgets.node_overrides.{node}.max_series"),
+                    "must be at least 1",
+                ));
             }
         }
 
@@ -505,18 +592,31 @@ impl Config {
             None
         } else {
             let ip: std::net::IpAddr = o.metrics_bind.parse().map_err(|_| {
-                invalid("observability.metrics_bind", format!("{:?} is not an IP address", o.metrics_bind))
+                invalid(
+                    "observability.metrics_bind",
+                    format!("{:?} is not an IP address", o.metrics_bind),
+                )
             })?;
             Some(SocketAddr::new(ip, o.metrics_port))
         };
         match o.log_level.to_ascii_lowercase().as_str() {
             "error" | "warn" | "info" | "debug" | "trace" => {}
-            other => return Err(invalid("observability.log_level", format!("{other:?} must be error, warn, info, debug or trace"))),
+            other => {
+                return Err(invalid(
+                    "observability.log_level",
+                    format!("{other:?} must be error, warn, info, debug or trace"),
+                ));
+            }
         }
         let log_json = match o.log_format.as_str() {
             "text" => false,
             "json" => true,
-            other => return Err(invalid("observability.log_format", format!("{other:?} must be \"text\" or \"json\""))),
+            other => {
+                return Err(invalid(
+                    "observability.log_format",
+                    format!("{other:?} must be \"text\" or \"json\""),
+                ));
+            }
         };
 
         Ok(Settings {
@@ -542,7 +642,8 @@ impl Config {
             },
             budgets: BudgetSettings {
                 max_series_per_node: b.max_series_per_node,
-                max_series_per_metric: (b.max_series_per_metric > 0).then_some(b.max_series_per_metric),
+                max_series_per_metric: (b.max_series_per_metric > 0)
+                    .then_some(b.max_series_per_metric),
                 max_series_total: l.max_cardinality,
                 series_ttl: Duration::from_secs(b.series_ttl_secs),
                 metrics_top_nodes: b.metrics_top_nodes,
@@ -557,19 +658,33 @@ impl Config {
 }
 
 fn positive(key: &str, v: usize) -> Result<(), ConfigError> {
-    if v == 0 { Err(invalid(key, "must be at least 1 (got 0)")) } else { Ok(()) }
+    if v == 0 {
+        Err(invalid(key, "must be at least 1 (got 0)"))
+    } else {
+        Ok(())
+    }
 }
 
 fn secs_to_ns(s: u64) -> i64 {
-    i64::try_from(s).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000)
+    i64::try_from(s)
+        .unwrap_or(i64::MAX / 1_000_000_000)
+        .saturating_mul(1_000_000_000)
 }
 
 fn default_relay_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_default();
-    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
-    if host.is_empty() { "relay".into() } else { host }
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .collect();
+    if host.is_empty() {
+        "relay".into()
+    } else {
+        host
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,11 @@ impl Drop for GaugeGuard {
     }
 }
 
-pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, _permit: OwnedSemaphorePermit) {
+pub(crate) async fn handle(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
@@ -55,7 +59,10 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, _perm
         Err(e) => {
             shared.metrics.connection_refused("identity");
             warn!(%remote, error = %e, "closing connection: no usable node identity");
-            conn.close(error_code::PROTOCOL_VIOLATION.into(), b"client certificate carries no node identity");
+            conn.close(
+                error_code::PROTOCOL_VIOLATION.into(),
+                b"client certificate carries no node identity",
+            );
             return;
         }
     };
@@ -146,9 +153,18 @@ async fn handle_stream(
             }
             Err(e) => {
                 let (kind, code) = match &e {
-                    FrameError::TooLarge { .. } => (Some(StreamErrorKind::FrameTooLarge), error_code::FRAME_TOO_LARGE),
-                    FrameError::Empty | FrameError::Malformed(_) => (Some(StreamErrorKind::MalformedFrame), error_code::MALFORMED_FRAME),
-                    FrameError::Truncated { .. } => (Some(StreamErrorKind::TruncatedFrame), error_code::MALFORMED_FRAME),
+                    FrameError::TooLarge { .. } => (
+                        Some(StreamErrorKind::FrameTooLarge),
+                        error_code::FRAME_TOO_LARGE,
+                    ),
+                    FrameError::Empty | FrameError::Malformed(_) => (
+                        Some(StreamErrorKind::MalformedFrame),
+                        error_code::MALFORMED_FRAME,
+                    ),
+                    FrameError::Truncated { .. } => (
+                        Some(StreamErrorKind::TruncatedFrame),
+                        error_code::MALFORMED_FRAME,
+                    ),
                     // The agent reset the stream or the connection went away.
                     FrameError::Io(_) => (None, error_code::NO_ERROR),
                 };
@@ -194,8 +210,15 @@ async fn handle_stream(
         // The sinks are not wired yet: accepted points are validated,
         // counted and acked as received (see README, "Status").
         out.clear();
-        codec::encode(&RelayFrame { kind: Some(relay_frame::Kind::Ack(outcome.ack.clone())) }, &mut out);
+        codec::encode(
+            &RelayFrame {
+                kind: Some(relay_frame::Kind::Ack(outcome.ack.clone())),
+            },
+            &mut out,
+        );
         send.write_all(&out).await?;
-        shared.metrics.record_batch(&outcome, started.elapsed().as_secs_f64());
+        shared
+            .metrics
+            .record_batch(&outcome, started.elapsed().as_secs_f64());
     }
 }

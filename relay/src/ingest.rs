@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
-use horizon_shared::model::{SeriesLimits, TimeWindow, canonicalize, series_hash, validate_point, validate_series};
-use horizon_shared::proto::{BatchAck, Durability, Label, MetricBatch, RejectReason, Rejection, SeriesDef};
+use horizon_shared::model::{
+    SeriesLimits, TimeWindow, canonicalize, series_hash, validate_point, validate_series,
+};
+use horizon_shared::proto::{
+    BatchAck, Durability, Label, MetricBatch, RejectReason, Rejection, SeriesDef,
+};
 
 use crate::budget::{Admission, Budgets, Limit, NodeBudget};
 
@@ -34,7 +38,10 @@ pub struct StreamDictionary {
 impl StreamDictionary {
     /// An empty dictionary accepting ids below `max_ids`.
     pub fn new(max_ids: u32) -> Self {
-        Self { entries: Vec::new(), max_ids }
+        Self {
+            entries: Vec::new(),
+            max_ids,
+        }
     }
 
     /// Applies one definition. Returns an error message for a definition that
@@ -42,7 +49,10 @@ impl StreamDictionary {
     /// marked invalid, so its points are rejected with the reason.
     fn define(&mut self, def: SeriesDef, limits: &SeriesLimits) -> Result<(), String> {
         if def.id >= self.max_ids {
-            return Err(format!("series id {} is beyond the stream dictionary limit of {}", def.id, self.max_ids));
+            return Err(format!(
+                "series id {} is beyond the stream dictionary limit of {}",
+                def.id, self.max_ids
+            ));
         }
         let mut labels = def.labels;
         canonicalize(&mut labels);
@@ -170,20 +180,36 @@ pub fn process_batch(
             examples.invalid.get_or_insert(msg);
         }
     }
-    let n = batch.series_ids.len().max(batch.time_deltas.len()).max(batch.values.len());
+    let n = batch
+        .series_ids
+        .len()
+        .max(batch.time_deltas.len())
+        .max(batch.values.len());
     let total = u32::try_from(n).unwrap_or(u32::MAX);
     let whole = |reason: RejectReason, message: String| BatchOutcome {
         ack: BatchAck {
             sequence: batch.sequence,
             accepted: 0,
             rejected: total,
-            rejections: vec![Rejection { reason: reason as i32, count: total, message }],
+            rejections: vec![Rejection {
+                reason: reason as i32,
+                count: total,
+                message,
+            }],
             durability: Durability::Received as i32,
         },
         accepted: Vec::new(),
         rejects: RejectCounts {
-            invalid: if reason == RejectReason::Invalid { total } else { 0 },
-            too_large: if reason == RejectReason::TooLarge { total } else { 0 },
+            invalid: if reason == RejectReason::Invalid {
+                total
+            } else {
+                0
+            },
+            too_large: if reason == RejectReason::TooLarge {
+                total
+            } else {
+                0
+            },
             ..RejectCounts::default()
         },
         new_series: 0,
@@ -193,7 +219,10 @@ pub fn process_batch(
     if n > limits.max_batch_size {
         return whole(
             RejectReason::TooLarge,
-            format!("batch of {n} points exceeds limits.max_batch_size = {}", limits.max_batch_size),
+            format!(
+                "batch of {n} points exceeds limits.max_batch_size = {}",
+                limits.max_batch_size
+            ),
         );
     }
     if batch.series_ids.len() != n || batch.time_deltas.len() != n || batch.values.len() != n {
@@ -225,7 +254,9 @@ pub fn process_batch(
             Some(Some(e)) => e,
             _ => {
                 rejects.invalid += 1;
-                examples.invalid.get_or_insert_with(|| format!("point {i} refers to undefined series id {id}"));
+                examples
+                    .invalid
+                    .get_or_insert_with(|| format!("point {i} refers to undefined series id {id}"));
                 continue;
             }
         };
@@ -236,12 +267,16 @@ pub fn process_batch(
         }
         if !time_ok {
             rejects.invalid += 1;
-            examples.invalid.get_or_insert_with(|| format!("point {i}: timestamp overflows 64 bits"));
+            examples
+                .invalid
+                .get_or_insert_with(|| format!("point {i}: timestamp overflows 64 bits"));
             continue;
         }
         if let Err(e) = validate_point(t, value, bounds) {
             rejects.invalid += 1;
-            examples.invalid.get_or_insert_with(|| format!("point {i} of {:?}: {e}", cut(&entry.metric)));
+            examples
+                .invalid
+                .get_or_insert_with(|| format!("point {i} of {:?}: {e}", cut(&entry.metric)));
             continue;
         }
         match guard.admit(entry.series_hash, entry.metric_hash, now_secs) {
@@ -253,11 +288,17 @@ pub fn process_batch(
                     Limit::Metric => rejects.cardinality_metric += 1,
                     Limit::Relay => rejects.cardinality_relay += 1,
                 }
-                examples.cardinality.get_or_insert_with(|| cardinality_message(&node.usage(), limit, &entry.metric, budgets));
+                examples.cardinality.get_or_insert_with(|| {
+                    cardinality_message(&node.usage(), limit, &entry.metric, budgets)
+                });
                 continue;
             }
         }
-        accepted.push(AcceptedPoint { series: entry.clone(), time_unix_nano: t, value });
+        accepted.push(AcceptedPoint {
+            series: entry.clone(),
+            time_unix_nano: t,
+            value,
+        });
     }
     drop(guard);
 
@@ -293,7 +334,12 @@ pub fn process_batch(
     }
 }
 
-fn cardinality_message(u: &crate::budget::NodeUsage, limit: Limit, metric: &str, budgets: &Budgets) -> String {
+fn cardinality_message(
+    u: &crate::budget::NodeUsage,
+    limit: Limit,
+    metric: &str,
+    budgets: &Budgets,
+) -> String {
     match limit {
         Limit::Node => format!(
             "node {} is at its series budget ({}/{} live series); new series of {:?} refused",
@@ -302,7 +348,11 @@ fn cardinality_message(u: &crate::budget::NodeUsage, limit: Limit, metric: &str,
             u.limit,
             cut(metric)
         ),
-        Limit::Metric => format!("node {} is at its per-metric series cap for {:?}; new series refused", u.node, cut(metric)),
+        Limit::Metric => format!(
+            "node {} is at its per-metric series cap for {:?}; new series refused",
+            u.node,
+            cut(metric)
+        ),
         Limit::Relay => format!(
             "relay is at its series cap ({} live series); new series of {:?} refused",
             budgets.total(),

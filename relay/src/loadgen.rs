@@ -134,7 +134,9 @@ impl Tally {
                 _ => r.points_rejected.invalid += c,
             }
         }
-        let us = u64::try_from(acked.latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let us = u64::try_from(acked.latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let _ = self.latency_us.record(us.min(self.latency_us.high()));
     }
 }
@@ -158,7 +160,10 @@ fn material(certs: &Certs, node: &str) -> anyhow::Result<TlsMaterial> {
 
 /// Runs the load and returns the report.
 pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
-    anyhow::ensure!(spec.nodes > 0 && spec.series > 0, "--nodes and --series must be at least 1");
+    anyhow::ensure!(
+        spec.nodes > 0 && spec.series > 0,
+        "--nodes and --series must be at least 1"
+    );
     anyhow::ensure!(spec.batch_points > 0, "--batch-points must be at least 1");
     let tally = Arc::new(Mutex::new(Tally {
         report: Report::default(),
@@ -174,7 +179,14 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
         cfg.window = spec.window;
         cfg.max_batch_points = spec.batch_points;
         let spray = i < spec.spray_nodes;
-        tasks.push(tokio::spawn(node_task(spec.clone(), cfg, per_node_rate, spray, i, tally.clone())));
+        tasks.push(tokio::spawn(node_task(
+            spec.clone(),
+            cfg,
+            per_node_rate,
+            spray,
+            i,
+            tally.clone(),
+        )));
     }
     let mut nodes_failed = 0;
     for t in tasks {
@@ -187,13 +199,20 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let mut t = tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut t = tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let h = &t.latency_us;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let latency = if h.is_empty() {
         Latency::default()
     } else {
-        Latency { p50: ms(0.5), p99: ms(0.99), p999: ms(0.999), max: h.max() as f64 / 1000.0 }
+        Latency {
+            p50: ms(0.5),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: h.max() as f64 / 1000.0,
+        }
     };
     let r = &mut t.report;
     r.ack_latency_ms = latency;
@@ -202,7 +221,11 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
     let rej = &r.points_rejected;
     let answered = r.points_acked + rej.cardinality + rej.invalid + rej.too_large + rej.overloaded;
     r.points_unacked = r.points_sent.saturating_sub(answered);
-    r.points_per_sec = if elapsed > 0.0 { answered as f64 / elapsed } else { 0.0 };
+    r.points_per_sec = if elapsed > 0.0 {
+        answered as f64 / elapsed
+    } else {
+        0.0
+    };
     Ok(r.clone())
 }
 
@@ -215,11 +238,19 @@ async fn node_task(
     tally: Arc<Mutex<Tally>>,
 ) -> anyhow::Result<()> {
     let client = Client::connect(cfg).await?;
-    let metrics = ["gpu_utilization_percent", "gpu_memory_used_bytes", "gpu_temperature_celsius", "gpu_power_watts"];
+    let metrics = [
+        "gpu_utilization_percent",
+        "gpu_memory_used_bytes",
+        "gpu_temperature_celsius",
+        "gpu_power_watts",
+    ];
     let series: Vec<SeriesId> = (0..spec.series)
         .map(|s| {
             let gpu = (s / metrics.len()).to_string();
-            client.series(metrics[s % metrics.len()], &[("gpu", &gpu), ("model", "H100")])
+            client.series(
+                metrics[s % metrics.len()],
+                &[("gpu", &gpu), ("model", "H100")],
+            )
         })
         .collect::<Result<_, _>>()?;
     let spray_series = spec.spray_series.max(1);
@@ -230,13 +261,16 @@ async fn node_task(
     let acker = tokio::spawn(async move {
         while let Some(p) = ack_rx.recv().await {
             if let Ok(a) = p.await {
-                t2.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(&a);
+                t2.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .record(&a);
             }
         }
     });
 
-    // Stagger nodes across the first tick so they do not send in lockstep.
-    let tick = Duration::from_millis(20);
+    // Like an agent, send about one scrape of the node's series per tick
+    // (20 ms to 1 s), and stagger nodes so they do not send in lockstep.
+    let tick = Duration::from_secs_f64((spec.series as f64 / rate.max(1.0)).clamp(0.02, 1.0));
     tokio::time::sleep(tick.mul_f64((index % 50) as f64 / 50.0)).await;
     let start = Instant::now();
     let mut sent: u64 = 0;
@@ -249,7 +283,9 @@ async fn node_task(
         let mut todo = due.saturating_sub(sent);
         let now = unix_nanos_now();
         while todo > 0 {
-            let n = usize::try_from(todo).unwrap_or(usize::MAX).min(spec.batch_points);
+            let n = usize::try_from(todo)
+                .unwrap_or(usize::MAX)
+                .min(spec.batch_points);
             let mut points = Vec::with_capacity(n);
             for _ in 0..n {
                 let (sid, lap) = if spray {
@@ -260,7 +296,11 @@ async fn node_task(
                     (series[cursor % series.len()], cursor / series.len())
                 };
                 // Distinct timestamps per lap keep every (series, time) unique.
-                points.push(Point::new(sid, now + lap as i64 % 1_000_000, (cursor % 100) as f64));
+                points.push(Point::new(
+                    sid,
+                    now + lap as i64 % 1_000_000,
+                    (cursor % 100) as f64,
+                ));
                 cursor += 1;
             }
             let pending = client.send(Batch { points }).await?;
@@ -269,12 +309,18 @@ async fn node_task(
             todo -= n as u64;
         }
     }
-    tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner).report.points_sent += sent;
+    tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .report
+        .points_sent += sent;
     client.flush(spec.flush_timeout).await;
     drop(ack_tx);
     let stats = client.stats();
     {
-        let mut t = tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         t.report.connection_errors += stats.connection_errors;
         t.report.resends += stats.resends;
     }

@@ -105,9 +105,17 @@ impl RelayMetrics {
     pub fn new(budgets: Arc<Budgets>, top_nodes: usize) -> Self {
         let mut r = Registry::with_prefix("horizon_relay");
         let connections_active = Gauge::default();
-        r.register("connections_active", "QUIC connections open now", connections_active.clone());
+        r.register(
+            "connections_active",
+            "QUIC connections open now",
+            connections_active.clone(),
+        );
         let connections_accepted = Counter::default();
-        r.register("connections_accepted", "Connections established (mutual TLS and identity passed)", connections_accepted.clone());
+        r.register(
+            "connections_accepted",
+            "Connections established (mutual TLS and identity passed)",
+            connections_accepted.clone(),
+        );
         let refused = Family::<Reason, Counter>::default();
         r.register(
             "connections_refused",
@@ -119,31 +127,65 @@ impl RelayMetrics {
         let batches = Counter::default();
         r.register("batches", "Batches processed and acked", batches.clone());
         let points_received = Counter::default();
-        r.register("points_received", "Points received in batches (accepted + rejected)", points_received.clone());
+        r.register(
+            "points_received",
+            "Points received in batches (accepted + rejected)",
+            points_received.clone(),
+        );
         let points_accepted = Counter::default();
-        r.register("points_accepted", "Points accepted", points_accepted.clone());
+        r.register(
+            "points_accepted",
+            "Points accepted",
+            points_accepted.clone(),
+        );
         let rejected = Family::<Reason, Counter>::default();
-        r.register("points_rejected", "Points rejected, by the ack's reason", rejected.clone());
+        r.register(
+            "points_rejected",
+            "Points rejected, by the ack's reason",
+            rejected.clone(),
+        );
         let budget_rejected = Family::<LimitLabel, Counter>::default();
-        r.register("budget_rejected_points", "Points of new series refused by a cardinality cap, by cap", budget_rejected.clone());
+        r.register(
+            "budget_rejected_points",
+            "Points of new series refused by a cardinality cap, by cap",
+            budget_rejected.clone(),
+        );
         let series_admitted = Counter::default();
-        r.register("budget_series_admitted", "New series admitted to a node's budget", series_admitted.clone());
+        r.register(
+            "budget_series_admitted",
+            "New series admitted to a node's budget",
+            series_admitted.clone(),
+        );
         let stream_errors = Family::<Kind, Counter>::default();
-        r.register("stream_errors", "Streams reset or frames dropped for bad input, by kind", stream_errors.clone());
+        r.register(
+            "stream_errors",
+            "Streams reset or frames dropped for bad input, by kind",
+            stream_errors.clone(),
+        );
         let batch_points = Histogram::new(exponential_buckets(1.0, 4.0, 8));
         r.register("batch_points", "Points per batch", batch_points.clone());
         let batch_seconds = Histogram::new(exponential_buckets(0.000_01, 4.0, 10));
-        r.register("batch_processing_seconds", "Time from a decoded batch to its ack being written", batch_seconds.clone());
+        r.register(
+            "batch_processing_seconds",
+            "Time from a decoded batch to its ack being written",
+            batch_seconds.clone(),
+        );
         r.register_collector(Box::new(BudgetCollector { budgets, top_nodes }));
         // Pre-create the fixed label values so every series shows from the start.
         for reason in ["cardinality", "invalid", "too_large", "overloaded"] {
-            let _ = rejected.get_or_create(&Reason { reason: reason.into() });
+            let _ = rejected.get_or_create(&Reason {
+                reason: reason.into(),
+            });
         }
         for reason in ["limit", "handshake", "identity"] {
-            let _ = refused.get_or_create(&Reason { reason: reason.into() });
+            let _ = refused.get_or_create(&Reason {
+                reason: reason.into(),
+            });
         }
         for limit in ["node", "metric", "relay"] {
-            let _ = budget_rejected.get_or_create(&LimitLabel { limit: limit.into() });
+            let _ = budget_rejected.get_or_create(&LimitLabel {
+                limit: limit.into(),
+            });
         }
         Self {
             registry: r,
@@ -165,12 +207,20 @@ impl RelayMetrics {
 
     /// Counts a refused connection (`limit`, `handshake` or `identity`).
     pub fn connection_refused(&self, reason: &str) {
-        self.refused.get_or_create(&Reason { reason: reason.into() }).inc();
+        self.refused
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Counts a stream error.
     pub fn stream_error(&self, kind: StreamErrorKind) {
-        self.stream_errors.get_or_create(&Kind { kind: kind.as_str().into() }).inc();
+        self.stream_errors
+            .get_or_create(&Kind {
+                kind: kind.as_str().into(),
+            })
+            .inc();
     }
 
     /// Records a processed batch.
@@ -183,14 +233,30 @@ impl RelayMetrics {
         self.series_admitted.inc_by(u64::from(out.new_series));
         self.batch_points.observe(n as f64);
         self.batch_seconds.observe(seconds);
-        for (reason, count) in [("cardinality", r.cardinality()), ("invalid", r.invalid), ("too_large", r.too_large)] {
+        for (reason, count) in [
+            ("cardinality", r.cardinality()),
+            ("invalid", r.invalid),
+            ("too_large", r.too_large),
+        ] {
             if count > 0 {
-                self.rejected.get_or_create(&Reason { reason: reason.into() }).inc_by(u64::from(count));
+                self.rejected
+                    .get_or_create(&Reason {
+                        reason: reason.into(),
+                    })
+                    .inc_by(u64::from(count));
             }
         }
-        for (limit, count) in [("node", r.cardinality_node), ("metric", r.cardinality_metric), ("relay", r.cardinality_relay)] {
+        for (limit, count) in [
+            ("node", r.cardinality_node),
+            ("metric", r.cardinality_metric),
+            ("relay", r.cardinality_relay),
+        ] {
             if count > 0 {
-                self.budget_rejected.get_or_create(&LimitLabel { limit: limit.into() }).inc_by(u64::from(count));
+                self.budget_rejected
+                    .get_or_create(&LimitLabel {
+                        limit: limit.into(),
+                    })
+                    .inc_by(u64::from(count));
             }
         }
         for _ in 0..out.bad_defs {
@@ -243,7 +309,9 @@ impl Collector for BudgetCollector {
             MetricType::Gauge,
         )?;
         for u in &top {
-            g(u.live).encode(live.encode_family(&NodeLabel { node: u.node.to_string() })?)?;
+            g(u.live).encode(live.encode_family(&NodeLabel {
+                node: u.node.to_string(),
+            })?)?;
         }
         let mut limit = encoder.encode_descriptor(
             "budget_node_series_limit",
@@ -252,7 +320,9 @@ impl Collector for BudgetCollector {
             MetricType::Gauge,
         )?;
         for u in &top {
-            g(u.limit).encode(limit.encode_family(&NodeLabel { node: u.node.to_string() })?)?;
+            g(u.limit).encode(limit.encode_family(&NodeLabel {
+                node: u.node.to_string(),
+            })?)?;
         }
         let mut rejected = encoder.encode_descriptor(
             "budget_node_rejected_points",
@@ -261,7 +331,9 @@ impl Collector for BudgetCollector {
             MetricType::Counter,
         )?;
         for u in &top {
-            ConstCounter::new(u.rejected_points).encode(rejected.encode_family(&NodeLabel { node: u.node.to_string() })?)?;
+            ConstCounter::new(u.rejected_points).encode(rejected.encode_family(&NodeLabel {
+                node: u.node.to_string(),
+            })?)?;
         }
         Ok(())
     }
@@ -279,7 +351,15 @@ pub async fn serve(
             "/metrics",
             get(move || {
                 let m = metrics.clone();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()) }
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
@@ -296,5 +376,7 @@ pub async fn serve(
                 }
             }),
         );
-    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }

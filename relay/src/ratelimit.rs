@@ -16,14 +16,21 @@ pub struct RateLimited {
 impl RateLimited {
     /// At most one event per `interval`.
     pub fn new(interval: Duration) -> Self {
-        Self { interval, last: Mutex::new(None), suppressed: AtomicU64::new(0) }
+        Self {
+            interval,
+            last: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
     }
 
     /// `Some(n)` when the event may be logged now, `n` being how many were
     /// suppressed since the last one; `None` when it should be suppressed.
     pub fn allow(&self) -> Option<u64> {
         let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.is_some_and(|t| now.duration_since(t) < self.interval) {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
             return None;

@@ -45,7 +45,6 @@ pub enum RelayError {
     Transport(String),
 }
 
-
 /// How long streams get to finish their in-flight batches once shutdown starts.
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,23 +94,33 @@ impl Relay {
         let mut transport = quinn::TransportConfig::default();
         transport
             .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(settings.idle_timeout).map_err(|e| RelayError::Transport(e.to_string()))?,
+                quinn::IdleTimeout::try_from(settings.idle_timeout)
+                    .map_err(|e| RelayError::Transport(e.to_string()))?,
             ))
             .keep_alive_interval(Some(settings.keep_alive))
             .max_concurrent_bidi_streams(settings.max_streams_per_connection.into())
             .max_concurrent_uni_streams(0u32.into());
         server.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(server, settings.listen_addr)
-            .map_err(|source| RelayError::Bind { addr: settings.listen_addr, source })?;
+        let endpoint = quinn::Endpoint::server(server, settings.listen_addr).map_err(|source| {
+            RelayError::Bind {
+                addr: settings.listen_addr,
+                source,
+            }
+        })?;
 
         let metrics_listener = match settings.metrics_addr {
             Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr).await.map_err(|source| RelayError::Bind { addr, source })?,
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| RelayError::Bind { addr, source })?,
             ),
             None => None,
         };
         let budgets = Arc::new(Budgets::new(settings.budgets.clone()));
-        let metrics = Arc::new(RelayMetrics::new(budgets.clone(), settings.budgets.metrics_top_nodes));
+        let metrics = Arc::new(RelayMetrics::new(
+            budgets.clone(),
+            settings.budgets.metrics_top_nodes,
+        ));
         let limits = IngestLimits {
             max_batch_size: settings.max_batch_size,
             series: settings.series_limits,
@@ -126,17 +135,26 @@ impl Relay {
             handshake_log: RateLimited::new(Duration::from_secs(10)),
             refused_log: RateLimited::new(Duration::from_secs(10)),
         });
-        Ok(Self { endpoint, shared, metrics_listener, ready: Arc::new(AtomicBool::new(true)) })
+        Ok(Self {
+            endpoint,
+            shared,
+            metrics_listener,
+            ready: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     /// The QUIC address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local_addr().unwrap_or(self.shared.settings.listen_addr)
+        self.endpoint
+            .local_addr()
+            .unwrap_or(self.shared.settings.listen_addr)
     }
 
     /// The metrics endpoint's address, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The budgets, to reconfigure them on reload.
@@ -153,7 +171,12 @@ impl Relay {
     /// connection is accepted, every stream is told to go away and given
     /// a grace period to finish its in-flight batches, then the endpoint closes.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
-        let Self { endpoint, shared, metrics_listener, ready } = self;
+        let Self {
+            endpoint,
+            shared,
+            metrics_listener,
+            ready,
+        } = self;
         let tracker = TaskTracker::new();
         let http_stop = CancellationToken::new();
         if let Some(listener) = metrics_listener {
@@ -178,7 +201,9 @@ impl Relay {
             match conn_limit.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let span = info_span!("conn", remote = %incoming.remote_address());
-                    tracker.spawn(connection::handle(incoming, shared.clone(), permit).instrument(span));
+                    tracker.spawn(
+                        connection::handle(incoming, shared.clone(), permit).instrument(span),
+                    );
                 }
                 Err(_) => {
                     shared.metrics.connection_refused("limit");
@@ -206,7 +231,10 @@ impl Relay {
         })
         .await;
         if connections_done.is_err() {
-            warn!(open = shared.metrics.connections_active.get(), "drain grace expired; closing remaining connections");
+            warn!(
+                open = shared.metrics.connections_active.get(),
+                "drain grace expired; closing remaining connections"
+            );
         }
         endpoint.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
         http_stop.cancel();
@@ -219,7 +247,8 @@ impl Relay {
 
 /// Expires quiet series every quarter TTL (at most every 30 s).
 async fn sweep_budgets(shared: Arc<Shared>) {
-    let period = (shared.settings.budgets.series_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let period = (shared.settings.budgets.series_ttl / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -60,7 +60,10 @@ pub fn check(buf: &[u8], max_frame_bytes: usize) -> Result<Option<usize>, FrameE
         return Err(FrameError::Empty);
     }
     if len > max_frame_bytes {
-        return Err(FrameError::TooLarge { len, max: max_frame_bytes });
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame_bytes,
+        });
     }
     let total = HEADER_LEN + len;
     Ok((buf.len() >= total).then_some(total))
@@ -112,7 +115,11 @@ pub struct FrameReader<R> {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps `inner`, refusing frames larger than `max_frame_bytes`.
     pub fn new(inner: R, max_frame_bytes: usize) -> Self {
-        Self { inner, buf: BytesMut::with_capacity(64 * 1024), max_frame_bytes }
+        Self {
+            inner,
+            buf: BytesMut::with_capacity(64 * 1024),
+            max_frame_bytes,
+        }
     }
 
     /// Reads the next frame. `Ok(None)` means the stream ended cleanly at a
@@ -133,7 +140,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Some(p) => HEADER_LEN + u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize,
                     None => HEADER_LEN,
                 };
-                return Err(FrameError::Truncated { buffered: self.buf.len(), expected });
+                return Err(FrameError::Truncated {
+                    buffered: self.buf.len(),
+                    expected,
+                });
             }
         }
     }
@@ -167,7 +177,10 @@ mod tests {
         let bytes = encode_to_vec(&batch(7));
         let mut buf = BytesMut::new();
         for (i, b) in bytes.iter().enumerate() {
-            assert!(decode::<AgentFrame>(&mut buf, 1024).unwrap().is_none(), "byte {i}");
+            assert!(
+                decode::<AgentFrame>(&mut buf, 1024).unwrap().is_none(),
+                "byte {i}"
+            );
             buf.put_u8(*b);
         }
         let got: AgentFrame = decode(&mut buf, 1024).unwrap().unwrap();
@@ -179,7 +192,10 @@ mod tests {
     fn rejects_oversize_before_payload_arrives() {
         let mut buf = BytesMut::from(&[0u8, 0, 4, 1][..]);
         match decode::<AgentFrame>(&mut buf, 1024) {
-            Err(FrameError::TooLarge { len: 1025, max: 1024 }) => {}
+            Err(FrameError::TooLarge {
+                len: 1025,
+                max: 1024,
+            }) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -187,7 +203,10 @@ mod tests {
     #[test]
     fn rejects_empty_frame() {
         let mut buf = BytesMut::from(&[0u8, 0, 0, 0][..]);
-        assert!(matches!(decode::<AgentFrame>(&mut buf, 1024), Err(FrameError::Empty)));
+        assert!(matches!(
+            decode::<AgentFrame>(&mut buf, 1024),
+            Err(FrameError::Empty)
+        ));
     }
 
     #[tokio::test]
@@ -202,6 +221,56 @@ mod tests {
         let cut = &bytes[..bytes.len() - 3];
         let mut r = FrameReader::new(cut, 1024);
         r.next::<AgentFrame>().await.unwrap();
-        assert!(matches!(r.next::<AgentFrame>().await, Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            r.next::<AgentFrame>().await,
+            Err(FrameError::Truncated { .. })
+        ));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Arbitrary bytes never panic the decoder: each call yields a
+            /// frame, "need more bytes", or an error.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let mut buf = BytesMut::from(&bytes[..]);
+                for _ in 0..64 {
+                    match decode::<AgentFrame>(&mut buf, 1024) {
+                        Ok(Some(_)) => continue,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+
+            /// Arbitrary payloads behind a valid length prefix decode or fail cleanly.
+            #[test]
+            fn arbitrary_payloads_fail_cleanly(payload in proptest::collection::vec(any::<u8>(), 1..512)) {
+                let mut buf = BytesMut::new();
+                buf.put_u32(payload.len() as u32);
+                buf.extend_from_slice(&payload);
+                let _ = decode::<AgentFrame>(&mut buf, 1024);
+            }
+
+            /// Whatever the split of a valid stream into reads, the frames come out whole.
+            #[test]
+            fn frames_survive_any_chunking(seqs in proptest::collection::vec(any::<u64>(), 1..8), cut in 1usize..64) {
+                let mut wire = Vec::new();
+                for s in &seqs {
+                    wire.extend(encode_to_vec(&batch(*s)));
+                }
+                let mut buf = BytesMut::new();
+                let mut got = Vec::new();
+                for chunk in wire.chunks(cut) {
+                    buf.extend_from_slice(chunk);
+                    while let Some(f) = decode::<AgentFrame>(&mut buf, 1024).unwrap() {
+                        got.push(f);
+                    }
+                }
+                prop_assert_eq!(got, seqs.iter().map(|s| batch(*s)).collect::<Vec<_>>());
+            }
+        }
     }
 }

@@ -59,24 +59,40 @@ impl DevCa {
     /// A new self-signed CA, valid for ten years.
     pub fn generate(common_name: &str) -> Result<Self, DevCertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
-        params.distinguished_name.push(DnType::OrganizationName, "Horizon Telemetry (development)");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Horizon Telemetry (development)");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::days(1);
         params.not_after = now + Duration::days(3650);
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
-        Ok(Self { issuer: Issuer::new(params, key), cert_pem: cert.pem(), key_pem })
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            cert_pem: cert.pem(),
+            key_pem,
+        })
     }
 
     /// Loads a CA from its certificate and key.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, DevCertError> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
-        Ok(Self { issuer, cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned() })
+        Ok(Self {
+            issuer,
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+        })
     }
 
     /// The CA certificate, PEM.
@@ -99,7 +115,10 @@ impl DevCa {
                 Err(_) => Ok(SanType::DnsName((*n).try_into()?)),
             })
             .collect::<Result<_, rcgen::Error>>()?;
-        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("relay"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("relay"),
+        );
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(params, Duration::days(-1), Duration::days(365))
     }
@@ -111,7 +130,12 @@ impl DevCa {
 
     /// A client certificate for `node` valid from `now + from` to `now + to`
     /// (negative offsets lie in the past, to make expired certificates).
-    pub fn issue_client_valid(&self, node: &str, from: Duration, to: Duration) -> Result<Issued, DevCertError> {
+    pub fn issue_client_valid(
+        &self,
+        node: &str,
+        from: Duration,
+        to: Duration,
+    ) -> Result<Issued, DevCertError> {
         let mut params = CertificateParams::new(vec![node.to_owned()])?;
         params.distinguished_name.push(DnType::CommonName, node);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -121,12 +145,19 @@ impl DevCa {
     /// A client certificate whose only identity is its subject CN (no SAN).
     pub fn issue_client_cn_only(&self, common_name: &str) -> Result<Issued, DevCertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, Duration::days(-1), Duration::days(365))
     }
 
-    fn sign(&self, mut params: CertificateParams, from: Duration, to: Duration) -> Result<Issued, DevCertError> {
+    fn sign(
+        &self,
+        mut params: CertificateParams,
+        from: Duration,
+        to: Duration,
+    ) -> Result<Issued, DevCertError> {
         let now = OffsetDateTime::now_utc();
         params.not_before = now + from;
         params.not_after = now + to;
@@ -134,7 +165,10 @@ impl DevCa {
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -169,10 +203,17 @@ impl DevPki {
     /// Returns the paths and whether anything was created.
     pub fn ensure(dir: &Path) -> Result<(Self, bool), DevCertError> {
         let pki = Self::at(dir);
-        if pki.ca_cert.exists() && pki.ca_key.exists() && pki.server_cert.exists() && pki.server_key.exists() {
+        if pki.ca_cert.exists()
+            && pki.ca_key.exists()
+            && pki.server_cert.exists()
+            && pki.server_key.exists()
+        {
             return Ok((pki, false));
         }
-        fs::create_dir_all(dir).map_err(|source| DevCertError::Io { path: dir.display().to_string(), source })?;
+        fs::create_dir_all(dir).map_err(|source| DevCertError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let ca = DevCa::generate("Horizon Telemetry development CA")?;
         let server = ca.issue_server(&["localhost", "127.0.0.1", "::1"])?;
         write_file(&pki.ca_cert, ca.cert_pem(), false)?;
@@ -190,7 +231,16 @@ impl DevPki {
     /// Paths of the client certificate and key for `node`, issuing them
     /// first if they do not exist yet.
     pub fn client(&self, node: &str) -> Result<(PathBuf, PathBuf), DevCertError> {
-        let safe: String = node.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+        let safe: String = node
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let cert = self.dir.join(format!("client-{safe}.pem"));
         let key = self.dir.join(format!("client-{safe}-key.pem"));
         if !(cert.exists() && key.exists()) {
@@ -203,12 +253,18 @@ impl DevPki {
 }
 
 fn read_file(path: &Path) -> Result<String, DevCertError> {
-    fs::read_to_string(path).map_err(|source| DevCertError::Io { path: path.display().to_string(), source })
+    fs::read_to_string(path).map_err(|source| DevCertError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Writes a file atomically (temp file and rename); private keys get mode 0600.
 fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), DevCertError> {
-    let io = |source| DevCertError::Io { path: path.display().to_string(), source };
+    let io = |source| DevCertError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -235,7 +291,10 @@ mod tests {
         let ca = DevCa::generate("test CA").unwrap();
         let c = ca.issue_client("gpu-node-7.example").unwrap();
         let m = TlsMaterial::from_pem(&c.cert_pem, &c.key_pem, ca.cert_pem()).unwrap();
-        assert_eq!(identity_from_cert(&m.chain[0]).unwrap(), "gpu-node-7.example");
+        assert_eq!(
+            identity_from_cert(&m.chain[0]).unwrap(),
+            "gpu-node-7.example"
+        );
         let c = ca.issue_client_cn_only("cn-only-node").unwrap();
         let m = TlsMaterial::from_pem(&c.cert_pem, &c.key_pem, ca.cert_pem()).unwrap();
         assert_eq!(identity_from_cert(&m.chain[0]).unwrap(), "cn-only-node");
@@ -255,7 +314,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&pki.ca_key).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&pki.ca_key).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 }

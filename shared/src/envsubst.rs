@@ -37,7 +37,10 @@ pub fn expand(text: &str) -> Result<String, EnvError> {
 }
 
 /// Expands `text` with `lookup` (tests pass their own environment).
-pub fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, EnvError> {
+pub fn expand_with(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, EnvError> {
     let mut out = String::with_capacity(text.len());
     for (idx, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_start().starts_with('#') {
@@ -59,11 +62,14 @@ fn expand_line(
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(escaped) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = escaped;
         } else if let Some(body_start) = after.strip_prefix("${") {
-            let malformed = || EnvError::Malformed { text: after.chars().take(40).collect(), line: lineno };
+            let malformed = || EnvError::Malformed {
+                text: after.chars().take(40).collect(),
+                line: lineno,
+            };
             let end = body_start.find('}').ok_or_else(malformed)?;
             let body = &body_start[..end];
             let (name, default) = match body.split_once(":-") {
@@ -80,7 +86,12 @@ fn expand_line(
                 (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => return Err(EnvError::Missing { name: name.to_owned(), line: lineno }),
+                (None, None) => {
+                    return Err(EnvError::Missing {
+                        name: name.to_owned(),
+                        line: lineno,
+                    });
+                }
             }
             rest = &body_start[end + 1..];
         } else {
@@ -106,25 +117,44 @@ mod tests {
 
     #[test]
     fn expands_defaults_and_escapes() {
-        let got = expand_with("a: ${TOKEN}\nb: ${NOPE:-x}\nc: ${EMPTY:-d}\nd: $${TOKEN}\ne: $5\n", env).unwrap();
+        let got = expand_with(
+            "a: ${TOKEN}\nb: ${NOPE:-x}\nc: ${EMPTY:-d}\nd: $${TOKEN}\ne: $5\n",
+            env,
+        )
+        .unwrap();
         assert_eq!(got, "a: s3cr3t\nb: x\nc: d\nd: ${TOKEN}\ne: $5\n");
     }
 
     #[test]
     fn missing_variable_names_it_and_the_line() {
         let err = expand_with("x: 1\ntoken: \"${INFLUXDB_TOKEN}\"\n", env).unwrap_err();
-        assert_eq!(err, EnvError::Missing { name: "INFLUXDB_TOKEN".into(), line: 2 });
+        assert_eq!(
+            err,
+            EnvError::Missing {
+                name: "INFLUXDB_TOKEN".into(),
+                line: 2
+            }
+        );
         assert!(err.to_string().contains("INFLUXDB_TOKEN"));
     }
 
     #[test]
     fn comments_are_left_alone() {
-        assert_eq!(expand_with("  # ${UNSET}\n", env).unwrap(), "  # ${UNSET}\n");
+        assert_eq!(
+            expand_with("  # ${UNSET}\n", env).unwrap(),
+            "  # ${UNSET}\n"
+        );
     }
 
     #[test]
     fn malformed_references() {
-        assert!(matches!(expand_with("a: ${TOKEN\n", env), Err(EnvError::Malformed { line: 1, .. })));
-        assert!(matches!(expand_with("a: ${1X}\n", env), Err(EnvError::Malformed { .. })));
+        assert!(matches!(
+            expand_with("a: ${TOKEN\n", env),
+            Err(EnvError::Malformed { line: 1, .. })
+        ));
+        assert!(matches!(
+            expand_with("a: ${1X}\n", env),
+            Err(EnvError::Malformed { .. })
+        ));
     }
 }

@@ -34,7 +34,12 @@ pub struct SeriesLimits {
 
 impl Default for SeriesLimits {
     fn default() -> Self {
-        Self { max_metric_len: 256, max_labels: 32, max_label_key_len: 128, max_label_value_len: 1024 }
+        Self {
+            max_metric_len: 256,
+            max_labels: 32,
+            max_label_key_len: 128,
+            max_label_value_len: 1024,
+        }
     }
 }
 
@@ -136,16 +141,26 @@ pub fn canonicalize(labels: &mut [Label]) {
 }
 
 /// Validates a series whose labels are already in canonical order.
-pub fn validate_series(metric: &str, labels: &[Label], limits: &SeriesLimits) -> Result<(), InvalidSeries> {
+pub fn validate_series(
+    metric: &str,
+    labels: &[Label],
+    limits: &SeriesLimits,
+) -> Result<(), InvalidSeries> {
     if metric.is_empty() {
         return Err(InvalidSeries::EmptyMetric);
     }
     if metric.len() > limits.max_metric_len {
-        return Err(InvalidSeries::MetricTooLong { len: metric.len(), max: limits.max_metric_len });
+        return Err(InvalidSeries::MetricTooLong {
+            len: metric.len(),
+            max: limits.max_metric_len,
+        });
     }
     check_text("metric name", metric)?;
     if labels.len() > limits.max_labels {
-        return Err(InvalidSeries::TooManyLabels { count: labels.len(), max: limits.max_labels });
+        return Err(InvalidSeries::TooManyLabels {
+            count: labels.len(),
+            max: limits.max_labels,
+        });
     }
     let mut prev: Option<&str> = None;
     for label in labels {
@@ -154,18 +169,28 @@ pub fn validate_series(metric: &str, labels: &[Label], limits: &SeriesLimits) ->
             return Err(InvalidSeries::EmptyLabelKey);
         }
         if key.len() > limits.max_label_key_len {
-            return Err(InvalidSeries::LabelTooLong { key: cut(key), len: key.len(), max: limits.max_label_key_len });
+            return Err(InvalidSeries::LabelTooLong {
+                key: cut(key),
+                len: key.len(),
+                max: limits.max_label_key_len,
+            });
         }
         check_text("label key", key)?;
         if is_reserved_label_key(key) {
-            return Err(InvalidSeries::ReservedLabel { key: key.to_owned() });
+            return Err(InvalidSeries::ReservedLabel {
+                key: key.to_owned(),
+            });
         }
         if prev == Some(key) {
-            return Err(InvalidSeries::DuplicateLabel { key: key.to_owned() });
+            return Err(InvalidSeries::DuplicateLabel {
+                key: key.to_owned(),
+            });
         }
         prev = Some(key);
         if label.value.is_empty() {
-            return Err(InvalidSeries::EmptyLabelValue { key: key.to_owned() });
+            return Err(InvalidSeries::EmptyLabelValue {
+                key: key.to_owned(),
+            });
         }
         if label.value.len() > limits.max_label_value_len {
             return Err(InvalidSeries::LabelTooLong {
@@ -211,7 +236,10 @@ pub struct TimeWindow {
 impl TimeWindow {
     /// The accepted `[min, max]` range for a clock reading `now_ns`.
     pub fn bounds(&self, now_ns: i64) -> (i64, i64) {
-        (now_ns.saturating_sub(self.max_age_ns), now_ns.saturating_add(self.max_future_ns))
+        (
+            now_ns.saturating_sub(self.max_age_ns),
+            now_ns.saturating_add(self.max_future_ns),
+        )
     }
 }
 
@@ -232,7 +260,10 @@ mod tests {
     use super::*;
 
     fn l(k: &str, v: &str) -> Label {
-        Label { key: k.into(), value: v.into() }
+        Label {
+            key: k.into(),
+            value: v.into(),
+        }
     }
 
     #[test]
@@ -247,20 +278,29 @@ mod tests {
     #[test]
     fn hash_is_unambiguous() {
         // Same concatenated bytes, different split: must differ.
-        assert_ne!(series_hash("ab", &[l("c", "d")]), series_hash("a", &[l("bc", "d")]));
+        assert_ne!(
+            series_hash("ab", &[l("c", "d")]),
+            series_hash("a", &[l("bc", "d")])
+        );
         assert_ne!(series_hash("m", &[l("k", "v")]), series_hash("m", &[]));
     }
 
     #[test]
     fn hash_is_stable() {
         // Stored in Parquet and used by the compactor: must never change.
-        assert_eq!(series_hash("gpu_util", &[l("gpu", "0")]), 0xb5ad_221b_dce4_1aee);
+        assert_eq!(
+            series_hash("gpu_util", &[l("gpu", "0")]),
+            0xb5ad_221b_dce4_1aee
+        );
     }
 
     #[test]
     fn validation_rules() {
         let lim = SeriesLimits::default();
-        assert_eq!(validate_series("", &[], &lim), Err(InvalidSeries::EmptyMetric));
+        assert_eq!(
+            validate_series("", &[], &lim),
+            Err(InvalidSeries::EmptyMetric)
+        );
         assert!(validate_series("m", &[l("node", "x")], &lim).is_err());
         assert!(validate_series("m", &[l("_field", "x")], &lim).is_err());
         assert!(validate_series("m", &[l("a", "1"), l("a", "2")], &lim).is_err());
@@ -268,8 +308,13 @@ mod tests {
         assert!(validate_series("m\n", &[], &lim).is_err());
         assert!(validate_series("m", &[l("a", "x\ty")], &lim).is_err());
         let many: Vec<_> = (0..33).map(|i| l(&format!("k{i:02}"), "v")).collect();
-        assert!(matches!(validate_series("m", &many, &lim), Err(InvalidSeries::TooManyLabels { .. })));
-        assert!(validate_series("gpu util, \"quoted\"=x", &[l("a b,c=d", "e\"f\\g")], &lim).is_ok());
+        assert!(matches!(
+            validate_series("m", &many, &lim),
+            Err(InvalidSeries::TooManyLabels { .. })
+        ));
+        assert!(
+            validate_series("gpu util, \"quoted\"=x", &[l("a b,c=d", "e\"f\\g")], &lim).is_ok()
+        );
     }
 
     #[test]

@@ -26,3 +26,35 @@ pub mod error_code {
     /// unidirectional stream).
     pub const PROTOCOL_VIOLATION: u32 = 0x5;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example in docs/protocol.md, byte for byte.
+    #[test]
+    fn documented_example_frame() {
+        let frame = AgentFrame {
+            kind: Some(agent_frame::Kind::Batch(MetricBatch {
+                sequence: 1,
+                series_defs: vec![SeriesDef {
+                    id: 0,
+                    metric: "gpu_util".into(),
+                    labels: vec![Label {
+                        key: "gpu".into(),
+                        value: "0".into(),
+                    }],
+                }],
+                series_ids: vec![0, 0],
+                base_time_unix_nano: 1_700_000_000_000_000_000,
+                time_deltas: vec![0, 1_000_000_000],
+                values: vec![97.5, 98.0],
+            })),
+        };
+        let hex: String = crate::codec::encode_to_vec(&frame)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, include_str!("../../docs/protocol-example.hex").trim());
+    }
+}

@@ -59,7 +59,11 @@ pub struct TlsMaterial {
 
 impl Clone for TlsMaterial {
     fn clone(&self) -> Self {
-        Self { chain: self.chain.clone(), key: self.key.clone_key(), ca: self.ca.clone() }
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            ca: self.ca.clone(),
+        }
     }
 }
 
@@ -79,7 +83,13 @@ impl TlsMaterial {
 
     /// Builds the material from PEM text (tests, generated dev certificates).
     pub fn from_pem(cert: &str, key: &str, ca: &str) -> Result<Self, TlsError> {
-        let pem_err = |what: &'static str| move |source| TlsError::Pem { what, path: "<memory>".into(), source };
+        let pem_err = |what: &'static str| {
+            move |source| TlsError::Pem {
+                what,
+                path: "<memory>".into(),
+                source,
+            }
+        };
         let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(pem_err("certificate chain"))?;
@@ -88,7 +98,9 @@ impl TlsMaterial {
             .map_err(pem_err("CA"))?;
         let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(pem_err("private key"))?;
         if chain.is_empty() || ca.is_empty() {
-            return Err(TlsError::NoCertificate { path: "<memory>".into() });
+            return Err(TlsError::NoCertificate {
+                path: "<memory>".into(),
+            });
         }
         Ok(Self { chain, key, ca })
     }
@@ -105,9 +117,15 @@ impl TlsMaterial {
 fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Pem { what, path: path.display().to_string(), source })?;
+        .map_err(|source| TlsError::Pem {
+            what,
+            path: path.display().to_string(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate { path: path.display().to_string() });
+        return Err(TlsError::NoCertificate {
+            path: path.display().to_string(),
+        });
     }
     Ok(certs)
 }
@@ -119,7 +137,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// rustls server config: our certificate, client certificates required and
 /// verified against `material.ca`, TLS 1.3, our ALPN.
 pub fn server_crypto(material: &TlsMaterial) -> Result<rustls::ServerConfig, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider()).build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider())
+            .build()?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -143,8 +163,8 @@ pub fn quic_client_config(material: &TlsMaterial) -> Result<quinn::ClientConfig,
         .with_root_certificates(material.roots()?)
         .with_client_auth_cert(material.chain.clone(), material.key.clone_key())?;
     cfg.alpn_protocols = vec![crate::ALPN.to_vec()];
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(quinn::ClientConfig::new(Arc::new(crypto)))
 }
 
@@ -166,15 +186,24 @@ pub fn identity_from_cert(der: &CertificateDer<'_>) -> Result<String, TlsError> 
     if let Some(u) = uri {
         return checked_identity(u);
     }
-    match cert.subject().iter_common_name().next().map(|cn| cn.as_str()) {
+    match cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .map(|cn| cn.as_str())
+    {
         Some(Ok(cn)) => checked_identity(cn),
-        _ => Err(TlsError::Identity("no DNS or URI SAN and no subject CN".into())),
+        _ => Err(TlsError::Identity(
+            "no DNS or URI SAN and no subject CN".into(),
+        )),
     }
 }
 
 fn checked_identity(name: &str) -> Result<String, TlsError> {
     if name.is_empty() || name.len() > 253 || name.chars().any(char::is_control) {
-        return Err(TlsError::Identity(format!("{name:?} is not a valid node name")));
+        return Err(TlsError::Identity(format!(
+            "{name:?} is not a valid node name"
+        )));
     }
     Ok(name.to_owned())
 }
@@ -185,6 +214,8 @@ pub fn peer_identity(conn: &quinn::Connection) -> Result<String, TlsError> {
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or_else(|| TlsError::Identity("peer presented no certificate".into()))?;
-    let leaf = certs.first().ok_or_else(|| TlsError::Identity("empty certificate chain".into()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| TlsError::Identity("empty certificate chain".into()))?;
     identity_from_cert(leaf)
 }

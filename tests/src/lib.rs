@@ -1,1 +1,265 @@
+//! Harness for the end-to-end tests: starts a relay on a free loopback port
+//! with its own PKI in a temporary directory, makes clients for any node
+//! name, and scrapes the relay's metrics.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use horizon_relay::Relay;
+use horizon_relay::budget::Budgets;
+use horizon_relay::config::{Config, Settings, TlsSource};
+use horizon_shared::client::{Client, ClientConfig};
+use horizon_shared::devcerts::{DevCa, DevPki};
+use horizon_shared::tls::TlsMaterial;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A PKI in a temporary directory: the CA, the relay's certificate and
+/// key. Outlives the relays started from it, so a test can restart a relay
+/// on the same address with the same certificates.
+#[derive(Debug)]
+pub struct TestPki {
+    /// The CA that issues node certificates (and the relay's).
+    pub ca: DevCa,
+    /// Paths of the files.
+    pub paths: DevPki,
+    _dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    /// A fresh PKI.
+    pub fn new() -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (paths, _) = DevPki::ensure(dir.path()).expect("dev pki");
+        let ca = paths.ca().expect("ca loads");
+        Arc::new(Self {
+            ca,
+            paths,
+            _dir: dir,
+        })
+    }
+
+    /// The relay's own TLS material (for a stand-in server in tests).
+    pub fn server_tls(&self) -> TlsMaterial {
+        TlsMaterial::load(
+            &self.paths.server_cert,
+            &self.paths.server_key,
+            &self.paths.ca_cert,
+        )
+        .expect("server tls")
+    }
+
+    /// TLS material for a node certificate issued by the CA.
+    pub fn node_tls(&self, node: &str) -> TlsMaterial {
+        let issued = self.ca.issue_client(node).expect("issue");
+        TlsMaterial::from_pem(&issued.cert_pem, &issued.key_pem, self.ca.cert_pem())
+            .expect("material")
+    }
+}
+
+/// A relay running in this process.
+#[derive(Debug)]
+pub struct TestRelay {
+    /// QUIC address.
+    pub addr: SocketAddr,
+    /// HTTP metrics address.
+    pub metrics_addr: SocketAddr,
+    /// The PKI it uses.
+    pub pki: Arc<TestPki>,
+    /// The relay's budgets.
+    pub budgets: Arc<Budgets>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Settings for a test relay: loopback, port 0, the given YAML on top.
+pub fn settings(yaml: &str, pki: &DevPki) -> Settings {
+    let cfg = Config::from_yaml(yaml, "test config").expect("test config parses");
+    let mut s = cfg.validate().expect("test config is valid");
+    s.listen_addr = "127.0.0.1:0".parse().expect("addr");
+    s.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"));
+    s.tls = TlsSource::Files {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        ca: pki.ca_cert.clone(),
+    };
+    s
+}
+
+impl TestRelay {
+    /// Starts a relay configured by `yaml` (an empty string for defaults)
+    /// with a fresh PKI.
+    pub async fn start(yaml: &str) -> Self {
+        Self::start_at(TestPki::new(), yaml, None).await
+    }
+
+    /// Starts a relay with `pki`, on `addr` if given (retrying briefly while
+    /// a previous user of the port lets go of it).
+    pub async fn start_at(pki: Arc<TestPki>, yaml: &str, addr: Option<SocketAddr>) -> Self {
+        init_logs();
+        let mut tries = 0;
+        let relay = loop {
+            let mut s = settings(yaml, &pki.paths);
+            if let Some(a) = addr {
+                s.listen_addr = a;
+            }
+            match Relay::bind(s).await {
+                Ok(r) => break r,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "bind failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("relay does not bind: {e}"),
+            }
+        };
+        let addr = relay.local_addr();
+        let metrics_addr = relay.metrics_addr().expect("metrics enabled");
+        let budgets = relay.budgets();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("relay runs");
+        });
+        Self {
+            addr,
+            metrics_addr,
+            pki,
+            budgets,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// TLS material for a node certificate issued by the relay's CA.
+    pub fn node_tls(&self, node: &str) -> TlsMaterial {
+        self.pki.node_tls(node)
+    }
+
+    /// Client settings for `node`, pointed at this relay.
+    pub fn client_config(&self, node: &str) -> ClientConfig {
+        let mut c = ClientConfig::new(self.addr.to_string(), "localhost", self.node_tls(node));
+        c.max_backoff = Duration::from_millis(200);
+        c
+    }
+
+    /// A connected client for `node`.
+    pub async fn client(&self, node: &str) -> Client {
+        Client::connect(self.client_config(node))
+            .await
+            .expect("client connects")
+    }
+
+    /// GETs a path of the metrics endpoint: (status code, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics_addr, path).await
+    }
+
+    /// Scrapes and parses `/metrics`.
+    pub async fn scrape(&self) -> Metrics {
+        let (status, body) = self.http_get("/metrics").await;
+        assert_eq!(status, 200, "GET /metrics");
+        Metrics::parse(&body)
+    }
+
+    /// Shuts the relay down gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("relay task");
+        }
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh TCP connection.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to metrics endpoint");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read response");
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .expect("HTTP response has a head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, body.to_owned())
+}
+
+/// Parsed Prometheus text exposition: `name{labels}` to value.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Every sample, keyed by its name and label set as written.
+    pub samples: BTreeMap<String, f64>,
+}
+
+impl Metrics {
+    /// Parses the text format, panicking on any line that is not a comment,
+    /// blank, or `name[{labels}] value`.
+    pub fn parse(text: &str) -> Self {
+        let mut samples = BTreeMap::new();
+        for line in text.lines() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad metrics line {line:?}"));
+            let name_end = key.find('{').unwrap_or(key.len());
+            let name = &key[..name_end];
+            assert!(
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "bad metric name in {line:?}"
+            );
+            if name_end < key.len() {
+                assert!(key.ends_with('}'), "unterminated labels in {line:?}");
+            }
+            let v: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            };
+            samples.insert(key.to_owned(), v);
+        }
+        Self { samples }
+    }
+
+    /// A sample's value, or 0 when absent.
+    pub fn get(&self, key: &str) -> f64 {
+        self.samples.get(key).copied().unwrap_or(0.0)
+    }
+}

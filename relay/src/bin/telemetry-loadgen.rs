@@ -98,7 +98,10 @@ fn main() -> ExitCode {
         spray_series: opt.spray_series,
         flush_timeout: Duration::from_secs(10),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("telemetry-loadgen: {e}");
@@ -112,7 +115,11 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.human());
             }
-            if report.nodes_failed > 0 && report.batches_acked == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            if report.nodes_failed > 0 && report.batches_acked == 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("telemetry-loadgen: {e:#}");

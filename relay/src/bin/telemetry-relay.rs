@@ -33,9 +33,15 @@ fn load(path: Option<&PathBuf>) -> Result<Settings, horizon_relay::config::Confi
 }
 
 fn init_logs(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},quinn=warn,quinn_proto=warn", settings.log_level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},quinn=warn,quinn_proto=warn",
+            settings.log_level
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     if settings.log_json {
         builder.json().flatten_event(true).init();
     } else {
@@ -61,14 +67,19 @@ fn main() -> ExitCode {
             "configuration is valid: QUIC on {}, {}, metrics on {}, {} series per node, {} relay-wide",
             settings.listen_addr,
             tls,
-            settings.metrics_addr.map_or("(disabled)".to_owned(), |a| a.to_string()),
+            settings
+                .metrics_addr
+                .map_or("(disabled)".to_owned(), |a| a.to_string()),
             settings.budgets.max_series_per_node,
             settings.budgets.max_series_total,
         );
         return ExitCode::SUCCESS;
     }
     init_logs(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("telemetry-relay: cannot start the async runtime: {e}");
@@ -89,7 +100,9 @@ async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result
         warn!(%url, "influxdb.url is set, but this version has no InfluxDB sink: nothing is written to InfluxDB");
     }
     let relay_id = settings.relay_id.clone();
-    let relay = Relay::bind(settings).await.context("relay failed to start")?;
+    let relay = Relay::bind(settings)
+        .await
+        .context("relay failed to start")?;
     info!(
         relay_id = %relay_id,
         quic = %relay.local_addr(),
@@ -111,7 +124,9 @@ async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result
                     );
                     budgets.reconfigure(new.budgets);
                 }
-                Err(e) => warn!(error = %e, "SIGHUP: configuration invalid, keeping the current one"),
+                Err(e) => {
+                    warn!(error = %e, "SIGHUP: configuration invalid, keeping the current one")
+                }
             }
         }
     });

@@ -18,7 +18,14 @@ fn settings(per_node: usize, per_metric: Option<usize>, total: usize, ttl: u64) 
 }
 
 /// Admits `count` distinct series `base..base+count` of metric `m`; returns (new, rejected).
-fn spray(b: &Budgets, node: &NodeBudget, m: u64, base: u64, count: u64, now: u32) -> (usize, usize) {
+fn spray(
+    b: &Budgets,
+    node: &NodeBudget,
+    m: u64,
+    base: u64,
+    count: u64,
+    now: u32,
+) -> (usize, usize) {
     let mut g = b.lock(node);
     let (mut new, mut rejected) = (0, 0);
     for s in base..base + count {
@@ -37,7 +44,11 @@ fn over_budget_node_loses_exactly_the_excess_and_others_are_untouched() {
     let a = b.node("node-a");
     let other = b.node("node-b");
     assert_eq!(spray(&b, &a, 1, 0, 130, 0), (100, 30));
-    assert_eq!(spray(&b, &other, 1, 0, 100, 0), (100, 0), "node B has its own budget");
+    assert_eq!(
+        spray(&b, &other, 1, 0, 100, 0),
+        (100, 0),
+        "node B has its own budget"
+    );
     // Series already admitted keep flowing; new ones stay refused.
     let mut g = b.lock(&a);
     for s in 0..100 {
@@ -57,7 +68,11 @@ fn expiry_frees_slots_by_the_clock_not_by_sleeping() {
     assert_eq!(spray(&b, &n, 7, 0, 10, 0), (10, 0));
     // Keep series 0..5 alive at t=50; 5..10 go quiet.
     spray(&b, &n, 7, 0, 5, 50);
-    assert_eq!(spray(&b, &n, 7, 100, 5, 59), (0, 5), "nothing expired yet at t=59");
+    assert_eq!(
+        spray(&b, &n, 7, 100, 5, 59),
+        (0, 5),
+        "nothing expired yet at t=59"
+    );
     // At t=61 series 5..10 (last seen t=0) are past the 60 s TTL; 0..5 (t=50) are not.
     assert_eq!(spray(&b, &n, 7, 100, 6, 61), (5, 1));
     assert_eq!(b.lock(&n).live(), 10);
@@ -72,7 +87,11 @@ fn per_metric_cap() {
     let b = Budgets::new(settings(100, Some(3), 1000, 600));
     let n = b.node("n");
     assert_eq!(spray(&b, &n, 1, 0, 5, 0), (3, 2));
-    assert_eq!(spray(&b, &n, 2, 100, 5, 0), (3, 2), "each metric has its own cap");
+    assert_eq!(
+        spray(&b, &n, 2, 100, 5, 0),
+        (3, 2),
+        "each metric has its own cap"
+    );
     let mut g = b.lock(&n);
     assert_eq!(g.admit(999, 1, 0), Admission::Rejected(Limit::Metric));
 }
@@ -84,14 +103,23 @@ fn relay_wide_cap_is_exact_across_nodes() {
     let y = b.node("y");
     assert_eq!(spray(&b, &x, 1, 0, 100, 0), (100, 0));
     assert_eq!(spray(&b, &y, 1, 0, 100, 0), (50, 50));
-    assert_eq!(b.lock(&y).admit(10_000, 1, 0), Admission::Rejected(Limit::Relay));
+    assert_eq!(
+        b.lock(&y).admit(10_000, 1, 0),
+        Admission::Rejected(Limit::Relay)
+    );
     assert_eq!(b.total(), 150);
 }
 
 #[test]
 fn overrides_and_reconfigure() {
     let mut s = settings(10, None, 1000, 600);
-    s.overrides.insert("big".into(), NodeOverride { max_series: Some(20), max_series_per_metric: None });
+    s.overrides.insert(
+        "big".into(),
+        NodeOverride {
+            max_series: Some(20),
+            max_series_per_metric: None,
+        },
+    );
     let b = Budgets::new(s.clone());
     let big = b.node("big");
     let small = b.node("small");
@@ -150,7 +178,14 @@ fn rate_limited_warning() {
     let n = b.node("n");
     spray(&b, &n, 1, 0, 5, 0);
     let mut g = b.lock(&n);
-    assert_eq!(g.take_warning(0, 60), Some(BudgetWarning { rejected: 4, live: 1, limit: 1 }));
+    assert_eq!(
+        g.take_warning(0, 60),
+        Some(BudgetWarning {
+            rejected: 4,
+            live: 1,
+            limit: 1
+        })
+    );
     g.admit(99, 1, 1);
     assert_eq!(g.take_warning(30, 60), None, "within the interval");
     assert_eq!(g.take_warning(61, 60).map(|w| w.rejected), Some(1));

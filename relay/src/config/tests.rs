@@ -39,9 +39,11 @@ fn example_config_is_valid() {
 
 #[test]
 fn env_expansion_and_missing_variable() {
-    let cfg = Config::from_yaml_with_env("influxdb:\n  token: \"${INFLUXDB_TOKEN}\"\n", "t", env).unwrap();
+    let cfg = Config::from_yaml_with_env("influxdb:\n  token: \"${INFLUXDB_TOKEN}\"\n", "t", env)
+        .unwrap();
     assert_eq!(cfg.influxdb.token, "tok-123");
-    let err = Config::from_yaml_with_env("influxdb:\n  token: \"${S3_SECRET}\"\n", "t", env).unwrap_err();
+    let err =
+        Config::from_yaml_with_env("influxdb:\n  token: \"${S3_SECRET}\"\n", "t", env).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ConfigError::Env { .. }), "{msg}");
     assert!(msg.contains("S3_SECRET") && msg.contains("line 2"), "{msg}");
@@ -49,7 +51,8 @@ fn env_expansion_and_missing_variable() {
 
 #[test]
 fn unknown_keys_are_refused_with_their_name() {
-    let err = Config::from_yaml_with_env("server:\n  listen_adr: \"0.0.0.0:1\"\n", "t", env).unwrap_err();
+    let err =
+        Config::from_yaml_with_env("server:\n  listen_adr: \"0.0.0.0:1\"\n", "t", env).unwrap_err();
     assert!(matches!(err, ConfigError::Parse { .. }));
     assert!(err.to_string().contains("listen_adr"), "{err}");
     assert!(Config::from_yaml_with_env("bogus: 1\n", "t", env).is_err());
@@ -57,23 +60,54 @@ fn unknown_keys_are_refused_with_their_name() {
 
 #[test]
 fn wrong_types_are_refused() {
-    let err = Config::from_yaml_with_env("server:\n  max_connections: lots\n", "t", env).unwrap_err();
+    let err =
+        Config::from_yaml_with_env("server:\n  max_connections: lots\n", "t", env).unwrap_err();
     assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
 }
 
 #[test]
 fn invalid_values_name_the_key() {
-    assert_eq!(invalid_key("server:\n  listen_addr: nowhere\n"), "server.listen_addr");
-    assert_eq!(invalid_key("server:\n  max_connections: 0\n"), "server.max_connections");
-    assert_eq!(invalid_key("server:\n  keep_alive_secs: 120\n"), "server.keep_alive_secs");
-    assert_eq!(invalid_key("server:\n  connection_timeout_secs: 10\n"), "server.connection_timeout_secs");
-    assert_eq!(invalid_key("security:\n  tls_cert_path: /a.pem\n"), "security");
-    assert_eq!(invalid_key("parquet:\n  compression: lz4\n"), "parquet.compression");
-    assert_eq!(invalid_key("limits:\n  max_batch_size: 0\n"), "limits.max_batch_size");
-    assert_eq!(invalid_key("limits:\n  max_frame_bytes: 10\n"), "limits.max_frame_bytes");
+    assert_eq!(
+        invalid_key("server:\n  listen_addr: nowhere\n"),
+        "server.listen_addr"
+    );
+    assert_eq!(
+        invalid_key("server:\n  max_connections: 0\n"),
+        "server.max_connections"
+    );
+    assert_eq!(
+        invalid_key("server:\n  keep_alive_secs: 120\n"),
+        "server.keep_alive_secs"
+    );
+    assert_eq!(
+        invalid_key("server:\n  connection_timeout_secs: 10\n"),
+        "server.connection_timeout_secs"
+    );
+    assert_eq!(
+        invalid_key("security:\n  tls_cert_path: /a.pem\n"),
+        "security"
+    );
+    assert_eq!(
+        invalid_key("parquet:\n  compression: lz4\n"),
+        "parquet.compression"
+    );
+    assert_eq!(
+        invalid_key("limits:\n  max_batch_size: 0\n"),
+        "limits.max_batch_size"
+    );
+    assert_eq!(
+        invalid_key("limits:\n  max_frame_bytes: 10\n"),
+        "limits.max_frame_bytes"
+    );
     assert_eq!(invalid_key("ack:\n  mode: sometimes\n"), "ack.mode");
-    assert_eq!(invalid_key("observability:\n  log_format: xml\n"), "observability.log_format");
-    assert_eq!(invalid_key("influxdb:\n  url: localhost:8086\n"), "influxdb.url");
+    assert_eq!(
+        invalid_key("observability:\n  log_format: xml\n"),
+        "observability.log_format"
+    );
+    assert_eq!(
+        invalid_key("influxdb:\n  url: localhost:8086\n"),
+        "influxdb.url"
+    );
     assert_eq!(
         invalid_key("budgets:\n  node_overrides:\n    big-node:\n      max_series: 0\n"),
         "budgets.node_overrides.big-node.max_series"
@@ -82,8 +116,13 @@ fn invalid_values_name_the_key() {
 
 #[test]
 fn invalid_value_message_carries_the_value() {
-    let err = parse("parquet:\n  compression: lz4\n").unwrap_err().to_string();
-    assert!(err.contains("parquet.compression") && err.contains("lz4"), "{err}");
+    let err = parse("parquet:\n  compression: lz4\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("parquet.compression") && err.contains("lz4"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -21,7 +21,10 @@ fn limits() -> IngestLimits {
     IngestLimits {
         max_batch_size: 100,
         series: SeriesLimits::default(),
-        time_window: TimeWindow { max_age_ns: 3600 * 1_000_000_000, max_future_ns: 600 * 1_000_000_000 },
+        time_window: TimeWindow {
+            max_age_ns: 3600 * 1_000_000_000,
+            max_future_ns: 600 * 1_000_000_000,
+        },
     }
 }
 
@@ -29,7 +32,13 @@ fn def(id: u32, metric: &str, labels: &[(&str, &str)]) -> SeriesDef {
     SeriesDef {
         id,
         metric: metric.into(),
-        labels: labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| Label {
+                key: (*k).into(),
+                value: (*v).into(),
+            })
+            .collect(),
     }
 }
 
@@ -58,15 +67,28 @@ fn run(b: &Budgets, dict: &mut StreamDictionary, mb: MetricBatch) -> BatchOutcom
 }
 
 fn reasons(ack: &BatchAck) -> Vec<(RejectReason, u32)> {
-    ack.rejections.iter().map(|r| (RejectReason::try_from(r.reason).unwrap(), r.count)).collect()
+    ack.rejections
+        .iter()
+        .map(|r| (RejectReason::try_from(r.reason).unwrap(), r.count))
+        .collect()
 }
 
 #[test]
 fn valid_batch_is_accepted_with_absolute_times_and_canonical_labels() {
     let b = budgets(100);
     let mut d = StreamDictionary::new(1000);
-    let out = run(&b, &mut d, batch(vec![def(0, "gpu_util", &[("uuid", "U"), ("gpu", "0")])], &[(0, NOW, 1.0), (0, NOW + 5, 2.0)]));
-    assert_eq!((out.ack.sequence, out.ack.accepted, out.ack.rejected), (42, 2, 0));
+    let out = run(
+        &b,
+        &mut d,
+        batch(
+            vec![def(0, "gpu_util", &[("uuid", "U"), ("gpu", "0")])],
+            &[(0, NOW, 1.0), (0, NOW + 5, 2.0)],
+        ),
+    );
+    assert_eq!(
+        (out.ack.sequence, out.ack.accepted, out.ack.rejected),
+        (42, 2, 0)
+    );
     assert!(out.ack.rejections.is_empty());
     assert_eq!(out.accepted[1].time_unix_nano, NOW + 5);
     assert_eq!(out.accepted[0].series.labels[0].key, "gpu");
@@ -147,12 +169,30 @@ fn whole_batch_errors() {
 fn cardinality_rejections_are_reported_in_the_ack() {
     let b = budgets(2);
     let mut d = StreamDictionary::new(10);
-    let defs = (0..4).map(|i| def(i, "gpu_util", &[("gpu", &i.to_string())])).collect();
-    let out = run(&b, &mut d, batch(defs, &[(0, NOW, 1.0), (1, NOW, 1.0), (2, NOW, 1.0), (3, NOW, 1.0), (0, NOW + 1, 1.0)]));
+    let defs = (0..4)
+        .map(|i| def(i, "gpu_util", &[("gpu", &i.to_string())]))
+        .collect();
+    let out = run(
+        &b,
+        &mut d,
+        batch(
+            defs,
+            &[
+                (0, NOW, 1.0),
+                (1, NOW, 1.0),
+                (2, NOW, 1.0),
+                (3, NOW, 1.0),
+                (0, NOW + 1, 1.0),
+            ],
+        ),
+    );
     assert_eq!((out.ack.accepted, out.ack.rejected), (3, 2));
     assert_eq!(reasons(&out.ack), vec![(RejectReason::Cardinality, 2)]);
     let msg = &out.ack.rejections[0].message;
-    assert!(msg.contains("node-1") && msg.contains("gpu_util") && msg.contains("2/2"), "{msg}");
+    assert!(
+        msg.contains("node-1") && msg.contains("gpu_util") && msg.contains("2/2"),
+        "{msg}"
+    );
     assert_eq!(out.rejects.cardinality_node, 2);
 }
 
@@ -161,7 +201,90 @@ fn the_same_series_defined_in_two_streams_is_one_series() {
     let b = budgets(1);
     let mut d1 = StreamDictionary::new(10);
     let mut d2 = StreamDictionary::new(10);
-    run(&b, &mut d1, batch(vec![def(0, "m", &[("a", "1"), ("b", "2")])], &[(0, NOW, 1.0)]));
-    let out = run(&b, &mut d2, batch(vec![def(7, "m", &[("b", "2"), ("a", "1")])], &[(7, NOW, 1.0)]));
-    assert_eq!(out.ack.accepted, 1, "label order does not make a new series");
+    run(
+        &b,
+        &mut d1,
+        batch(
+            vec![def(0, "m", &[("a", "1"), ("b", "2")])],
+            &[(0, NOW, 1.0)],
+        ),
+    );
+    let out = run(
+        &b,
+        &mut d2,
+        batch(
+            vec![def(7, "m", &[("b", "2"), ("a", "1")])],
+            &[(7, NOW, 1.0)],
+        ),
+    );
+    assert_eq!(
+        out.ack.accepted, 1,
+        "label order does not make a new series"
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_def() -> impl Strategy<Value = SeriesDef> {
+        (
+            0u32..20,
+            "[a-z_ \n]{0,12}",
+            proptest::collection::vec(("[a-z_]{0,6}", "[a-z0-9 ,=]{0,6}"), 0..4),
+        )
+            .prop_map(|(id, metric, labels)| SeriesDef {
+                id,
+                metric,
+                labels: labels
+                    .into_iter()
+                    .map(|(key, value)| Label { key, value })
+                    .collect(),
+            })
+    }
+
+    fn arb_batch() -> impl Strategy<Value = MetricBatch> {
+        (
+            proptest::collection::vec(arb_def(), 0..6),
+            proptest::collection::vec(0u32..24, 0..40),
+            proptest::collection::vec(any::<i64>(), 0..40),
+            proptest::collection::vec(any::<f64>(), 0..40),
+            prop_oneof![Just(NOW), any::<i64>()],
+        )
+            .prop_map(
+                |(series_defs, series_ids, time_deltas, values, base)| MetricBatch {
+                    sequence: 7,
+                    series_defs,
+                    series_ids,
+                    base_time_unix_nano: base,
+                    time_deltas,
+                    values,
+                },
+            )
+    }
+
+    proptest! {
+        /// Any batch is answered, never panics, and the ack adds up:
+        /// accepted + rejected = points, per-reason counts sum to rejected,
+        /// and every accepted point is finite and inside the time window.
+        #[test]
+        fn any_batch_gets_a_consistent_ack(batches in proptest::collection::vec(arb_batch(), 1..4)) {
+            let b = budgets(5);
+            let mut d = StreamDictionary::new(16);
+            for mb in batches {
+                let n = mb.series_ids.len().max(mb.time_deltas.len()).max(mb.values.len()) as u32;
+                let out = run(&b, &mut d, mb);
+                prop_assert_eq!(out.ack.accepted + out.ack.rejected, n);
+                prop_assert_eq!(out.ack.rejections.iter().map(|r| r.count).sum::<u32>(), out.ack.rejected);
+                prop_assert_eq!(out.accepted.len() as u32, out.ack.accepted);
+                let (min, max) = limits().time_window.bounds(NOW);
+                for p in &out.accepted {
+                    prop_assert!(p.value.is_finite());
+                    prop_assert!(p.time_unix_nano >= min && p.time_unix_nano <= max);
+                    prop_assert!(p.series.invalid.is_none());
+                }
+            }
+            prop_assert!(b.total() <= 5);
+        }
+    }
 }

@@ -31,20 +31,27 @@ pub(super) struct Driver {
 
 impl Driver {
     pub(super) fn new(config: ClientConfig, inner: Arc<Inner>) -> Result<Self, ClientError> {
-        let mut client_cfg =
-            crate::tls::quic_client_config(&config.tls).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let mut client_cfg = crate::tls::quic_client_config(&config.tls)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(config.keep_alive));
         transport.max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| ClientError::Setup(e.to_string()))?,
+            quinn::IdleTimeout::try_from(config.idle_timeout)
+                .map_err(|e| ClientError::Setup(e.to_string()))?,
         ));
         client_cfg.transport_config(Arc::new(transport));
-        let bind: SocketAddr = "[::]:0".parse().map_err(|_| ClientError::Setup("bind address".into()))?;
+        let bind: SocketAddr = "[::]:0"
+            .parse()
+            .map_err(|_| ClientError::Setup("bind address".into()))?;
         let mut endpoint = Endpoint::client(bind)
             .or_else(|_| Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
             .map_err(|e| ClientError::Setup(format!("cannot open UDP socket: {e}")))?;
         endpoint.set_default_client_config(client_cfg);
-        Ok(Self { config, inner, endpoint })
+        Ok(Self {
+            config,
+            inner,
+            endpoint,
+        })
     }
 
     async fn resolve(&self) -> Result<SocketAddr, ClientError> {
@@ -57,8 +64,14 @@ impl Driver {
 
     pub(super) async fn connect(&self) -> Result<Connection, ClientError> {
         let addr = self.resolve().await?;
-        let err = |reason: String| ClientError::Connect { addr: self.config.addr.clone(), reason };
-        let connecting = self.endpoint.connect(addr, &self.config.server_name).map_err(|e| err(e.to_string()))?;
+        let err = |reason: String| ClientError::Connect {
+            addr: self.config.addr.clone(),
+            reason,
+        };
+        let connecting = self
+            .endpoint
+            .connect(addr, &self.config.server_name)
+            .map_err(|e| err(e.to_string()))?;
         let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
             .await
             .map_err(|_| err("handshake timed out".into()))?
@@ -85,7 +98,10 @@ impl Driver {
                             c
                         }
                         Err(e) => {
-                            self.inner.counters.connection_errors.fetch_add(1, Ordering::Relaxed);
+                            self.inner
+                                .counters
+                                .connection_errors
+                                .fetch_add(1, Ordering::Relaxed);
                             warn!(error = %e, retry_in = ?backoff, "connect failed");
                             tokio::select! {
                                 () = tokio::time::sleep(jitter(backoff)) => {}
@@ -107,7 +123,10 @@ impl Driver {
                     c.close(error_code::NO_ERROR.into(), b"go away");
                 }
                 Err(e) => {
-                    self.inner.counters.connection_errors.fetch_add(1, Ordering::Relaxed);
+                    self.inner
+                        .counters
+                        .connection_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     warn!(error = %e, pending = self.inner.lock_pending().len(), "connection lost; will resend unacked batches");
                     c.close(error_code::NO_ERROR.into(), b"reconnecting");
                     tokio::select! {
@@ -140,7 +159,11 @@ impl Driver {
         }
     }
 
-    async fn write_loop(&self, mut send: SendStream, going_away: &tokio_util::sync::CancellationToken) -> Result<(), ClientError> {
+    async fn write_loop(
+        &self,
+        mut send: SendStream,
+        going_away: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), ClientError> {
         let mut encoder = StreamEncoder::new();
         let mut cursor = 0u64;
         let mut buf = BytesMut::new();
@@ -150,7 +173,12 @@ impl Driver {
                 // Keep the reader running until the relay finishes its side.
                 std::future::pending::<()>().await;
             }
-            let batches: Vec<_> = self.inner.lock_pending().range(cursor..).map(|(s, f)| (*s, f.batch.clone())).collect();
+            let batches: Vec<_> = self
+                .inner
+                .lock_pending()
+                .range(cursor..)
+                .map(|(s, f)| (*s, f.batch.clone()))
+                .collect();
             if batches.is_empty() {
                 tokio::select! {
                     () = self.inner.wake.notified() => {}
@@ -161,7 +189,11 @@ impl Driver {
             }
             buf.clear();
             {
-                let registry = self.inner.registry.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let registry = self
+                    .inner
+                    .registry
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (seq, batch) in &batches {
                     encoder.encode(*seq, batch, &registry, &mut buf);
                 }
@@ -180,11 +212,17 @@ impl Driver {
                 }
             }
             cursor = batches.last().map_or(cursor, |(s, _)| s + 1);
-            send.write_all(&buf).await.map_err(|e| ClientError::Connection(e.to_string()))?;
+            send.write_all(&buf)
+                .await
+                .map_err(|e| ClientError::Connection(e.to_string()))?;
         }
     }
 
-    async fn read_loop(&self, recv: RecvStream, going_away: &tokio_util::sync::CancellationToken) -> Result<End, ClientError> {
+    async fn read_loop(
+        &self,
+        recv: RecvStream,
+        going_away: &tokio_util::sync::CancellationToken,
+    ) -> Result<End, ClientError> {
         let mut reader = FrameReader::new(recv, self.config.max_frame_bytes);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -219,7 +257,11 @@ impl Driver {
         if let Some(mut f) = pending.remove(&ack.sequence) {
             let latency = f.sent_at.map_or(Duration::ZERO, |t| t.elapsed());
             if let Some(tx) = f.reply.take() {
-                let _ = tx.send(Ok(Acked { ack, latency, attempts: f.attempts }));
+                let _ = tx.send(Ok(Acked {
+                    ack,
+                    latency,
+                    attempts: f.attempts,
+                }));
             }
         }
         if pending.is_empty() {
@@ -228,12 +270,19 @@ impl Driver {
     }
 
     fn check_ack_timeout(&self) -> Result<(), ClientError> {
-        let oldest = self.inner.lock_pending().values().filter_map(|f| f.sent_at).min();
+        let oldest = self
+            .inner
+            .lock_pending()
+            .values()
+            .filter_map(|f| f.sent_at)
+            .min();
         match oldest {
-            Some(t) if t.elapsed() > self.config.ack_timeout => Err(ClientError::Connection(format!(
-                "no ack for {:?}; assuming the relay is stuck",
-                self.config.ack_timeout
-            ))),
+            Some(t) if t.elapsed() > self.config.ack_timeout => {
+                Err(ClientError::Connection(format!(
+                    "no ack for {:?}; assuming the relay is stuck",
+                    self.config.ack_timeout
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -241,6 +290,8 @@ impl Driver {
 
 /// `d` plus up to 25% random jitter, so reconnecting agents spread out.
 fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
     d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }

@@ -22,7 +22,12 @@ impl StreamEncoder {
 
     /// Builds the `MetricBatch` for `batch` with sequence `sequence`,
     /// defining every series this stream has not seen yet.
-    pub fn build(&mut self, sequence: u64, batch: &Batch, registry: &SeriesRegistry) -> MetricBatch {
+    pub fn build(
+        &mut self,
+        sequence: u64,
+        batch: &Batch,
+        registry: &SeriesRegistry,
+    ) -> MetricBatch {
         let n = batch.points.len();
         let mut msg = MetricBatch {
             sequence,
@@ -45,7 +50,14 @@ impl StreamEncoder {
                 msg.series_defs.push(SeriesDef {
                     id,
                     metric: s.metric.clone(),
-                    labels: s.labels.iter().map(|(k, v)| Label { key: k.clone(), value: v.clone() }).collect(),
+                    labels: s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| Label {
+                            key: k.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
                 });
             }
             msg.series_ids.push(id);
@@ -57,18 +69,32 @@ impl StreamEncoder {
     }
 
     /// Appends the frame for `batch` to `dst`.
-    pub fn encode(&mut self, sequence: u64, batch: &Batch, registry: &SeriesRegistry, dst: &mut BytesMut) {
+    pub fn encode(
+        &mut self,
+        sequence: u64,
+        batch: &Batch,
+        registry: &SeriesRegistry,
+        dst: &mut BytesMut,
+    ) {
         let msg = self.build(sequence, batch, registry);
-        codec::encode(&AgentFrame { kind: Some(agent_frame::Kind::Batch(msg)) }, dst);
+        codec::encode(
+            &AgentFrame {
+                kind: Some(agent_frame::Kind::Batch(msg)),
+            },
+            dst,
+        );
     }
 }
 
 /// Decodes the point times of a batch back to absolute Unix nanoseconds.
 pub fn absolute_times(batch: &MetricBatch) -> impl Iterator<Item = i64> + '_ {
-    batch.time_deltas.iter().scan(batch.base_time_unix_nano, |t, d| {
-        *t = t.wrapping_add(*d);
-        Some(*t)
-    })
+    batch
+        .time_deltas
+        .iter()
+        .scan(batch.base_time_unix_nano, |t, d| {
+            *t = t.wrapping_add(*d);
+            Some(*t)
+        })
 }
 
 #[cfg(test)]
@@ -79,8 +105,24 @@ mod tests {
     #[test]
     fn defines_each_series_once_per_stream_and_repeats_cost_a_few_bytes() {
         let mut reg = SeriesRegistry::default();
-        let a = reg.register("gpu_utilization_percent", &[("gpu", "0"), ("uuid", "GPU-8f1c2d3e-aaaa-bbbb-cccc-000000000000")]).unwrap();
-        let b = reg.register("gpu_memory_used_bytes", &[("gpu", "0"), ("uuid", "GPU-8f1c2d3e-aaaa-bbbb-cccc-000000000000")]).unwrap();
+        let a = reg
+            .register(
+                "gpu_utilization_percent",
+                &[
+                    ("gpu", "0"),
+                    ("uuid", "GPU-8f1c2d3e-aaaa-bbbb-cccc-000000000000"),
+                ],
+            )
+            .unwrap();
+        let b = reg
+            .register(
+                "gpu_memory_used_bytes",
+                &[
+                    ("gpu", "0"),
+                    ("uuid", "GPU-8f1c2d3e-aaaa-bbbb-cccc-000000000000"),
+                ],
+            )
+            .unwrap();
         let t0 = 1_700_000_000_000_000_000;
         let batch = |t: i64| Batch {
             points: vec![Point::new(a, t, 97.0), Point::new(b, t, 3.2e10)],
@@ -89,17 +131,42 @@ mod tests {
         let first = enc.build(1, &batch(t0), &reg);
         assert_eq!(first.series_defs.len(), 2);
         let second = enc.build(2, &batch(t0 + 5_000_000_000), &reg);
-        assert!(second.series_defs.is_empty(), "a stream defines a series once");
-        assert_eq!(absolute_times(&second).collect::<Vec<_>>(), vec![t0 + 5_000_000_000; 2]);
+        assert!(
+            second.series_defs.is_empty(),
+            "a stream defines a series once"
+        );
+        assert_eq!(
+            absolute_times(&second).collect::<Vec<_>>(),
+            vec![t0 + 5_000_000_000; 2]
+        );
         // Repeated points of 100 series: id (1-2 B) + delta (1 B) + value (8 B).
-        let many: Vec<_> = (0..100).map(|i| reg.register("gpu_temperature_celsius", &[("gpu", &i.to_string())]).unwrap()).collect();
-        let big = |t: i64| Batch { points: many.iter().map(|s| Point::new(*s, t, 61.0)).collect() };
+        let many: Vec<_> = (0..100)
+            .map(|i| {
+                reg.register("gpu_temperature_celsius", &[("gpu", &i.to_string())])
+                    .unwrap()
+            })
+            .collect();
+        let big = |t: i64| Batch {
+            points: many.iter().map(|s| Point::new(*s, t, 61.0)).collect(),
+        };
         let mut enc2 = StreamEncoder::new();
         enc2.build(1, &big(t0), &reg);
         let again = enc2.build(2, &big(t0 + 5_000_000_000), &reg);
-        let bytes = crate::codec::encode_to_vec(&AgentFrame { kind: Some(agent_frame::Kind::Batch(again)) }).len();
-        assert!(bytes <= 100 * 11 + 40, "100 repeated points cost {bytes} bytes");
+        let bytes = crate::codec::encode_to_vec(&AgentFrame {
+            kind: Some(agent_frame::Kind::Batch(again)),
+        })
+        .len();
+        assert!(
+            bytes <= 100 * 11 + 40,
+            "100 repeated points cost {bytes} bytes"
+        );
         // A new stream defines them again.
-        assert_eq!(StreamEncoder::new().build(3, &batch(t0), &reg).series_defs.len(), 2);
+        assert_eq!(
+            StreamEncoder::new()
+                .build(3, &batch(t0), &reg)
+                .series_defs
+                .len(),
+            2
+        );
     }
 }

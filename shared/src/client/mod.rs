@@ -90,16 +90,32 @@ pub struct SeriesRegistry {
 impl SeriesRegistry {
     /// Registers (or finds) a series after validating it with the default
     /// limits, so a malformed series fails here rather than at the relay.
-    pub fn register(&mut self, metric: &str, labels: &[(&str, &str)]) -> Result<SeriesId, InvalidSeries> {
-        let mut proto: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
+    pub fn register(
+        &mut self,
+        metric: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<SeriesId, InvalidSeries> {
+        let mut proto: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label {
+                key: (*k).into(),
+                value: (*v).into(),
+            })
+            .collect();
         canonicalize(&mut proto);
         validate_series(metric, &proto, &self.limits)?;
-        Ok(self.register_unchecked(metric, proto.into_iter().map(|l| (l.key, l.value)).collect()))
+        Ok(self.register_unchecked(
+            metric,
+            proto.into_iter().map(|l| (l.key, l.value)).collect(),
+        ))
     }
 
     /// Registers a series without validation (tests of the relay's checks).
     pub fn register_unchecked(&mut self, metric: &str, labels: Vec<(String, String)>) -> SeriesId {
-        let spec = SeriesSpec { metric: metric.to_owned(), labels };
+        let spec = SeriesSpec {
+            metric: metric.to_owned(),
+            labels,
+        };
         if let Some(id) = self.index.get(&spec) {
             return *id;
         }
@@ -142,7 +158,11 @@ pub struct Point {
 impl Point {
     /// A point at the given time.
     pub fn new(series: SeriesId, time_unix_nano: i64, value: f64) -> Self {
-        Self { series, time_unix_nano, value }
+        Self {
+            series,
+            time_unix_nano,
+            value,
+        }
     }
 
     /// A point stamped with the current time.
@@ -262,7 +282,9 @@ struct Inner {
 
 impl Inner {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, InFlight>> {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -294,18 +316,33 @@ impl Client {
         let first = driver.connect().await?;
         inner.counters.connects.fetch_add(1, Ordering::Relaxed);
         let driver = tokio::spawn(driver.run(first));
-        Ok(Self { inner, max_batch_points, driver: Some(driver) })
+        Ok(Self {
+            inner,
+            max_batch_points,
+            driver: Some(driver),
+        })
     }
 
     /// Registers a series (validated locally) and returns its id.
     pub fn series(&self, metric: &str, labels: &[(&str, &str)]) -> Result<SeriesId, InvalidSeries> {
-        self.inner.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner).register(metric, labels)
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register(metric, labels)
     }
 
     /// Registers a series without validating it (for testing relays).
     pub fn series_unchecked(&self, metric: &str, labels: &[(&str, &str)]) -> SeriesId {
-        let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        self.inner.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner).register_unchecked(metric, labels)
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register_unchecked(metric, labels)
     }
 
     /// Queues a batch for sending, waiting while the window of unacked
@@ -314,17 +351,32 @@ impl Client {
     /// is closed.
     pub async fn send(&self, batch: Batch) -> Result<PendingAck, ClientError> {
         if batch.points.len() > self.max_batch_points {
-            return Err(ClientError::BatchTooLarge { points: batch.points.len(), max: self.max_batch_points });
+            return Err(ClientError::BatchTooLarge {
+                points: batch.points.len(),
+                max: self.max_batch_points,
+            });
         }
         if self.inner.closing.is_cancelled() {
             return Err(ClientError::Closed);
         }
-        let permit = self.inner.window.clone().acquire_owned().await.map_err(|_| ClientError::Closed)?;
+        let permit = self
+            .inner
+            .window
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientError::Closed)?;
         let (tx, rx) = oneshot::channel();
         let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
         self.inner.lock_pending().insert(
             seq,
-            InFlight { batch: Arc::new(batch), reply: Some(tx), sent_at: None, attempts: 0, _permit: permit },
+            InFlight {
+                batch: Arc::new(batch),
+                reply: Some(tx),
+                sent_at: None,
+                attempts: 0,
+                _permit: permit,
+            },
         );
         self.inner.wake.notify_one();
         Ok(PendingAck { sequence: seq, rx })
@@ -397,6 +449,8 @@ impl Future for PendingAck {
     type Output = Result<Acked, ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Closed)))
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
     }
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on this machine, installing what the
+# tests need first. This is README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash infra/dev/install-test-deps.sh
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+cargo nextest run --workspace --no-fail-fast
+cargo test --workspace --doc --quiet
