@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash infra/dev/install-test-deps.sh
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc --quiet
+cargo nextest run --workspace --no-fail-fast
