@@ -2,12 +2,35 @@
 # Installs what the test suite needs on a fresh machine. Idempotent, and
 # quiet when everything is already there. Run as root (apt-get, pip and
 # cargo install system-wide).
+#
+#   cargo-nextest              the test runner
+#   influxdb (Debian)          InfluxDB 1.x, for the v1 sink tests
+#   victoria-metrics (Debian)  accepts the InfluxDB v2 write API, for the v2 sink tests
+#   moto[server] (PyPI)        an S3 API, for the object-store tests
+#   pyarrow (PyPI)             the independent Parquet reader the tests use
 set -euo pipefail
 
 say() { echo "install-test-deps: $*" >&2; }
 
-# Rust test runner.
 if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest"
     cargo install --quiet --locked cargo-nextest
+fi
+
+apt_missing=()
+command -v influxd >/dev/null 2>&1 || apt_missing+=(influxdb)
+command -v victoria-metrics >/dev/null 2>&1 || apt_missing+=(victoria-metrics)
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+    say "installing ${apt_missing[*]} (apt)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+fi
+
+pip_missing=()
+command -v moto_server >/dev/null 2>&1 || pip_missing+=("moto[server]")
+python3 -c "import pyarrow" >/dev/null 2>&1 || pip_missing+=(pyarrow)
+if [ "${#pip_missing[@]}" -gt 0 ]; then
+    say "installing ${pip_missing[*]} (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pip_missing[@]}"
+    hash -r
 fi

@@ -67,11 +67,11 @@ pub struct Config {
     pub server: ServerConfig,
     /// Certificates.
     pub security: SecurityConfig,
-    /// InfluxDB sink (not yet implemented; parsed and validated).
+    /// InfluxDB sink.
     pub influxdb: InfluxConfig,
-    /// Parquet micro-batches (not yet implemented; parsed and validated).
+    /// Parquet micro-batches.
     pub parquet: ParquetConfig,
-    /// Object store for the Parquet objects (not yet implemented; parsed and validated).
+    /// Object store for the Parquet objects.
     pub object_store: ObjectStoreConfig,
     /// Input limits.
     pub limits: LimitsConfig,
@@ -142,17 +142,56 @@ impl Default for SecurityConfig {
 }
 
 /// `influxdb`: the real-time sink. Empty `url` disables it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluxConfig {
     /// Base URL, e.g. `http://localhost:8086`. Empty: no InfluxDB sink.
     pub url: String,
+    /// `v2` (`/api/v2/write`: InfluxDB 2.x/3.x and compatible stores) or `v1` (`/write`: InfluxDB 1.x).
+    pub api: String,
     /// v2 organisation.
     pub org: String,
     /// v2 bucket.
     pub bucket: String,
     /// v2 API token; use `${INFLUXDB_TOKEN}`.
     pub token: String,
+    /// v1 database.
+    pub database: String,
+    /// v1 retention policy; empty for the database's default.
+    pub retention_policy: String,
+    /// v1 user name; empty for none.
+    pub username: String,
+    /// v1 password; use `${INFLUXDB_PASSWORD}`.
+    pub password: String,
+    /// Points per write request.
+    pub batch_points: usize,
+    /// Longest a point waits before it is written, milliseconds.
+    pub flush_interval_ms: u64,
+    /// Points held for InfluxDB (waiting or being retried); beyond this new
+    /// points are dropped for InfluxDB only, counted and logged.
+    pub max_buffered_points: usize,
+    /// Timeout of one write request, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api: "v2".into(),
+            org: String::new(),
+            bucket: String::new(),
+            token: String::new(),
+            database: String::new(),
+            retention_policy: String::new(),
+            username: String::new(),
+            password: String::new(),
+            batch_points: 5000,
+            flush_interval_ms: 1000,
+            max_buffered_points: 1_000_000,
+            timeout_secs: 10,
+        }
+    }
 }
 
 /// `parquet`: micro-batch files.
@@ -161,8 +200,11 @@ pub struct InfluxConfig {
 pub struct ParquetConfig {
     /// Local directory used when `object_store.url` is empty.
     pub output_dir: String,
-    /// Oldest a micro-batch may get before it is flushed, in seconds.
+    /// Oldest a micro-batch may get before it is flushed, in seconds. In
+    /// `durable` ack mode this bounds the ack latency.
     pub rotation_interval_secs: u64,
+    /// A micro-batch is flushed once it holds this many rows.
+    pub flush_rows: usize,
     /// `snappy` or `zstd`.
     pub compression: String,
 }
@@ -171,7 +213,8 @@ impl Default for ParquetConfig {
     fn default() -> Self {
         Self {
             output_dir: "data/objects".into(),
-            rotation_interval_secs: 10,
+            rotation_interval_secs: 5,
+            flush_rows: 200_000,
             compression: "snappy".into(),
         }
     }
@@ -183,8 +226,20 @@ impl Default for ParquetConfig {
 pub struct ObjectStoreConfig {
     /// `s3://bucket/prefix` or `file:///path`; empty means `parquet.output_dir`.
     pub url: String,
-    /// Key prefix for raw micro-batches.
+    /// Key prefix for raw micro-batches (under the URL's own prefix).
     pub raw_prefix: String,
+    /// S3 region; empty: from the environment (`AWS_REGION`), else us-east-1.
+    pub region: String,
+    /// S3 endpoint override for S3-compatible stores, e.g. `http://minio:9000`.
+    pub endpoint: String,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
+    pub path_style: bool,
+    /// Allow plain-HTTP endpoints (test and on-premises stores).
+    pub allow_http: bool,
+    /// S3 access key id; use `${VAR}`. Empty: environment, web identity or instance role.
+    pub access_key_id: String,
+    /// S3 secret access key; use `${VAR}`. Set together with `access_key_id`.
+    pub secret_access_key: String,
 }
 
 impl Default for ObjectStoreConfig {
@@ -192,6 +247,12 @@ impl Default for ObjectStoreConfig {
         Self {
             url: String::new(),
             raw_prefix: "raw".into(),
+            region: String::new(),
+            endpoint: String::new(),
+            path_style: false,
+            allow_http: false,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
         }
     }
 }
@@ -285,15 +346,15 @@ pub struct NodeOverride {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AckConfig {
-    /// `received`: ack once validated and held in memory. `durable` (with the
-    /// object-store sink, not yet available) acks after the object is stored.
+    /// `durable`: ack once the Parquet object holding the batch is in the
+    /// object store. `received`: ack once validated and queued in memory.
     pub mode: String,
 }
 
 impl Default for AckConfig {
     fn default() -> Self {
         Self {
-            mode: "received".into(),
+            mode: "durable".into(),
         }
     }
 }
@@ -391,8 +452,116 @@ pub struct Settings {
     pub log_level: String,
     /// JSON logs.
     pub log_json: bool,
-    /// InfluxDB URL, if one was configured (the sink is not available yet).
-    pub influxdb_url: Option<String>,
+    /// InfluxDB sink, if configured.
+    pub influxdb: Option<InfluxSettings>,
+    /// Parquet micro-batches and their object store.
+    pub parquet: ParquetSettings,
+    /// Ack only after the object store has the batch.
+    pub durable_acks: bool,
+    /// Batches queued for the Parquet sink before streams stop being read.
+    pub backpressure_threshold: usize,
+}
+
+/// Which InfluxDB write API to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InfluxApi {
+    /// `/api/v2/write` with org, bucket and token.
+    V2 {
+        /// Organisation.
+        org: String,
+        /// Bucket.
+        bucket: String,
+        /// Token (never logged).
+        token: String,
+    },
+    /// `/write` with database, retention policy and optional basic auth.
+    V1 {
+        /// Database.
+        database: String,
+        /// Retention policy, if not the default.
+        retention_policy: Option<String>,
+        /// User and password.
+        auth: Option<(String, String)>,
+    },
+}
+
+/// InfluxDB sink settings after validation.
+#[derive(Debug, Clone)]
+pub struct InfluxSettings {
+    /// Base URL without trailing slash.
+    pub url: String,
+    /// API flavour.
+    pub api: InfluxApi,
+    /// Points per request.
+    pub batch_points: usize,
+    /// Longest wait before a write.
+    pub flush_interval: Duration,
+    /// Points buffered at most.
+    pub max_buffered_points: usize,
+    /// Request timeout.
+    pub timeout: Duration,
+}
+
+/// Where Parquet objects go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A local directory.
+    Local(PathBuf),
+    /// An S3 bucket.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix inside the bucket (may be empty).
+        prefix: String,
+        /// Region, if set.
+        region: Option<String>,
+        /// Endpoint override, if set.
+        endpoint: Option<String>,
+        /// Path-style addressing.
+        path_style: bool,
+        /// Plain HTTP allowed.
+        allow_http: bool,
+        /// Static credentials (key id, secret); `None`: the default chain.
+        credentials: Option<(String, String)>,
+    },
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(dir) => write!(f, "local directory {}", dir.display()),
+            Self::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                ..
+            } => {
+                write!(f, "s3://{bucket}")?;
+                if !prefix.is_empty() {
+                    write!(f, "/{prefix}")?;
+                }
+                if let Some(e) = endpoint {
+                    write!(f, " at {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Parquet sink settings after validation.
+#[derive(Debug, Clone)]
+pub struct ParquetSettings {
+    /// The store.
+    pub location: StoreLocation,
+    /// Prefix of raw objects inside the store.
+    pub raw_prefix: String,
+    /// Flush age.
+    pub max_age: Duration,
+    /// Flush size.
+    pub flush_rows: usize,
+    /// zstd instead of snappy.
+    pub zstd: bool,
 }
 
 impl Config {
@@ -508,54 +677,33 @@ impl Config {
             }
         };
 
-        if !self.influxdb.url.is_empty()
-            && !self.influxdb.url.starts_with("http://")
-            && !self.influxdb.url.starts_with("https://")
-        {
-            return Err(invalid(
-                "influxdb.url",
-                format!(
-                    "{:?} must start with http:// or https://",
-                    self.influxdb.url
-                ),
-            ));
-        }
-        match self.parquet.compression.as_str() {
-            "snappy" | "zstd" => {}
+        let influxdb = self.influx_settings()?;
+        let zstd = match self.parquet.compression.as_str() {
+            "snappy" => false,
+            "zstd" => true,
             other => {
                 return Err(invalid(
                     "parquet.compression",
                     format!("{other:?} must be \"snappy\" or \"zstd\""),
                 ));
             }
-        }
+        };
         positive(
             "parquet.rotation_interval_secs",
             self.parquet.rotation_interval_secs as usize,
         )?;
-        let url = &self.object_store.url;
-        if !url.is_empty() && !url.starts_with("s3://") && !url.starts_with("file://") {
-            return Err(invalid(
-                "object_store.url",
-                format!("{url:?} must start with s3:// or file://"),
-            ));
-        }
-        match self.ack.mode.as_str() {
-            "received" => {}
-            "durable" => {
-                return Err(invalid(
-                    "ack.mode",
-                    "\"durable\" needs the object-store sink, which this version does not have yet; use \"received\"",
-                ));
-            }
+        positive("parquet.flush_rows", self.parquet.flush_rows)?;
+        let location = self.store_location()?;
+        let durable_acks = match self.ack.mode.as_str() {
+            "durable" => true,
+            "received" => false,
             other => {
                 return Err(invalid(
                     "ack.mode",
-                    format!("{other:?} must be \"received\" or \"durable\""),
+                    format!("{other:?} must be \"durable\" or \"received\""),
                 ));
             }
-        }
-
+        };
         let l = &self.limits;
         positive("limits.max_cardinality", l.max_cardinality)?;
         positive("limits.max_batch_size", l.max_batch_size)?;
@@ -652,7 +800,140 @@ impl Config {
             metrics_addr,
             log_level: o.log_level.to_ascii_lowercase(),
             log_json,
-            influxdb_url: (!self.influxdb.url.is_empty()).then(|| self.influxdb.url.clone()),
+            influxdb,
+            parquet: ParquetSettings {
+                location,
+                raw_prefix: self.object_store.raw_prefix.trim_matches('/').to_owned(),
+                max_age: Duration::from_secs(self.parquet.rotation_interval_secs),
+                flush_rows: self.parquet.flush_rows,
+                zstd,
+            },
+            durable_acks,
+            backpressure_threshold: l.backpressure_threshold,
+        })
+    }
+
+    fn influx_settings(&self) -> Result<Option<InfluxSettings>, ConfigError> {
+        let i = &self.influxdb;
+        if i.url.is_empty() {
+            return Ok(None);
+        }
+        if !i.url.starts_with("http://") && !i.url.starts_with("https://") {
+            return Err(invalid(
+                "influxdb.url",
+                format!("{:?} must start with http:// or https://", i.url),
+            ));
+        }
+        let need = |key: &str, v: &str| {
+            if v.is_empty() {
+                Err(invalid(key, "must be set when influxdb.url is set"))
+            } else {
+                Ok(v.to_owned())
+            }
+        };
+        let api = match i.api.as_str() {
+            "v2" => InfluxApi::V2 {
+                org: need("influxdb.org", &i.org)?,
+                bucket: need("influxdb.bucket", &i.bucket)?,
+                token: i.token.clone(),
+            },
+            "v1" => InfluxApi::V1 {
+                database: need("influxdb.database", &i.database)?,
+                retention_policy: (!i.retention_policy.is_empty())
+                    .then(|| i.retention_policy.clone()),
+                auth: (!i.username.is_empty()).then(|| (i.username.clone(), i.password.clone())),
+            },
+            other => {
+                return Err(invalid(
+                    "influxdb.api",
+                    format!("{other:?} must be \"v2\" or \"v1\""),
+                ));
+            }
+        };
+        positive("influxdb.batch_points", i.batch_points)?;
+        positive("influxdb.flush_interval_ms", i.flush_interval_ms as usize)?;
+        positive("influxdb.timeout_secs", i.timeout_secs as usize)?;
+        if i.max_buffered_points < i.batch_points {
+            return Err(invalid(
+                "influxdb.max_buffered_points",
+                format!(
+                    "{} must be at least influxdb.batch_points ({})",
+                    i.max_buffered_points, i.batch_points
+                ),
+            ));
+        }
+        Ok(Some(InfluxSettings {
+            url: i.url.trim_end_matches('/').to_owned(),
+            api,
+            batch_points: i.batch_points,
+            flush_interval: Duration::from_millis(i.flush_interval_ms),
+            max_buffered_points: i.max_buffered_points,
+            timeout: Duration::from_secs(i.timeout_secs),
+        }))
+    }
+
+    fn store_location(&self) -> Result<StoreLocation, ConfigError> {
+        let o = &self.object_store;
+        let url = o.url.as_str();
+        if url.is_empty() {
+            if self.parquet.output_dir.is_empty() {
+                return Err(invalid(
+                    "parquet.output_dir",
+                    "must be set when object_store.url is empty",
+                ));
+            }
+            return Ok(StoreLocation::Local(PathBuf::from(
+                &self.parquet.output_dir,
+            )));
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(invalid(
+                    "object_store.url",
+                    "file:// needs a path, e.g. file:///var/lib/horizon/objects",
+                ));
+            }
+            return Ok(StoreLocation::Local(PathBuf::from(path)));
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(invalid(
+                "object_store.url",
+                format!("{url:?} must start with s3:// or file://"),
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(invalid(
+                "object_store.url",
+                format!("{url:?} has no bucket name"),
+            ));
+        }
+        if !o.endpoint.is_empty()
+            && !o.endpoint.starts_with("http://")
+            && !o.endpoint.starts_with("https://")
+        {
+            return Err(invalid(
+                "object_store.endpoint",
+                format!("{:?} must start with http:// or https://", o.endpoint),
+            ));
+        }
+        Ok(StoreLocation::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            region: (!o.region.is_empty()).then(|| o.region.clone()),
+            endpoint: (!o.endpoint.is_empty()).then(|| o.endpoint.clone()),
+            path_style: o.path_style,
+            allow_http: o.allow_http,
+            credentials: match (o.access_key_id.is_empty(), o.secret_access_key.is_empty()) {
+                (true, true) => None,
+                (false, false) => Some((o.access_key_id.clone(), o.secret_access_key.clone())),
+                _ => {
+                    return Err(invalid(
+                        "object_store.secret_access_key",
+                        "set both access_key_id and secret_access_key, or neither",
+                    ));
+                }
+            },
         })
     }
 }

@@ -11,16 +11,20 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use horizon_shared::codec::{self, FrameError, FrameReader};
-use horizon_shared::proto::{AgentFrame, GoAway, RelayFrame, agent_frame, error_code, relay_frame};
+use horizon_shared::proto::{
+    AgentFrame, BatchAck, Durability, GoAway, RejectReason, Rejection, RelayFrame, agent_frame,
+    error_code, relay_frame,
+};
 use horizon_shared::tls::peer_identity;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::budget::NodeBudget;
-use crate::ingest::{StreamDictionary, process_batch};
+use crate::ingest::{BatchOutcome, StreamDictionary, process_batch};
 use crate::metrics::StreamErrorKind;
 use crate::server::Shared;
+use crate::sink::{Receipt, SinkError};
 
 /// Decrements a gauge when dropped.
 struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
@@ -116,18 +120,51 @@ enum StreamError {
     Write(#[from] quinn::WriteError),
 }
 
+/// Batches a stream may have waiting for their ack (durable mode waits for
+/// the object store); beyond this the stream stops being read.
+const IN_FLIGHT_PER_STREAM: usize = 256;
+
+/// What the reader half asks the writer half to send, in order.
+enum Out {
+    Ack {
+        outcome: BatchOutcome,
+        receipt: Receipt,
+        started: Instant,
+    },
+    GoAway,
+    Reset(u32),
+}
+
 async fn handle_stream(
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     recv: quinn::RecvStream,
     shared: &Shared,
     budget: &NodeBudget,
 ) -> Result<(), StreamError> {
     let _active = GaugeGuard::new(&shared.metrics.streams_active);
+    let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_STREAM);
+    let (read, write) = tokio::join!(
+        read_batches(recv, tx, shared, budget),
+        write_acks(send, rx, shared)
+    );
+    read?;
+    write?;
+    Ok(())
+}
+
+/// Reads, validates and hands over batches, in order.
+async fn read_batches(
+    recv: quinn::RecvStream,
+    tx: mpsc::Sender<Out>,
+    shared: &Shared,
+    budget: &NodeBudget,
+) -> Result<(), StreamError> {
     let mut reader = FrameReader::new(recv, shared.settings.max_frame_bytes);
     let mut dict = StreamDictionary::new(shared.settings.max_series_per_stream);
-    let mut out = BytesMut::with_capacity(256);
     let mut draining = false;
-    let mut deadline = std::pin::pin!(tokio::time::sleep(std::time::Duration::MAX / 4));
+    let mut deadline = std::pin::pin!(tokio::time::sleep(std::time::Duration::from_secs(
+        86_400 * 365
+    )));
     loop {
         let next = tokio::select! {
             f = reader.next::<AgentFrame>() => f,
@@ -135,46 +172,39 @@ async fn handle_stream(
                 // Ask the agent to finish; keep acking what it already sent.
                 draining = true;
                 deadline.as_mut().reset(tokio::time::Instant::now() + crate::server::DRAIN_GRACE);
-                out.clear();
-                codec::encode(&RelayFrame { kind: Some(relay_frame::Kind::GoAway(GoAway { reason: "relay shutting down".into() })) }, &mut out);
-                send.write_all(&out).await?;
+                if tx.send(Out::GoAway).await.is_err() {
+                    return Ok(());
+                }
                 continue;
             }
             () = &mut deadline => {
-                let _ = send.reset(error_code::SHUTTING_DOWN.into());
+                let _ = tx.send(Out::Reset(error_code::SHUTTING_DOWN)).await;
                 return Ok(());
             }
         };
         let frame = match next {
             Ok(Some(f)) => f,
-            Ok(None) => {
-                let _ = send.finish();
-                return Ok(());
-            }
+            Ok(None) => return Ok(()),
             Err(e) => {
                 let (kind, code) = match &e {
-                    FrameError::TooLarge { .. } => (
-                        Some(StreamErrorKind::FrameTooLarge),
-                        error_code::FRAME_TOO_LARGE,
-                    ),
-                    FrameError::Empty | FrameError::Malformed(_) => (
-                        Some(StreamErrorKind::MalformedFrame),
-                        error_code::MALFORMED_FRAME,
-                    ),
-                    FrameError::Truncated { .. } => (
-                        Some(StreamErrorKind::TruncatedFrame),
-                        error_code::MALFORMED_FRAME,
-                    ),
+                    FrameError::TooLarge { .. } => {
+                        (StreamErrorKind::FrameTooLarge, error_code::FRAME_TOO_LARGE)
+                    }
+                    FrameError::Empty | FrameError::Malformed(_) => {
+                        (StreamErrorKind::MalformedFrame, error_code::MALFORMED_FRAME)
+                    }
+                    FrameError::Truncated { .. } => {
+                        (StreamErrorKind::TruncatedFrame, error_code::MALFORMED_FRAME)
+                    }
                     // The agent reset the stream or the connection went away.
-                    FrameError::Io(_) => (None, error_code::NO_ERROR),
-                };
-                let Some(kind) = kind else {
-                    debug!(error = %e, "stream closed by the agent");
-                    return Ok(());
+                    FrameError::Io(_) => {
+                        debug!(error = %e, "stream closed by the agent");
+                        return Ok(());
+                    }
                 };
                 shared.metrics.stream_error(kind);
                 let _ = reader.get_mut().stop(code.into());
-                let _ = send.reset(code.into());
+                let _ = tx.send(Out::Reset(code)).await;
                 return Err(e.into());
             }
         };
@@ -186,7 +216,7 @@ async fn handle_stream(
         };
         let started = Instant::now();
         let now_secs = shared.budgets.now();
-        let outcome = process_batch(
+        let mut outcome = process_batch(
             batch,
             &mut dict,
             &shared.budgets,
@@ -207,18 +237,81 @@ async fn handle_stream(
                 );
             }
         }
-        // The sinks are not wired yet: accepted points are validated,
-        // counted and acked as received (see README, "Status").
-        out.clear();
-        codec::encode(
-            &RelayFrame {
-                kind: Some(relay_frame::Kind::Ack(outcome.ack.clone())),
-            },
-            &mut out,
-        );
-        send.write_all(&out).await?;
-        shared
-            .metrics
-            .record_batch(&outcome, started.elapsed().as_secs_f64());
+        // Waits here while the sink queue is full: backpressure.
+        let receipt = shared
+            .pipeline
+            .submit(budget.node(), std::mem::take(&mut outcome.accepted))
+            .await;
+        if tx
+            .send(Out::Ack {
+                outcome,
+                receipt,
+                started,
+            })
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
     }
+}
+
+/// Writes acks in batch order, each once its points are stored (durable
+/// mode) or at once (received mode).
+async fn write_acks(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Out>,
+    shared: &Shared,
+) -> Result<(), StreamError> {
+    let mut out = BytesMut::with_capacity(256);
+    let durable = shared.pipeline.durable();
+    while let Some(msg) = rx.recv().await {
+        out.clear();
+        let frame = match msg {
+            Out::Reset(code) => {
+                let _ = send.reset(code.into());
+                return Ok(());
+            }
+            Out::GoAway => RelayFrame {
+                kind: Some(relay_frame::Kind::GoAway(GoAway {
+                    reason: "relay shutting down".into(),
+                })),
+            },
+            Out::Ack {
+                mut outcome,
+                receipt,
+                started,
+            } => {
+                match receipt.wait().await {
+                    Ok(()) if durable => outcome.ack.durability = Durability::Durable as i32,
+                    Ok(()) => {}
+                    Err(e) => refuse_accepted(&mut outcome.ack, &e),
+                }
+                shared
+                    .metrics
+                    .record_batch(&outcome, started.elapsed().as_secs_f64());
+                RelayFrame {
+                    kind: Some(relay_frame::Kind::Ack(outcome.ack)),
+                }
+            }
+        };
+        codec::encode(&frame, &mut out);
+        send.write_all(&out).await?;
+    }
+    let _ = send.finish();
+    Ok(())
+}
+
+/// Turns the accepted points of an ack into retryable OVERLOADED rejections.
+fn refuse_accepted(ack: &mut BatchAck, e: &SinkError) {
+    if ack.accepted == 0 {
+        return;
+    }
+    ack.rejections.push(Rejection {
+        reason: RejectReason::Overloaded as i32,
+        count: ack.accepted,
+        message: format!("not stored ({e}); resend the batch"),
+    });
+    ack.rejected += ack.accepted;
+    ack.accepted = 0;
 }

@@ -7,6 +7,7 @@
 //! - [`ingest`]: pure batch processing (dictionary, validation, admission).
 //! - [`server`]: the QUIC endpoint, connections and streams.
 //! - [`metrics`]: Prometheus metrics and the HTTP endpoint.
+//! - [`sink`]: Parquet micro-batches in an object store, and InfluxDB.
 
 pub mod budget;
 pub mod config;
@@ -16,5 +17,6 @@ pub mod loadgen;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
+pub mod sink;
 
 pub use server::{Relay, RelayError, load_tls};

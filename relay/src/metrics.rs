@@ -98,6 +98,8 @@ pub struct RelayMetrics {
     pub batch_points: Histogram,
     /// Time to process one batch (decode to ack written), seconds.
     pub batch_seconds: Histogram,
+    /// Sink metrics (registered in the same registry).
+    pub sink: Arc<crate::sink::SinkMetrics>,
 }
 
 impl RelayMetrics {
@@ -167,10 +169,11 @@ impl RelayMetrics {
         let batch_seconds = Histogram::new(exponential_buckets(0.000_01, 4.0, 10));
         r.register(
             "batch_processing_seconds",
-            "Time from a decoded batch to its ack being written",
+            "Time from a decoded batch to its ack being written (in durable mode, includes storing it)",
             batch_seconds.clone(),
         );
         r.register_collector(Box::new(BudgetCollector { budgets, top_nodes }));
+        let sink = Arc::new(crate::sink::SinkMetrics::new(&mut r));
         // Pre-create the fixed label values so every series shows from the start.
         for reason in ["cardinality", "invalid", "too_large", "overloaded"] {
             let _ = rejected.get_or_create(&Reason {
@@ -202,6 +205,7 @@ impl RelayMetrics {
             stream_errors,
             batch_points,
             batch_seconds,
+            sink,
         }
     }
 
@@ -227,6 +231,13 @@ impl RelayMetrics {
     pub fn record_batch(&self, out: &BatchOutcome, seconds: f64) {
         let r = &out.rejects;
         let n = u64::from(out.ack.accepted) + u64::from(out.ack.rejected);
+        let overloaded: u32 = out
+            .ack
+            .rejections
+            .iter()
+            .filter(|x| x.reason == horizon_shared::proto::RejectReason::Overloaded as i32)
+            .map(|x| x.count)
+            .sum();
         self.batches.inc();
         self.points_received.inc_by(n);
         self.points_accepted.inc_by(u64::from(out.ack.accepted));
@@ -237,6 +248,7 @@ impl RelayMetrics {
             ("cardinality", r.cardinality()),
             ("invalid", r.invalid),
             ("too_large", r.too_large),
+            ("overloaded", overloaded),
         ] {
             if count > 0 {
                 self.rejected

@@ -40,6 +40,12 @@ pub enum RelayError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The object store could not be set up.
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    /// A sink could not be started.
+    #[error("sink: {0}")]
+    Sink(String),
     /// The QUIC transport configuration was refused.
     #[error("invalid transport setting: {0}")]
     Transport(String),
@@ -47,6 +53,9 @@ pub enum RelayError {
 
 /// How long streams get to finish their in-flight batches once shutdown starts.
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the sinks get to flush once the streams are done.
+pub(crate) const SINK_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// State shared by every connection and stream.
 #[derive(Debug)]
@@ -58,6 +67,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) handshake_log: RateLimited,
     pub(crate) refused_log: RateLimited,
+    pub(crate) pipeline: crate::sink::Pipeline,
 }
 
 /// A bound relay, ready to [`run`](Relay::run).
@@ -126,12 +136,25 @@ impl Relay {
             series: settings.series_limits,
             time_window: settings.time_window,
         };
+        let store = crate::sink::store::build(&settings.parquet.location)?;
+        info!(
+            store = %settings.parquet.location,
+            raw_prefix = %settings.parquet.raw_prefix,
+            acks = if settings.durable_acks { "durable" } else { "received" },
+            influxdb = settings.influxdb.as_ref().map_or("off", |i| i.url.as_str()),
+            "sinks configured"
+        );
+        let shutdown = CancellationToken::new();
+        let pipeline =
+            crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), shutdown.clone())
+                .map_err(RelayError::Sink)?;
         let shared = Arc::new(Shared {
             settings,
             limits,
             budgets,
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown,
+            pipeline,
             handshake_log: RateLimited::new(Duration::from_secs(10)),
             refused_log: RateLimited::new(Duration::from_secs(10)),
         });
@@ -236,6 +259,7 @@ impl Relay {
                 "drain grace expired; closing remaining connections"
             );
         }
+        shared.pipeline.shutdown(SINK_FLUSH_DEADLINE).await;
         endpoint.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
         http_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;

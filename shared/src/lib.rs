@@ -8,14 +8,17 @@
 //! - [`tls`]: certificate loading, rustls/quinn configs, node identity.
 //! - [`devcerts`]: a development CA that issues server and node certificates.
 //! - [`envsubst`]: `${VAR}` expansion for configuration files.
+//! - [`schema`], [`layout`]: the Arrow schema and object keys of raw micro-batches.
 //! - [`client`]: the agent client used by agents, the load generator and tests.
 
 pub mod client;
 pub mod codec;
 pub mod devcerts;
 pub mod envsubst;
+pub mod layout;
 pub mod model;
 pub mod proto;
+pub mod schema;
 pub mod tls;
 
 /// The ALPN protocol id of wire protocol version 1.

@@ -2,6 +2,8 @@
 //! with its own PKI in a temporary directory, makes clients for any node
 //! name, and scrapes the relay's metrics.
 
+pub mod servers;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use std::time::Duration;
 
 use horizon_relay::Relay;
 use horizon_relay::budget::Budgets;
-use horizon_relay::config::{Config, Settings, TlsSource};
+use std::path::PathBuf;
+
+use horizon_relay::config::{Config, Settings, StoreLocation, TlsSource};
 use horizon_shared::client::{Client, ClientConfig};
 use horizon_shared::devcerts::{DevCa, DevPki};
 use horizon_shared::tls::TlsMaterial;
@@ -78,6 +82,8 @@ pub struct TestRelay {
     pub pki: Arc<TestPki>,
     /// The relay's budgets.
     pub budgets: Arc<Budgets>,
+    /// Where its Parquet objects go when the test did not configure a store.
+    pub objects: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -93,6 +99,12 @@ pub fn settings(yaml: &str, pki: &DevPki) -> Settings {
         key: pki.server_key.clone(),
         ca: pki.ca_cert.clone(),
     };
+    // Objects go beside the PKI unless the test chose a store; flushes are
+    // quick so durable acks do not slow the tests.
+    if s.parquet.location == StoreLocation::Local(PathBuf::from("data/objects")) {
+        s.parquet.location = StoreLocation::Local(pki.dir.join("objects"));
+    }
+    s.parquet.max_age = Duration::from_millis(200);
     s
 }
 
@@ -123,6 +135,7 @@ impl TestRelay {
                 Err(e) => panic!("relay does not bind: {e}"),
             }
         };
+        let objects = pki.paths.dir.join("objects");
         let addr = relay.local_addr();
         let metrics_addr = relay.metrics_addr().expect("metrics enabled");
         let budgets = relay.budgets();
@@ -140,6 +153,7 @@ impl TestRelay {
             metrics_addr,
             pki,
             budgets,
+            objects,
             stop: Some(stop),
             task: Some(task),
         }
@@ -212,7 +226,31 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status code");
-    (status, body.to_owned())
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    )
+}
+
+/// Decodes an HTTP/1.1 chunked body.
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
 }
 
 /// Parsed Prometheus text exposition: `name{labels}` to value.
@@ -261,5 +299,35 @@ impl Metrics {
     /// A sample's value, or 0 when absent.
     pub fn get(&self, key: &str) -> f64 {
         self.samples.get(key).copied().unwrap_or(0.0)
+    }
+}
+
+/// What the independent reader (pyarrow, `tests/py/read_parquet.py`) found.
+#[derive(Debug, Clone)]
+pub struct ParquetDataset {
+    /// Per file: path, rows, codecs, sorted, hours_ok, schema_version.
+    pub files: Vec<serde_json::Value>,
+    /// Every row: node, metric, labels, series_id, time, value.
+    pub rows: Vec<serde_json::Value>,
+}
+
+/// Reads the relay's Parquet objects with pyarrow. `args` are the script's
+/// (`["local", DIR]` or `["s3", HOST:PORT, BUCKET, PREFIX]`).
+pub fn read_parquet(args: &[&str]) -> ParquetDataset {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/read_parquet.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs (install: bash infra/dev/install-test-deps.sh)");
+    assert!(
+        out.status.success(),
+        "pyarrow reader failed (is pyarrow installed? bash infra/dev/install-test-deps.sh):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("reader JSON");
+    ParquetDataset {
+        files: v["files"].as_array().cloned().unwrap_or_default(),
+        rows: v["rows"].as_array().cloned().unwrap_or_default(),
     }
 }

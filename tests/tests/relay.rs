@@ -1,5 +1,7 @@
 //! End-to-end tests of the relay over real QUIC on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

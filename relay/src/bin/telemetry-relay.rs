@@ -96,9 +96,6 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    if let Some(url) = &settings.influxdb_url {
-        warn!(%url, "influxdb.url is set, but this version has no InfluxDB sink: nothing is written to InfluxDB");
-    }
     let relay_id = settings.relay_id.clone();
     let relay = Relay::bind(settings)
         .await

@@ -1,0 +1,197 @@
+//! The micro-batcher: collects accepted points, and flushes them to the
+//! object store as one Parquet object per event hour when the buffer reaches
+//! `parquet.flush_rows` rows or `parquet.rotation_interval_secs` of age.
+//!
+//! A flush that fails is retried with backoff, for as long as it takes;
+//! meanwhile the batcher takes no new submissions, so its bounded queue
+//! fills and the streams stop being read (QUIC flow control then pushes back
+//! on the agents). Durable acks of a flush are released only when every
+//! object of the flush is stored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use horizon_shared::layout::raw_object_key;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::{Row, SinkError, SinkMetrics, Submission};
+use crate::config::ParquetSettings;
+use crate::ratelimit::RateLimited;
+
+pub(super) struct Batcher {
+    pub(super) rx: mpsc::Receiver<Submission>,
+    pub(super) settings: ParquetSettings,
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) relay_id: String,
+    pub(super) boot_ms: i64,
+    pub(super) seq: u64,
+    pub(super) metrics: Arc<SinkMetrics>,
+    /// Relay is draining: flush whatever arrives without waiting for age.
+    pub(super) draining: CancellationToken,
+    /// Final flush and exit.
+    pub(super) closing: CancellationToken,
+    pub(super) rows: Vec<Row>,
+    pub(super) waiters: Vec<oneshot::Sender<Result<(), SinkError>>>,
+    pub(super) oldest: Option<Instant>,
+    pub(super) error_log: RateLimited,
+}
+
+impl Batcher {
+    pub(super) async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.closing.cancelled() => break,
+                s = self.rx.recv() => match s {
+                    Some(s) => {
+                        self.add(s);
+                        if self.rows.len() >= self.settings.flush_rows {
+                            self.flush().await;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let pending = !self.rows.is_empty() || !self.waiters.is_empty();
+                    let due = self.oldest.is_some_and(|t| t.elapsed() >= self.settings.max_age)
+                        || (pending && self.draining.is_cancelled());
+                    if due {
+                        self.flush().await;
+                    }
+                }
+            }
+        }
+        // Final flush: everything already queued.
+        while let Ok(s) = self.rx.try_recv() {
+            self.add(s);
+        }
+        self.rx.close();
+        while let Ok(s) = self.rx.try_recv() {
+            self.add(s);
+        }
+        self.flush().await;
+    }
+
+    fn add(&mut self, s: Submission) {
+        self.metrics.queue_batches.dec();
+        if self.oldest.is_none() {
+            self.oldest = Some(Instant::now());
+        }
+        let received_at = s.received_at;
+        self.rows.extend(s.points.into_iter().map(|p| Row {
+            node: s.node.clone(),
+            series: p.series,
+            time: p.time_unix_nano,
+            value: p.value,
+            received_at,
+        }));
+        if let Some(tx) = s.done {
+            self.waiters.push(tx);
+        }
+        self.metrics.buffered_rows.set(self.rows.len() as i64);
+    }
+
+    async fn flush(&mut self) {
+        self.oldest = None;
+        let rows = std::mem::take(&mut self.rows);
+        let waiters = std::mem::take(&mut self.waiters);
+        if rows.is_empty() {
+            for w in waiters {
+                let _ = w.send(Ok(()));
+            }
+            return;
+        }
+        let n = rows.len();
+        let started = Instant::now();
+        let (relay, zstd) = (self.relay_id.clone(), self.settings.zstd);
+        let encoded =
+            tokio::task::spawn_blocking(move || super::parquet::encode_by_hour(rows, &relay, zstd))
+                .await;
+        let objects = match encoded {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return self.fail(waiters, n, &e),
+            Err(e) => return self.fail(waiters, n, &format!("encoder task failed: {e}")),
+        };
+        for (hour, count, bytes) in objects {
+            self.seq += 1;
+            let key = raw_object_key(
+                &self.settings.raw_prefix,
+                hour,
+                &self.relay_id,
+                self.boot_ms,
+                self.seq,
+            );
+            if let Err(e) = self.put(&key, bytes.clone()).await {
+                return self.fail(waiters, n, &e);
+            }
+            self.metrics.objects_written.inc();
+            self.metrics.bytes_written.inc_by(bytes.len() as u64);
+            self.metrics.rows_written.inc_by(count as u64);
+            debug!(key, rows = count, bytes = bytes.len(), "wrote raw object");
+        }
+        self.metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.buffered_rows.set(0);
+        for w in waiters {
+            let _ = w.send(Ok(()));
+        }
+    }
+
+    /// Puts one object, retrying with backoff until it is stored or the
+    /// relay is closing.
+    async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), String> {
+        let path = Path::from(key);
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self.store.put_opts(&path, bytes.clone().into(), opts).await {
+                Ok(_) => return Ok(()),
+                // Names are unique per relay process: an existing object is
+                // this one, stored by an attempt whose response was lost.
+                Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => return Ok(()),
+                Err(e) => {
+                    self.metrics.put_errors.inc();
+                    if let Some(suppressed) = self.error_log.allow() {
+                        warn!(key, attempt, error = %e, retry_in = ?backoff, suppressed, "object store write failed; retrying (durable acks wait, streams will stop being read when the queue is full)");
+                    }
+                    if self.closing.is_cancelled() && attempt >= 3 {
+                        return Err(format!(
+                            "object store write of {key} failed {attempt} times while closing: {e}"
+                        ));
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.closing.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    fn fail(&self, waiters: Vec<oneshot::Sender<Result<(), SinkError>>>, rows: usize, why: &str) {
+        error!(
+            rows,
+            batches = waiters.len(),
+            error = why,
+            "micro-batch not stored; durable acks refused as OVERLOADED (agents resend)"
+        );
+        self.metrics.rows_failed.inc_by(rows as u64);
+        self.metrics.buffered_rows.set(0);
+        for w in waiters {
+            let _ = w.send(Err(SinkError::Store(why.to_owned())));
+        }
+    }
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Independent reader of the relay's raw Parquet objects, with pyarrow.
+
+Usage:
+  read_parquet.py local DIR
+  read_parquet.py s3 HOST:PORT BUCKET PREFIX      (plain HTTP, path style, any credentials)
+
+Prints one JSON object: {"files": [...], "rows": [...]}. For each file: its
+path, row count, the compression codecs of its column chunks, whether its
+rows are sorted by (metric, node, series_id, time), and whether every row's
+event time falls in the hour its dt=/hour= partition names.
+"""
+import datetime
+import json
+import re
+import sys
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def list_files(fs, base):
+    sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    return sorted(i.path for i in fs.get_file_info(sel) if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def main():
+    if sys.argv[1] == "local":
+        fs, base = pafs.LocalFileSystem(), sys.argv[2]
+    else:
+        fs = pafs.S3FileSystem(access_key="test", secret_key="test", endpoint_override=sys.argv[2],
+                               scheme="http", region="us-east-1")
+        base = sys.argv[3] + ("/" + sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else "")
+    files, rows = [], []
+    for path in list_files(fs, base):
+        with fs.open_input_file(path) as f:
+            pf = pq.ParquetFile(f)
+            md = pf.metadata
+            codecs = sorted({md.row_group(g).column(c).compression
+                             for g in range(md.num_row_groups) for c in range(md.num_columns)})
+            t = pf.read()
+        times = t.column("time").cast(pa.int64()).to_pylist()
+        keys = list(zip(t.column("metric").cast(pa.string()).to_pylist(),
+                        t.column("node").cast(pa.string()).to_pylist(),
+                        t.column("series_id").to_pylist(), times))
+        m = re.search(r"dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/", path)
+        hours_ok = False
+        if m:
+            start = datetime.datetime.strptime(m.group(1) + m.group(2), "%Y-%m-%d%H").replace(tzinfo=datetime.timezone.utc)
+            lo = int(start.timestamp()) * 1_000_000_000
+            hours_ok = all(lo <= x < lo + 3_600_000_000_000 for x in times)
+        files.append({"path": path, "rows": t.num_rows, "codecs": codecs,
+                      "sorted": keys == sorted(keys), "hours_ok": hours_ok,
+                      "schema_version": (md.metadata or {}).get(b"horizon.schema", b"").decode()})
+        labels = t.column("labels").to_pylist()
+        for i in range(t.num_rows):
+            rows.append({"node": keys[i][1], "metric": keys[i][0], "labels": dict(labels[i]),
+                         "series_id": keys[i][2], "time": times[i],
+                         "value": t.column("value")[i].as_py()})
+    print(json.dumps({"files": files, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
