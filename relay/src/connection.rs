@@ -122,7 +122,7 @@ enum StreamError {
 
 /// Batches a stream may have waiting for their ack (durable mode waits for
 /// the object store); beyond this the stream stops being read.
-const IN_FLIGHT_PER_STREAM: usize = 256;
+const IN_FLIGHT_PER_STREAM: usize = 1024;
 
 /// What the reader half asks the writer half to send, in order.
 enum Out {

@@ -37,8 +37,9 @@ struct Opt {
     /// Most points per batch (the relay's limits.max_batch_size).
     #[arg(long, default_value_t = 1000)]
     batch_points: usize,
-    /// Unacked batches per node.
-    #[arg(long, default_value_t = 64)]
+    /// Unacked batches per node. In durable mode it must cover the batches
+    /// a node sends during one flush age (parquet.rotation_interval_secs).
+    #[arg(long, default_value_t = 512)]
     window: usize,
     /// Node names: this prefix plus an index.
     #[arg(long, default_value = "loadgen-node-")]

@@ -217,7 +217,7 @@ impl ClientConfig {
             addr: addr.into(),
             server_name: server_name.into(),
             tls,
-            window: 64,
+            window: 512,
             max_batch_points: 1000,
             max_frame_bytes: crate::codec::DEFAULT_MAX_FRAME_BYTES,
             keep_alive: Duration::from_secs(15),
