@@ -205,6 +205,9 @@ pub struct ParquetConfig {
     pub rotation_interval_secs: u64,
     /// A micro-batch is flushed once it holds this many rows.
     pub flush_rows: usize,
+    /// ...or once its rows hold about this many bytes (node, metric, labels,
+    /// 48 bytes of fixed fields per row).
+    pub flush_bytes: usize,
     /// `snappy` or `zstd`.
     pub compression: String,
 }
@@ -215,6 +218,7 @@ impl Default for ParquetConfig {
             output_dir: "data/objects".into(),
             rotation_interval_secs: 5,
             flush_rows: 200_000,
+            flush_bytes: 64 << 20,
             compression: "snappy".into(),
         }
     }
@@ -558,8 +562,10 @@ pub struct ParquetSettings {
     pub raw_prefix: String,
     /// Flush age.
     pub max_age: Duration,
-    /// Flush size.
+    /// Flush size in rows.
     pub flush_rows: usize,
+    /// Flush size in estimated bytes.
+    pub flush_bytes: usize,
     /// zstd instead of snappy.
     pub zstd: bool,
 }
@@ -693,6 +699,7 @@ impl Config {
             self.parquet.rotation_interval_secs as usize,
         )?;
         positive("parquet.flush_rows", self.parquet.flush_rows)?;
+        positive("parquet.flush_bytes", self.parquet.flush_bytes)?;
         let location = self.store_location()?;
         let durable_acks = match self.ack.mode.as_str() {
             "durable" => true,
@@ -806,6 +813,7 @@ impl Config {
                 raw_prefix: self.object_store.raw_prefix.trim_matches('/').to_owned(),
                 max_age: Duration::from_secs(self.parquet.rotation_interval_secs),
                 flush_rows: self.parquet.flush_rows,
+                flush_bytes: self.parquet.flush_bytes,
                 zstd,
             },
             durable_acks,

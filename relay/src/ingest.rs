@@ -26,6 +26,9 @@ pub struct SeriesEntry {
     pub metric_hash: u64,
     /// Why the definition is invalid, if it is.
     pub invalid: Option<String>,
+    /// Bytes of text in the series (metric, label keys and values), for
+    /// estimating the size of buffered rows.
+    pub text_bytes: usize,
 }
 
 /// The series dictionary of one stream.
@@ -59,7 +62,13 @@ impl StreamDictionary {
         let invalid = validate_series(&def.metric, &labels, limits)
             .err()
             .map(|e| format!("series {} ({:?}): {e}", def.id, cut(&def.metric)));
+        let text_bytes = def.metric.len()
+            + labels
+                .iter()
+                .map(|l| l.key.len() + l.value.len())
+                .sum::<usize>();
         let entry = SeriesEntry {
+            text_bytes,
             series_hash: series_hash(&def.metric, &labels),
             metric_hash: xxhash_metric(&def.metric),
             metric: Arc::from(def.metric),

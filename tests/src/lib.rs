@@ -100,11 +100,13 @@ pub fn settings(yaml: &str, pki: &DevPki) -> Settings {
         ca: pki.ca_cert.clone(),
     };
     // Objects go beside the PKI unless the test chose a store; flushes are
-    // quick so durable acks do not slow the tests.
+    // quick (unless the test chose an age) so durable acks do not slow the tests.
     if s.parquet.location == StoreLocation::Local(PathBuf::from("data/objects")) {
         s.parquet.location = StoreLocation::Local(pki.dir.join("objects"));
     }
-    s.parquet.max_age = Duration::from_millis(200);
+    if !yaml.contains("rotation_interval_secs") {
+        s.parquet.max_age = Duration::from_millis(200);
+    }
     s
 }
 

@@ -521,3 +521,49 @@ async fn sigterm_drain_stores_everything_it_acked() {
     );
     drop(client);
 }
+
+#[tokio::test]
+async fn micro_batches_flush_on_rows_and_on_bytes_before_their_age() {
+    for (what, yaml) in [
+        (
+            "rows",
+            "parquet:\n  rotation_interval_secs: 600\n  flush_rows: 100\n",
+        ),
+        (
+            "bytes",
+            "parquet:\n  rotation_interval_secs: 600\n  flush_bytes: 10000\n",
+        ),
+    ] {
+        let relay = TestRelay::start(yaml).await;
+        let client = relay.client("gpu-node-4").await;
+        let s = client
+            .series(
+                "gpu_memory_used_bytes",
+                &[("gpu", "0"), ("uuid", "GPU-0b3f")],
+            )
+            .unwrap();
+        // 150 points: over 100 rows, and over 10,000 estimated bytes (about 100 bytes a row).
+        let ack = tokio::time::timeout(
+            Duration::from_secs(30),
+            client
+                .send(Batch {
+                    points: (0..150).map(|i| Point::now(s, f64::from(i))).collect(),
+                })
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no flush before the 600 s age"))
+        .unwrap();
+        assert_eq!(ack.ack.durability, Durability::Durable as i32, "{what}");
+        assert_eq!(
+            read_parquet(&["local", relay.objects.to_str().unwrap()])
+                .rows
+                .len(),
+            150,
+            "{what}"
+        );
+        client.close().await;
+        relay.stop().await;
+    }
+}

@@ -1,6 +1,7 @@
 //! The micro-batcher: collects accepted points, and flushes them to the
 //! object store as one Parquet object per event hour when the buffer reaches
-//! `parquet.flush_rows` rows or `parquet.rotation_interval_secs` of age.
+//! `parquet.flush_rows` rows, about `parquet.flush_bytes` bytes, or
+//! `parquet.rotation_interval_secs` of age.
 //!
 //! A flush that fails is retried with backoff, for as long as it takes;
 //! meanwhile the batcher takes no new submissions, so its bounded queue
@@ -37,6 +38,7 @@ pub(super) struct Batcher {
     pub(super) rows: Vec<Row>,
     pub(super) waiters: Vec<oneshot::Sender<Result<(), SinkError>>>,
     pub(super) oldest: Option<Instant>,
+    pub(super) bytes: usize,
     pub(super) error_log: RateLimited,
 }
 
@@ -51,7 +53,7 @@ impl Batcher {
                 s = self.rx.recv() => match s {
                     Some(s) => {
                         self.add(s);
-                        if self.rows.len() >= self.settings.flush_rows {
+                        if self.rows.len() >= self.settings.flush_rows || self.bytes >= self.settings.flush_bytes {
                             self.flush().await;
                         }
                     }
@@ -84,6 +86,11 @@ impl Batcher {
             self.oldest = Some(Instant::now());
         }
         let received_at = s.received_at;
+        self.bytes += s
+            .points
+            .iter()
+            .map(|p| 48 + s.node.len() + p.series.text_bytes)
+            .sum::<usize>();
         self.rows.extend(s.points.into_iter().map(|p| Row {
             node: s.node.clone(),
             series: p.series,
@@ -99,6 +106,7 @@ impl Batcher {
 
     async fn flush(&mut self) {
         self.oldest = None;
+        self.bytes = 0;
         let rows = std::mem::take(&mut self.rows);
         let waiters = std::mem::take(&mut self.waiters);
         if rows.is_empty() {

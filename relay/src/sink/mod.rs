@@ -248,6 +248,7 @@ impl Pipeline {
             rows: Vec::new(),
             waiters: Vec::new(),
             oldest: None,
+            bytes: 0,
             error_log: RateLimited::new(Duration::from_secs(10)),
         };
         let mut tasks = vec![tokio::spawn(batcher.run())];
