@@ -60,6 +60,16 @@ async fn send_points(client: &Client, node: &str, per_series: usize) -> Vec<Expe
             v2,
         ));
     }
+    // Sixteen more series, so that series ids of both signs (the hash is
+    // stored as i64) are in every object and the sort order is checked.
+    for g in 0..16 {
+        let gpu = g.to_string();
+        let id = client.series("gpu_sm_clock_mhz", &[("gpu", &gpu)]).unwrap();
+        points.push(Point::new(id, now, 1410.0));
+        expected.push((node.into(), "gpu_sm_clock_mhz".into(), labels(&[("gpu", &gpu)]), now, 1410.0));
+        points.push(Point::new(id, now - 3_600_000_000_000, 1395.0));
+        expected.push((node.into(), "gpu_sm_clock_mhz".into(), labels(&[("gpu", &gpu)]), now - 3_600_000_000_000, 1395.0));
+    }
     let mut pending = Vec::new();
     for chunk in points.chunks(10) {
         pending.push(
@@ -159,7 +169,7 @@ async fn parquet_on_a_local_directory_holds_exactly_the_acked_points() {
     check_files(&data.files, "SNAPPY");
     assert_same(&from_parquet(&data.rows), &sorted(expected), false);
     let m = relay.scrape().await;
-    assert_eq!(m.get("horizon_relay_points_written_total"), 100.0);
+    assert_eq!(m.get("horizon_relay_points_written_total"), 132.0);
     assert!(m.get("horizon_relay_s3_objects_written_total") >= 2.0);
     client.close().await;
     relay.stop().await;
@@ -255,7 +265,7 @@ async fn influxdb_1x_gets_every_point_with_exact_names() {
     .await;
     assert_same(&got, &expected, false);
     let m = relay.scrape().await;
-    assert_eq!(m.get("horizon_relay_influxdb_written_points_total"), 60.0);
+    assert_eq!(m.get("horizon_relay_influxdb_written_points_total"), 92.0);
     assert_eq!(m.get("horizon_relay_influxdb_dropped_points_total"), 0.0);
     client.close().await;
     relay.stop().await;

@@ -25,7 +25,8 @@ pub fn encode_by_hour(
             .cmp(&Hour::of_nanos(b.time))
             .then_with(|| a.series.metric.cmp(&b.series.metric))
             .then_with(|| a.node.cmp(&b.node))
-            .then_with(|| a.series.series_hash.cmp(&b.series.series_hash))
+            // The column stores the hash as i64: sort by that, not by the u64.
+            .then_with(|| (a.series.series_hash as i64).cmp(&(b.series.series_hash as i64)))
             .then_with(|| a.time.cmp(&b.time))
     });
     let props = Arc::new(
