@@ -66,9 +66,21 @@ async fn send_points(client: &Client, node: &str, per_series: usize) -> Vec<Expe
         let gpu = g.to_string();
         let id = client.series("gpu_sm_clock_mhz", &[("gpu", &gpu)]).unwrap();
         points.push(Point::new(id, now, 1410.0));
-        expected.push((node.into(), "gpu_sm_clock_mhz".into(), labels(&[("gpu", &gpu)]), now, 1410.0));
+        expected.push((
+            node.into(),
+            "gpu_sm_clock_mhz".into(),
+            labels(&[("gpu", &gpu)]),
+            now,
+            1410.0,
+        ));
         points.push(Point::new(id, now - 3_600_000_000_000, 1395.0));
-        expected.push((node.into(), "gpu_sm_clock_mhz".into(), labels(&[("gpu", &gpu)]), now - 3_600_000_000_000, 1395.0));
+        expected.push((
+            node.into(),
+            "gpu_sm_clock_mhz".into(),
+            labels(&[("gpu", &gpu)]),
+            now - 3_600_000_000_000,
+            1395.0,
+        ));
     }
     let mut pending = Vec::new();
     for chunk in points.chunks(10) {
