@@ -88,10 +88,11 @@ async fn sigterm_drains_and_everything_acked_durably_is_stored() {
 
     let mut durable = Vec::new();
     for p in pending {
-        if let Ok(Ok(a)) = tokio::time::timeout(Duration::from_millis(50), p).await {
-            if a.ack.durability == Durability::Durable as i32 && a.ack.accepted == 1 {
-                durable.push(a.ack.sequence);
-            }
+        if let Ok(Ok(a)) = tokio::time::timeout(Duration::from_millis(50), p).await
+            && a.ack.durability == Durability::Durable as i32
+            && a.ack.accepted == 1
+        {
+            durable.push(a.ack.sequence);
         }
     }
     assert_eq!(
