@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use horizon_e2e::servers::{Gate, Influx1, Moto, Victoria};
 use horizon_e2e::{TestPki, TestRelay, read_parquet};
-use horizon_shared::client::{Batch, Client, Point, unix_nanos_now};
+use horizon_shared::client::{Acked, Batch, Client, Point, SeriesId, unix_nanos_now};
 use horizon_shared::proto::{Durability, RejectReason};
 
 /// A point as it should come back: node, metric, labels, time (ns), value.
@@ -349,27 +349,10 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
     assert!(before.iter().all(|d| *d == Durability::Durable as i32));
 
     gate.close();
-    let sender = {
-        let client = client;
-        tokio::spawn(async move {
-            let mut pending = Vec::new();
-            for i in 5..45 {
-                pending.push(
-                    client
-                        .send(Batch {
-                            points: vec![Point::now(s, f64::from(i))],
-                        })
-                        .await
-                        .unwrap(),
-                );
-            }
-            let mut acks = Vec::new();
-            for p in pending {
-                acks.push(p.await.unwrap());
-            }
-            (client, acks)
-        })
-    };
+    let sender = tokio::spawn(async move {
+        let acks = send_values(&client, s, 5..45).await;
+        (client, acks)
+    });
     // While the store is down nothing is acked, the queue stays at its bound.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m = relay.scrape().await;
@@ -412,11 +395,9 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
     relay.stop().await;
 }
 
-async fn send_and_wait(
-    client: &Client,
-    s: horizon_shared::client::SeriesId,
-    values: std::ops::Range<i32>,
-) -> Vec<i32> {
+/// Sends one point per value, each in its own batch, all before waiting,
+/// then returns the acks in order.
+async fn send_values(client: &Client, s: SeriesId, values: std::ops::Range<i32>) -> Vec<Acked> {
     let mut pending = Vec::new();
     for i in values {
         pending.push(
@@ -428,11 +409,19 @@ async fn send_and_wait(
                 .unwrap(),
         );
     }
-    let mut out = Vec::new();
+    let mut acks = Vec::new();
     for p in pending {
-        out.push(p.await.unwrap().ack.durability);
+        acks.push(p.await.unwrap());
     }
-    out
+    acks
+}
+
+async fn send_and_wait(client: &Client, s: SeriesId, values: std::ops::Range<i32>) -> Vec<i32> {
+    send_values(client, s, values)
+        .await
+        .into_iter()
+        .map(|a| a.ack.durability)
+        .collect()
 }
 
 #[tokio::test]
