@@ -73,6 +73,20 @@ fn main() -> ExitCode {
             settings.budgets.max_series_per_node,
             settings.budgets.max_series_total,
         );
+        println!(
+            "sinks: Parquet to {} (prefix {:?}), {} acks, InfluxDB {}",
+            settings.parquet.location,
+            settings.parquet.raw_prefix,
+            if settings.durable_acks {
+                "durable"
+            } else {
+                "received"
+            },
+            settings
+                .influxdb
+                .as_ref()
+                .map_or("off".to_owned(), |i| i.url.clone()),
+        );
         return ExitCode::SUCCESS;
     }
     init_logs(&settings);
