@@ -1,0 +1,204 @@
+//! The `telemetry-relay` binary and its signals: SIGTERM drains (every
+//! batch it acked durably is in the store, and it exits 0); SIGHUP reloads
+//! the budgets.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use horizon_shared::client::{Batch, Client, ClientConfig, Point};
+use horizon_shared::devcerts::DevPki;
+use horizon_shared::proto::Durability;
+use horizon_shared::tls::TlsMaterial;
+
+/// A relay process on a free loopback port, with its directory.
+struct RelayProcess {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl RelayProcess {
+    fn config(dir: &std::path::Path, port: u16, extra: &str) -> String {
+        format!(
+            "server:\n  listen_addr: \"127.0.0.1:{port}\"\nsecurity:\n  dev_certs_dir: \"{}\"\n\
+             parquet:\n  output_dir: \"{}\"\n  rotation_interval_secs: 60\nobservability:\n  metrics_port: 0\n{extra}",
+            dir.join("certs").display(),
+            dir.join("objects").display()
+        )
+    }
+
+    fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            dir.path().join("relay.yaml"),
+            Self::config(dir.path(), port, extra),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_telemetry-relay"))
+            .arg(dir.path().join("relay.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, dir, port }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Connects as `node` once the relay is up (it creates its dev PKI first).
+    async fn client(&self, node: &str) -> Client {
+        let pki = DevPki::at(&self.dir.path().join("certs"));
+        for _ in 0..100 {
+            if pki.server_key.exists() {
+                let (cert, key) = pki.client(node).unwrap();
+                let tls = TlsMaterial::load(&cert, &key, &pki.ca_cert).unwrap();
+                if let Ok(c) = Client::connect(ClientConfig::new(
+                    format!("127.0.0.1:{}", self.port),
+                    "localhost",
+                    tls,
+                ))
+                .await
+                {
+                    return c;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("relay did not come up");
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_everything_acked_durably_is_stored() {
+    let mut relay = RelayProcess::start("");
+    let client = relay.client("sigterm-node").await;
+    let s = client.series("gpu_util", &[("gpu", "0")]).unwrap();
+    let mut pending = Vec::new();
+    for i in 0..300 {
+        pending.push(
+            client
+                .send(Batch {
+                    points: vec![Point::now(s, f64::from(i))],
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Acks wait for a flush a minute away; SIGTERM must flush at once.
+    relay.signal("-TERM");
+    let (relay, status) = tokio::task::spawn_blocking(move || {
+        let status = relay.child.wait().unwrap();
+        (relay, status)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "relay exit status {status}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut durable = Vec::new();
+    for p in pending {
+        if let Ok(Ok(a)) = tokio::time::timeout(Duration::from_millis(50), p).await
+            && a.ack.durability == Durability::Durable as i32
+            && a.ack.accepted == 1
+        {
+            durable.push(a.ack.sequence);
+        }
+    }
+    assert_eq!(
+        durable.len(),
+        300,
+        "every batch sent before SIGTERM was stored and acked"
+    );
+
+    let reader = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/read_parquet.py");
+    let objects = relay.dir.path().join("objects");
+    let out = Command::new("python3")
+        .arg(reader)
+        .args(["local", objects.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow reader: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        data["rows"].as_array().unwrap().len(),
+        300,
+        "stored once each"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_budgets() {
+    let relay = RelayProcess::start("budgets:\n  max_series_per_node: 5\nack:\n  mode: received\n");
+    let client = relay.client("reload-node").await;
+    let series: Vec<_> = (0..10)
+        .map(|i| {
+            client
+                .series("job_metric", &[("job", &i.to_string())])
+                .unwrap()
+        })
+        .collect();
+    let send = |t: i64| Batch {
+        points: series.iter().map(|s| Point::new(*s, t, 1.0)).collect(),
+    };
+    let now = horizon_shared::client::unix_nanos_now();
+    let ack = client.send(send(now)).await.unwrap().await.unwrap().ack;
+    assert_eq!(
+        (ack.accepted, ack.rejected),
+        (5, 5),
+        "budget of 5 before the reload"
+    );
+
+    let cfg = RelayProcess::config(
+        relay.dir.path(),
+        relay.port,
+        "budgets:\n  max_series_per_node: 20\nack:\n  mode: received\n",
+    );
+    std::fs::write(relay.dir.path().join("relay.yaml"), cfg).unwrap();
+    relay.signal("-HUP");
+    // The reload is asynchronous; within a few seconds the new budget applies.
+    let mut accepted = 0;
+    for i in 1..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        accepted = client
+            .send(send(now + i))
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .ack
+            .accepted;
+        if accepted == 10 {
+            break;
+        }
+    }
+    assert_eq!(
+        accepted, 10,
+        "budget of 20 after SIGHUP admits all ten series"
+    );
+}
