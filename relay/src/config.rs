@@ -375,6 +375,9 @@ pub struct ObservabilityConfig {
     pub log_level: String,
     /// `text` or `json`.
     pub log_format: String,
+    /// `/readyz` fails once object-store writes have been failing for this
+    /// many seconds (so the load balancer sends new agents elsewhere); 0: never.
+    pub unready_after_store_failure_secs: u64,
 }
 
 impl Default for ObservabilityConfig {
@@ -384,6 +387,7 @@ impl Default for ObservabilityConfig {
             metrics_bind: "0.0.0.0".into(),
             log_level: "info".into(),
             log_format: "text".into(),
+            unready_after_store_failure_secs: 30,
         }
     }
 }
@@ -464,6 +468,8 @@ pub struct Settings {
     pub durable_acks: bool,
     /// Batches queued for the Parquet sink before streams stop being read.
     pub backpressure_threshold: usize,
+    /// Store failing this long makes `/readyz` fail (`None`: never).
+    pub unready_after_store_failure: Option<Duration>,
 }
 
 /// Which InfluxDB write API to use.
@@ -818,6 +824,8 @@ impl Config {
             },
             durable_acks,
             backpressure_threshold: l.backpressure_threshold,
+            unready_after_store_failure: (o.unready_after_store_failure_secs > 0)
+                .then(|| Duration::from_secs(o.unready_after_store_failure_secs)),
         })
     }
 

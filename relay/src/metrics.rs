@@ -351,11 +351,55 @@ impl Collector for BudgetCollector {
     }
 }
 
+/// What `/readyz` reports: not ready while draining, or while object-store
+/// writes have been failing for longer than the configured threshold.
+#[derive(Debug)]
+pub struct Readiness {
+    draining: AtomicBool,
+    store: Arc<crate::sink::StoreHealth>,
+    threshold: Option<std::time::Duration>,
+}
+
+impl Readiness {
+    /// Ready until drained; unready after `threshold` of store failures.
+    pub fn new(
+        store: Arc<crate::sink::StoreHealth>,
+        threshold: Option<std::time::Duration>,
+    ) -> Self {
+        Self {
+            draining: AtomicBool::new(false),
+            store,
+            threshold,
+        }
+    }
+
+    /// Marks the relay as draining.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// `Ok` when ready, else why not.
+    pub fn check(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("draining".into());
+        }
+        if let (Some(limit), Some(failing)) = (self.threshold, self.store.failing_for())
+            && failing >= limit
+        {
+            return Err(format!(
+                "object store writes failing for {}s",
+                failing.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<RelayMetrics>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -378,12 +422,15 @@ pub async fn serve(
         .route(
             "/readyz",
             get(move || {
-                let ready = ready.load(Ordering::Relaxed);
+                let status = ready.check();
                 async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n").into_response()
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n").into_response()
+                    match status {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
+                        Err(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        )
+                            .into_response(),
                     }
                 }
             }),

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use horizon_shared::devcerts::DevPki;
@@ -76,7 +75,7 @@ pub struct Relay {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
     metrics_listener: Option<tokio::net::TcpListener>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<crate::metrics::Readiness>,
 }
 
 /// Loads the configured certificates, creating the development PKI if the
@@ -158,11 +157,15 @@ impl Relay {
             handshake_log: RateLimited::new(Duration::from_secs(10)),
             refused_log: RateLimited::new(Duration::from_secs(10)),
         });
+        let ready = Arc::new(crate::metrics::Readiness::new(
+            shared.pipeline.store_health(),
+            shared.settings.unready_after_store_failure,
+        ));
         Ok(Self {
             endpoint,
             shared,
             metrics_listener,
-            ready: Arc::new(AtomicBool::new(true)),
+            ready,
         })
     }
 
@@ -244,7 +247,7 @@ impl Relay {
         }
 
         info!("shutting down: refusing new connections, draining streams");
-        ready.store(false, Ordering::Relaxed);
+        ready.drain();
         shared.shutdown.cancel();
         tracker.close();
         let connections_done = tokio::time::timeout(DRAIN_GRACE + Duration::from_secs(1), async {

@@ -578,3 +578,45 @@ async fn micro_batches_flush_on_rows_and_on_bytes_before_their_age() {
         relay.stop().await;
     }
 }
+
+#[tokio::test]
+async fn readiness_fails_while_the_object_store_keeps_failing() {
+    let moto = Moto::start("telemetry").await;
+    let gate = Gate::start(moto.addr).await;
+    let yaml = s3_yaml(
+        &gate.url(),
+        "telemetry",
+        "observability:\n  unready_after_store_failure_secs: 1\n",
+    );
+    let relay = TestRelay::start(&yaml).await;
+    assert_eq!(relay.http_get("/readyz").await.0, 200);
+    let client = relay.client("gpu-node-3").await;
+    let s = client.series("gpu_util", &[]).unwrap();
+
+    gate.close();
+    let pending = client
+        .send(Batch {
+            points: vec![Point::now(s, 1.0)],
+        })
+        .await
+        .unwrap();
+    let (code, body) = eventually(|| relay.http_get("/readyz"), |(c, _)| *c == 503).await;
+    assert_eq!(code, 503, "unready while the store fails");
+    assert!(body.contains("object store"), "{body}");
+
+    gate.open();
+    let ack = tokio::time::timeout(Duration::from_secs(60), pending)
+        .await
+        .expect("acked once the store is back")
+        .unwrap();
+    assert_eq!(ack.ack.durability, Durability::Durable as i32);
+    assert_eq!(
+        eventually(|| relay.http_get("/readyz"), |(c, _)| *c == 200)
+            .await
+            .0,
+        200,
+        "ready again"
+    );
+    client.close().await;
+    relay.stop().await;
+}

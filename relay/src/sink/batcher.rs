@@ -39,6 +39,7 @@ pub(super) struct Batcher {
     pub(super) waiters: Vec<oneshot::Sender<Result<(), SinkError>>>,
     pub(super) oldest: Option<Instant>,
     pub(super) bytes: usize,
+    pub(super) health: Arc<super::StoreHealth>,
     pub(super) error_log: RateLimited,
 }
 
@@ -165,11 +166,18 @@ impl Batcher {
                 ..Default::default()
             };
             match self.store.put_opts(&path, bytes.clone().into(), opts).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.health.succeeded();
+                    return Ok(());
+                }
                 // Names are unique per relay process: an existing object is
                 // this one, stored by an attempt whose response was lost.
-                Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => return Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => {
+                    self.health.succeeded();
+                    return Ok(());
+                }
                 Err(e) => {
+                    self.health.failed();
                     self.metrics.put_errors.inc();
                     if let Some(suppressed) = self.error_log.allow() {
                         warn!(key, attempt, error = %e, retry_in = ?backoff, suppressed, "object store write failed; retrying (durable acks wait, streams will stop being read when the queue is full)");

@@ -207,6 +207,35 @@ impl SinkMetrics {
     }
 }
 
+/// Whether object-store writes are failing, and since when.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    failing_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl StoreHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.failing_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a failed write.
+    pub fn failed(&self) {
+        self.lock().get_or_insert_with(Instant::now);
+    }
+
+    /// Records a successful write.
+    pub fn succeeded(&self) {
+        *self.lock() = None;
+    }
+
+    /// How long writes have been failing without a success in between.
+    pub fn failing_for(&self) -> Option<Duration> {
+        self.lock().map(|t| t.elapsed())
+    }
+}
+
 /// The hand-off from streams to the sinks.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -216,6 +245,7 @@ pub struct Pipeline {
     metrics: Arc<SinkMetrics>,
     closing: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    health: Arc<StoreHealth>,
 }
 
 impl Pipeline {
@@ -228,6 +258,7 @@ impl Pipeline {
         draining: CancellationToken,
     ) -> Result<Self, String> {
         let closing = CancellationToken::new();
+        let health = Arc::new(StoreHealth::default());
         let (tx, rx) = mpsc::channel(settings.backpressure_threshold);
         let boot_ms = i64::try_from(
             std::time::SystemTime::now()
@@ -249,6 +280,7 @@ impl Pipeline {
             waiters: Vec::new(),
             oldest: None,
             bytes: 0,
+            health: health.clone(),
             error_log: RateLimited::new(Duration::from_secs(10)),
         };
         let mut tasks = vec![tokio::spawn(batcher.run())];
@@ -267,7 +299,13 @@ impl Pipeline {
             metrics,
             closing,
             tasks: Mutex::new(tasks),
+            health,
         })
+    }
+
+    /// The object store's health, for readiness.
+    pub fn store_health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
     }
 
     /// Whether acks wait for the object store.
