@@ -19,4 +19,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod sink;
 
-pub use server::{Relay, RelayError, load_tls};
+pub use server::{Relay, RelayError, TlsReloader, load_tls};

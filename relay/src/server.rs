@@ -76,6 +76,28 @@ pub struct Relay {
     shared: Arc<Shared>,
     metrics_listener: Option<tokio::net::TcpListener>,
     ready: Arc<crate::metrics::Readiness>,
+    transport: Arc<quinn::TransportConfig>,
+}
+
+/// Reloads the relay's certificate, key and client CA from their source
+/// (SIGHUP). New connections use the new ones; open connections keep theirs.
+#[derive(Debug, Clone)]
+pub struct TlsReloader {
+    endpoint: quinn::Endpoint,
+    source: TlsSource,
+    transport: Arc<quinn::TransportConfig>,
+}
+
+impl TlsReloader {
+    /// Loads the files again and installs them for new connections. On
+    /// error the current certificates stay in use.
+    pub fn reload(&self) -> Result<(), RelayError> {
+        let tls = load_tls(&self.source)?;
+        let mut server = quic_server_config(&tls)?;
+        server.transport_config(self.transport.clone());
+        self.endpoint.set_server_config(Some(server));
+        Ok(())
+    }
 }
 
 /// Loads the configured certificates, creating the development PKI if the
@@ -109,7 +131,8 @@ impl Relay {
             .keep_alive_interval(Some(settings.keep_alive))
             .max_concurrent_bidi_streams(settings.max_streams_per_connection.into())
             .max_concurrent_uni_streams(0u32.into());
-        server.transport_config(Arc::new(transport));
+        let transport = Arc::new(transport);
+        server.transport_config(transport.clone());
         let endpoint = quinn::Endpoint::server(server, settings.listen_addr).map_err(|source| {
             RelayError::Bind {
                 addr: settings.listen_addr,
@@ -166,6 +189,7 @@ impl Relay {
             shared,
             metrics_listener,
             ready,
+            transport,
         })
     }
 
@@ -181,6 +205,15 @@ impl Relay {
         self.metrics_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
+    }
+
+    /// A handle that reloads the TLS material (SIGHUP).
+    pub fn tls_reloader(&self) -> TlsReloader {
+        TlsReloader {
+            endpoint: self.endpoint.clone(),
+            source: self.shared.settings.tls.clone(),
+            transport: self.transport.clone(),
+        }
     }
 
     /// The budgets, to reconfigure them on reload.
@@ -202,6 +235,7 @@ impl Relay {
             shared,
             metrics_listener,
             ready,
+            ..
         } = self;
         let tracker = TaskTracker::new();
         let http_stop = CancellationToken::new();

@@ -84,6 +84,8 @@ pub struct TestRelay {
     pub budgets: Arc<Budgets>,
     /// Where its Parquet objects go when the test did not configure a store.
     pub objects: PathBuf,
+    /// Reloads its certificates from the PKI files.
+    pub tls: horizon_relay::TlsReloader,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -141,6 +143,7 @@ impl TestRelay {
         let addr = relay.local_addr();
         let metrics_addr = relay.metrics_addr().expect("metrics enabled");
         let budgets = relay.budgets();
+        let tls = relay.tls_reloader();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             relay
@@ -156,6 +159,7 @@ impl TestRelay {
             pki,
             budgets,
             objects,
+            tls,
             stop: Some(stop),
             task: Some(task),
         }

@@ -678,3 +678,86 @@ async fn health_endpoints_answer() {
     assert_eq!(relay.http_get("/readyz").await.0, 200);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn certificate_reload_applies_to_new_connections_and_keeps_open_ones() {
+    let relay = TestRelay::start("").await;
+    let old = relay.client("long-lived").await;
+    let s = old.series("gpu_util", &[]).unwrap();
+    assert_eq!(
+        old.send(Batch {
+            points: vec![Point::now(s, 1.0)]
+        })
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .ack
+        .accepted,
+        1
+    );
+
+    // Rotate the relay's certificate on disk and reload.
+    let fresh = relay
+        .pki
+        .ca
+        .issue_server(&["localhost", "127.0.0.1"])
+        .unwrap();
+    std::fs::write(&relay.pki.paths.server_cert, &fresh.cert_pem).unwrap();
+    std::fs::write(&relay.pki.paths.server_key, &fresh.key_pem).unwrap();
+    relay.tls.reload().unwrap();
+
+    // A new connection is served with the new certificate.
+    let conn = raw_connect(
+        relay.addr,
+        quic_client_config(&relay.node_tls("newcomer")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let chain = conn
+        .peer_identity()
+        .unwrap()
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .unwrap();
+    let fresh_der = TlsMaterial::from_pem(&fresh.cert_pem, &fresh.key_pem, relay.pki.ca.cert_pem())
+        .unwrap()
+        .chain[0]
+        .clone();
+    assert_eq!(
+        chain[0], fresh_der,
+        "new connections see the new certificate"
+    );
+
+    // The open connection was not dropped and keeps working.
+    assert_eq!(
+        old.send(Batch {
+            points: vec![Point::now(s, 2.0)]
+        })
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .ack
+        .accepted,
+        1
+    );
+    assert_eq!(old.stats().connects, 1, "no reconnect");
+
+    // A broken file is refused and the current certificate stays.
+    std::fs::write(&relay.pki.paths.server_cert, "not a certificate").unwrap();
+    assert!(relay.tls.reload().is_err());
+    let again = raw_connect(
+        relay.addr,
+        quic_client_config(&relay.node_tls("third")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let chain = again
+        .peer_identity()
+        .unwrap()
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .unwrap();
+    assert_eq!(chain[0], fresh_der);
+    old.close().await;
+    relay.stop().await;
+}

@@ -121,17 +121,26 @@ async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result
         "relay listening (ALPN horizon-telemetry/1, client certificates required)"
     );
     let budgets = relay.budgets();
+    let tls = relay.tls_reloader();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => info!(
+                    "SIGHUP: reloaded the relay certificate, key and client CA (new connections use them; open ones keep theirs)"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "SIGHUP: certificates not reloaded, keeping the current ones")
+                }
+            }
             match load(config_path.as_ref()) {
                 Ok(new) => {
                     info!(
                         max_series_per_node = new.budgets.max_series_per_node,
                         max_cardinality = new.budgets.max_series_total,
                         overrides = new.budgets.overrides.len(),
-                        "SIGHUP: reloaded budgets (other settings apply on restart)"
+                        "SIGHUP: reloaded budgets (other settings, certificate paths included, apply on restart)"
                     );
                     budgets.reconfigure(new.budgets);
                 }
