@@ -6,6 +6,7 @@
 #   cargo-nextest              the test runner
 #   influxdb (Debian)          InfluxDB 1.x, for the v1 sink tests
 #   victoria-metrics (Debian)  accepts the InfluxDB v2 write API, for the v2 sink tests
+#   nginx-light, libnginx-mod-stream (Debian)  the UDP load balancer of the fleet test
 #   moto[server] (PyPI)        an S3 API, for the object-store tests
 #   pyarrow (PyPI)             the independent Parquet reader the tests use
 set -euo pipefail
@@ -20,6 +21,8 @@ fi
 apt_missing=()
 command -v influxd >/dev/null 2>&1 || apt_missing+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || apt_missing+=(victoria-metrics)
+command -v nginx >/dev/null 2>&1 || apt_missing+=(nginx-light)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || apt_missing+=(libnginx-mod-stream)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     say "installing ${apt_missing[*]} (apt)"
     apt-get update -qq >/dev/null

@@ -1,0 +1,294 @@
+//! A fleet of three `telemetry-relay` processes behind nginx's UDP load
+//! balancer. Agents stream through the balancer; one relay is killed with
+//! SIGKILL mid-run; the agents reconnect through the balancer and resend
+//! what was not acked. Afterwards every point acked durably is in the
+//! store, and after removing duplicates (the compactor's rule) the store
+//! holds exactly the points sent.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use horizon_shared::client::{Batch, Client, ClientConfig, Point};
+use horizon_shared::devcerts::DevPki;
+use horizon_shared::proto::Durability;
+use horizon_shared::tls::TlsMaterial;
+
+const NGINX_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of `horizon_relay_connections_active` from a relay's /metrics.
+fn active_connections(metrics_port: u16) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("horizon_relay_connections_active "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn start_relay(dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
+    let cfg = dir.join(format!("relay-{i}.yaml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "server:\n  listen_addr: \"127.0.0.1:{port}\"\n  relay_id: relay-{i}\n  keep_alive_secs: 1\n  connection_timeout_secs: 5\n\
+             security:\n  dev_certs_dir: \"{certs}\"\nparquet:\n  output_dir: \"{objects}\"\n  rotation_interval_secs: 1\n\
+             observability:\n  metrics_port: {metrics}\n  metrics_bind: 127.0.0.1\n",
+            certs = dir.join("certs").display(),
+            objects = dir.join("objects").display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join(format!("relay-{i}.log"))).unwrap();
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_telemetry-relay"))
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn start_nginx(dir: &Path, listen: u16, relays: &[u16]) -> Killed {
+    assert!(
+        Path::new(NGINX_MODULE).exists(),
+        "nginx stream module missing: run `bash infra/dev/install-test-deps.sh` (installs nginx-light and libnginx-mod-stream)"
+    );
+    let template = include_str!("../../infra/fleet/nginx-udp.conf.template");
+    let upstreams: String = relays
+        .iter()
+        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=10s;\n"))
+        .collect();
+    let conf = template
+        .replace("@MODULE@", NGINX_MODULE)
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@LISTEN@", &listen.to_string())
+        .replace("@UPSTREAMS@", &upstreams);
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    Killed(
+        Command::new("nginx")
+            .args([
+                "-p",
+                &dir.display().to_string(),
+                "-c",
+                &dir.join("nginx.conf").display().to_string(),
+                "-g",
+                "daemon off;",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nginx ({e}); run `bash infra/dev/install-test-deps.sh`")
+            }),
+    )
+}
+
+#[tokio::test]
+async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
+    // The first relay creates the development PKI; the others share it.
+    let metrics: Vec<u16> = (0..3).map(|_| free_tcp()).collect();
+    let mut relays = vec![start_relay(dir.path(), 0, ports[0], metrics[0])];
+    let pki = DevPki::at(&dir.path().join("certs"));
+    for _ in 0..100 {
+        if pki.server_key.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, p) in ports.iter().enumerate().skip(1) {
+        relays.push(start_relay(dir.path(), i, *p, metrics[i]));
+    }
+    // Every relay answers directly before the balancer starts, so that
+    // nginx does not mark a relay that is still starting as failed.
+    let (cert, key) = pki.client("probe").unwrap();
+    let probe = TlsMaterial::load(&cert, &key, &pki.ca_cert).unwrap();
+    for p in &ports {
+        let mut up = false;
+        for _ in 0..100 {
+            if let Ok(c) = Client::connect(ClientConfig::new(
+                format!("127.0.0.1:{p}"),
+                "localhost",
+                probe.clone(),
+            ))
+            .await
+            {
+                c.close().await;
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(up, "relay on port {p} came up");
+    }
+    let lb = free_udp();
+    let _nginx = start_nginx(dir.path(), lb, &ports);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Twelve agents, each its own connection (and so its own flow through the balancer).
+    let mut clients = Vec::new();
+    for n in 0..12 {
+        let node = format!("fleet-node-{n}");
+        let (cert, key) = pki.client(&node).unwrap();
+        let mut cfg = ClientConfig::new(
+            format!("127.0.0.1:{lb}"),
+            "localhost",
+            TlsMaterial::load(&cert, &key, &pki.ca_cert).unwrap(),
+        );
+        cfg.idle_timeout = Duration::from_secs(3);
+        cfg.keep_alive = Duration::from_secs(1);
+        cfg.ack_timeout = Duration::from_secs(5);
+        cfg.max_backoff = Duration::from_millis(500);
+        let mut client = None;
+        for _ in 0..50 {
+            if let Ok(c) = Client::connect(cfg.clone()).await {
+                client = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        clients.push((node, client.expect("agent connects through the balancer")));
+    }
+
+    // Each agent sends one point per batch, values 0.. in order, every 20 ms.
+    let mut tasks = Vec::new();
+    for (node, client) in clients {
+        tasks.push(tokio::spawn(async move {
+            let s = client.series("gpu_util", &[("gpu", "0")]).unwrap();
+            let mut pending = Vec::new();
+            let t0 = horizon_shared::client::unix_nanos_now();
+            for i in 0..250i64 {
+                let p = Point::new(s, t0 + i * 1_000_000, i as f64);
+                pending.push((i, client.send(Batch { points: vec![p] }).await.unwrap()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut durable = Vec::new();
+            for (i, p) in pending {
+                let acked = tokio::time::timeout(Duration::from_secs(60), p)
+                    .await
+                    .expect("every batch acked in the end")
+                    .unwrap();
+                assert_eq!(acked.ack.accepted, 1);
+                if acked.ack.durability == Durability::Durable as i32 {
+                    durable.push(i);
+                }
+            }
+            let stats = client.stats();
+            client.close().await;
+            (node, durable, stats)
+        }));
+    }
+
+    // Mid-run, SIGKILL the relay holding the most agents: nothing it held is flushed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let busiest = (0..3)
+        .max_by(|a, b| active_connections(metrics[*a]).total_cmp(&active_connections(metrics[*b])))
+        .unwrap();
+    assert!(active_connections(metrics[busiest]) >= 1.0);
+    let victim = relays.remove(busiest);
+    drop(victim);
+
+    let mut acked: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut reconnected = 0;
+    for t in tasks {
+        let (node, durable, stats) = t.await.unwrap();
+        assert_eq!(durable.len(), 250, "{node}: every batch acked durably");
+        if stats.connects > 1 {
+            reconnected += 1;
+        }
+        acked.insert(node, durable);
+    }
+    assert!(
+        reconnected > 0,
+        "some agents were on the killed relay and moved"
+    );
+
+    // Let the survivors flush, then stop them.
+    for r in &relays {
+        Command::new("kill")
+            .args(["-TERM", &r.0.id().to_string()])
+            .status()
+            .unwrap();
+    }
+    for mut r in relays {
+        let _ = r.0.wait();
+    }
+
+    let reader = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/read_parquet.py");
+    let objects = dir.path().join("objects");
+    let out = Command::new("python3")
+        .arg(reader)
+        .args(["local", objects.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow reader: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = data["rows"].as_array().unwrap();
+    let mut stored: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut identities = BTreeSet::new();
+    for r in rows {
+        let node = r["node"].as_str().unwrap().to_owned();
+        identities.insert((
+            node.clone(),
+            r["series_id"].as_i64().unwrap(),
+            r["time"].as_i64().unwrap(),
+        ));
+        stored
+            .entry(node)
+            .or_default()
+            .insert(r["value"].as_f64().unwrap() as i64);
+    }
+    for (node, values) in &acked {
+        let have = stored.get(node).cloned().unwrap_or_default();
+        let missing: Vec<_> = values.iter().filter(|v| !have.contains(v)).collect();
+        assert!(
+            missing.is_empty(),
+            "{node}: acked durably but not stored: {missing:?}"
+        );
+    }
+    assert_eq!(
+        identities.len(),
+        12 * 250,
+        "after removing duplicates, exactly the points sent"
+    );
+    assert!(rows.len() >= identities.len());
+}
