@@ -138,3 +138,18 @@ fn overrides_and_files() {
     assert_eq!(s.budgets.overrides["big"].max_series, Some(50_000));
     assert_eq!(s.metrics_addr, None);
 }
+
+#[test]
+fn production_config_is_valid() {
+    let text = include_str!("../../../infra/config.production.yaml");
+    let s = Config::from_yaml_with_env(text, "config.production.yaml", env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert!(matches!(s.tls, TlsSource::Files { .. }));
+    assert!(matches!(s.parquet.location, StoreLocation::S3 { .. }));
+    assert!(s.durable_acks && s.log_json);
+    assert!(
+        matches!(s.influxdb.map(|i| i.api), Some(InfluxApi::V2 { token, .. }) if token == "tok-123")
+    );
+}
