@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -132,19 +134,7 @@ async fn sigterm_drains_and_everything_acked_durably_is_stored() {
         "every batch sent before SIGTERM was stored and acked"
     );
 
-    let reader = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/read_parquet.py");
-    let objects = relay.dir.path().join("objects");
-    let out = Command::new("python3")
-        .arg(reader)
-        .args(["local", objects.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyarrow reader: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let data: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = common::read_parquet_local(&relay.dir.path().join("objects"));
     assert_eq!(
         data["rows"].as_array().unwrap().len(),
         300,

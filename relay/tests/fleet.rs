@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -249,19 +251,7 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         let _ = r.0.wait();
     }
 
-    let reader = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/read_parquet.py");
-    let objects = dir.path().join("objects");
-    let out = Command::new("python3")
-        .arg(reader)
-        .args(["local", objects.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyarrow reader: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let data: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let data = common::read_parquet_local(&dir.path().join("objects"));
     let rows = data["rows"].as_array().unwrap();
     let mut stored: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     let mut identities = BTreeSet::new();

@@ -679,6 +679,25 @@ async fn health_endpoints_answer() {
     relay.stop().await;
 }
 
+/// The leaf certificate the relay serves to a new connection from `node`.
+async fn served_certificate(
+    relay: &TestRelay,
+    node: &str,
+) -> rustls::pki_types::CertificateDer<'static> {
+    let conn = raw_connect(
+        relay.addr,
+        quic_client_config(&relay.node_tls(node)).unwrap(),
+    )
+    .await
+    .unwrap();
+    let chain = conn
+        .peer_identity()
+        .unwrap()
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .unwrap();
+    chain[0].clone()
+}
+
 #[tokio::test]
 async fn certificate_reload_applies_to_new_connections_and_keeps_open_ones() {
     let relay = TestRelay::start("").await;
@@ -708,25 +727,12 @@ async fn certificate_reload_applies_to_new_connections_and_keeps_open_ones() {
     relay.tls.reload().unwrap();
 
     // A new connection is served with the new certificate.
-    let conn = raw_connect(
-        relay.addr,
-        quic_client_config(&relay.node_tls("newcomer")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let chain = conn
-        .peer_identity()
-        .unwrap()
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .unwrap();
+    let served = served_certificate(&relay, "newcomer").await;
     let fresh_der = TlsMaterial::from_pem(&fresh.cert_pem, &fresh.key_pem, relay.pki.ca.cert_pem())
         .unwrap()
         .chain[0]
         .clone();
-    assert_eq!(
-        chain[0], fresh_der,
-        "new connections see the new certificate"
-    );
+    assert_eq!(served, fresh_der, "new connections see the new certificate");
 
     // The open connection was not dropped and keeps working.
     assert_eq!(
@@ -746,18 +752,8 @@ async fn certificate_reload_applies_to_new_connections_and_keeps_open_ones() {
     // A broken file is refused and the current certificate stays.
     std::fs::write(&relay.pki.paths.server_cert, "not a certificate").unwrap();
     assert!(relay.tls.reload().is_err());
-    let again = raw_connect(
-        relay.addr,
-        quic_client_config(&relay.node_tls("third")).unwrap(),
-    )
-    .await
-    .unwrap();
-    let chain = again
-        .peer_identity()
-        .unwrap()
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .unwrap();
-    assert_eq!(chain[0], fresh_der);
+    let served_again = served_certificate(&relay, "third").await;
+    assert_eq!(served_again, fresh_der);
     old.close().await;
     relay.stop().await;
 }
