@@ -521,7 +521,18 @@ async fn unacked_batches_are_resent_after_the_connection_is_lost() {
     // reads three batches, never acks them, and drops the connection.
     let mut server = horizon_shared::tls::quic_server_config(&pki.server_tls()).unwrap();
     server.transport_config(Arc::new(quinn::TransportConfig::default()));
-    let silent = quinn::Endpoint::server(server, addr).unwrap();
+    // The relay's socket may take a moment to be released.
+    let mut silent = None;
+    for _ in 0..50 {
+        match quinn::Endpoint::server(server.clone(), addr) {
+            Ok(e) => {
+                silent = Some(e);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let silent = silent.expect("stand-in binds the relay's address");
     let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
     let silent_task = tokio::spawn(async move {
         let conn = silent.accept().await.unwrap().await.unwrap();
