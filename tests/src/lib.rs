@@ -196,6 +196,13 @@ impl TestRelay {
         Metrics::parse(&body)
     }
 
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
     /// Shuts the relay down gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
