@@ -185,6 +185,15 @@ impl RelayMetrics {
                 reason: reason.into(),
             });
         }
+        for kind in [
+            StreamErrorKind::FrameTooLarge,
+            StreamErrorKind::MalformedFrame,
+            StreamErrorKind::TruncatedFrame,
+            StreamErrorKind::UnknownFrame,
+            StreamErrorKind::BadSeriesDef,
+        ] {
+            let _ = stream_errors.get_or_create(&Kind { kind: kind.as_str().into() });
+        }
         for limit in ["node", "metric", "relay"] {
             let _ = budget_rejected.get_or_create(&LimitLabel {
                 limit: limit.into(),
