@@ -192,7 +192,9 @@ impl RelayMetrics {
             StreamErrorKind::UnknownFrame,
             StreamErrorKind::BadSeriesDef,
         ] {
-            let _ = stream_errors.get_or_create(&Kind { kind: kind.as_str().into() });
+            let _ = stream_errors.get_or_create(&Kind {
+                kind: kind.as_str().into(),
+            });
         }
         for limit in ["node", "metric", "relay"] {
             let _ = budget_rejected.get_or_create(&LimitLabel {

@@ -21,11 +21,19 @@ use horizon_shared::tls::TlsMaterial;
 
 const NGINX_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
-struct Killed(Child);
+/// A child process stopped on drop: with SIGKILL (a crashed relay), or
+/// with SIGTERM for nginx, whose master must take its workers down with it.
+struct Killed(Child, bool);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        if self.1 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+        } else {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
@@ -81,6 +89,7 @@ fn start_relay(dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap(),
+        false,
     )
 }
 
@@ -116,6 +125,7 @@ fn start_nginx(dir: &Path, listen: u16, relays: &[u16]) -> Killed {
             .unwrap_or_else(|e| {
                 panic!("cannot start nginx ({e}); run `bash infra/dev/install-test-deps.sh`")
             }),
+        true,
     )
 }
 
