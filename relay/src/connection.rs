@@ -1,10 +1,12 @@
 //! One agent connection: handshake, node identity, and its streams.
 //!
-//! Each stream carries frames in order: the relay reads a batch, processes
-//! it and writes its ack before reading the next, so a stream's series
-//! dictionary is always applied in order. Bad input ends only the stream
-//! that sent it (a reset with a protocol error code); other streams and
-//! connections carry on.
+//! Each stream has two halves: a reader that decodes, validates and hands
+//! over batches strictly in order (so the stream's series dictionary is
+//! applied in order), and a writer that sends their acks in the same order,
+//! each once its points are stored (durable mode). The reader runs ahead of
+//! the writer by up to `IN_FLIGHT_PER_STREAM` batches. Bad input ends only
+//! the stream that sent it (a reset with a protocol error code); other
+//! streams and connections carry on.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -202,7 +204,7 @@ async fn read_batches(
                         return Ok(());
                     }
                 };
-                shared.metrics.stream_error(kind);
+                shared.metrics.stream_error(kind, 1);
                 let _ = reader.get_mut().stop(code.into());
                 let _ = tx.send(Out::Reset(code)).await;
                 return Err(e.into());
@@ -210,7 +212,9 @@ async fn read_batches(
         };
         let Some(agent_frame::Kind::Batch(batch)) = frame.kind else {
             // A frame kind from a newer protocol revision: skip it.
-            shared.metrics.stream_error(StreamErrorKind::UnknownFrame);
+            shared
+                .metrics
+                .stream_error(StreamErrorKind::UnknownFrame, 1);
             debug!("skipped a frame of unknown kind");
             continue;
         };

@@ -82,16 +82,6 @@ impl StreamDictionary {
         self.entries[idx] = Some(Arc::new(entry));
         Ok(())
     }
-
-    /// Series defined so far.
-    pub fn len(&self) -> usize {
-        self.entries.iter().filter(|e| e.is_some()).count()
-    }
-
-    /// Whether nothing is defined.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn xxhash_metric(metric: &str) -> u64 {

@@ -229,13 +229,13 @@ impl RelayMetrics {
             .inc();
     }
 
-    /// Counts a stream error.
-    pub fn stream_error(&self, kind: StreamErrorKind) {
+    /// Counts `count` stream errors of one kind.
+    pub fn stream_error(&self, kind: StreamErrorKind, count: u64) {
         self.stream_errors
             .get_or_create(&Kind {
                 kind: kind.as_str().into(),
             })
-            .inc();
+            .inc_by(count);
     }
 
     /// Records a processed batch.
@@ -282,8 +282,8 @@ impl RelayMetrics {
                     .inc_by(u64::from(count));
             }
         }
-        for _ in 0..out.bad_defs {
-            self.stream_error(StreamErrorKind::BadSeriesDef);
+        if out.bad_defs > 0 {
+            self.stream_error(StreamErrorKind::BadSeriesDef, u64::from(out.bad_defs));
         }
     }
 

@@ -249,6 +249,7 @@ impl Relay {
         }
         tracker.spawn(sweep_budgets(shared.clone()));
         let conn_limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+        let connections = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
             let incoming = tokio::select! {
@@ -261,7 +262,7 @@ impl Relay {
             match conn_limit.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let span = info_span!("conn", remote = %incoming.remote_address());
-                    tracker.spawn(
+                    connections.spawn(
                         connection::handle(incoming, shared.clone(), permit).instrument(span),
                     );
                 }
@@ -284,13 +285,10 @@ impl Relay {
         ready.drain();
         shared.shutdown.cancel();
         tracker.close();
-        let connections_done = tokio::time::timeout(DRAIN_GRACE + Duration::from_secs(1), async {
-            while shared.metrics.connections_active.get() > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        if connections_done.is_err() {
+        connections.close();
+        let drained =
+            tokio::time::timeout(DRAIN_GRACE + Duration::from_secs(1), connections.wait()).await;
+        if drained.is_err() {
             warn!(
                 open = shared.metrics.connections_active.get(),
                 "drain grace expired; closing remaining connections"

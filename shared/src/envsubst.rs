@@ -31,12 +31,8 @@ pub enum EnvError {
     },
 }
 
-/// Expands `text` with the process environment.
-pub fn expand(text: &str) -> Result<String, EnvError> {
-    expand_with(text, |name| std::env::var(name).ok())
-}
-
-/// Expands `text` with `lookup` (tests pass their own environment).
+/// Expands `text`, looking variables up with `lookup` (the relay passes the
+/// process environment; tests pass their own).
 pub fn expand_with(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,

@@ -70,10 +70,7 @@ impl Batcher {
                 }
             }
         }
-        // Final flush: everything already queued.
-        while let Ok(s) = self.rx.try_recv() {
-            self.add(s);
-        }
+        // Final flush: refuse new submissions, take everything already queued.
         self.rx.close();
         while let Ok(s) = self.rx.try_recv() {
             self.add(s);

@@ -260,12 +260,7 @@ impl Pipeline {
         let closing = CancellationToken::new();
         let health = Arc::new(StoreHealth::default());
         let (tx, rx) = mpsc::channel(settings.backpressure_threshold);
-        let boot_ms = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
-        )
-        .unwrap_or(0);
+        let boot_ms = horizon_shared::client::unix_nanos_now() / 1_000_000;
         let batcher = batcher::Batcher {
             rx,
             settings: settings.parquet.clone(),
