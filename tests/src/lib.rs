@@ -222,34 +222,53 @@ impl Drop for TestRelay {
     }
 }
 
-/// A minimal HTTP/1.1 GET over a fresh TCP connection.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to metrics endpoint");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read response");
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .expect("HTTP response has a head");
+/// One HTTP/1.1 request over a fresh TCP connection: (status, body), the
+/// body decoded if it was sent chunked. Errors only on I/O; a response
+/// without a parsable head is status 0.
+pub async fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .expect("status code");
+        .unwrap_or(0);
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    (
+    Ok((
         status,
         if chunked {
             dechunk(body)
         } else {
             body.to_owned()
         },
-    )
+    ))
+}
+
+/// [`try_http`], panicking on I/O errors.
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    try_http(addr, method, path, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
+}
+
+/// A GET with [`http_request`].
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, "").await
 }
 
 /// Decodes an HTTP/1.1 chunked body.

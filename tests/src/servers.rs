@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::http_get;
+use crate::{http_get, http_request, try_http};
 
 const INSTALL: &str =
     "run `bash infra/dev/install-test-deps.sh` (as root) or README's test command";
@@ -57,15 +57,11 @@ async fn wait_http(addr: SocketAddr, path: &str, what: &str, child: &mut Child, 
     panic!("{what} did not become ready on {addr}");
 }
 
-/// Like [`http_get`], but a refused connection is an answer of 0, not a panic.
+/// A GET where a refused connection is an answer of 0, not a panic.
 async fn try_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    match TcpStream::connect(addr).await {
-        Ok(s) => {
-            drop(s);
-            http_get(addr, path).await
-        }
-        Err(_) => (0, String::new()),
-    }
+    try_http(addr, "GET", path, "")
+        .await
+        .unwrap_or((0, String::new()))
 }
 
 /// A running child process with its directory; killed on drop.
@@ -225,27 +221,6 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// A minimal HTTP/1.1 request with a body.
-pub async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, body.to_owned())
 }
 
 /// A TCP forwarder in front of a server. `close` refuses new connections
