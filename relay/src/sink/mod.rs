@@ -72,6 +72,13 @@ impl Receipt {
         Self(None)
     }
 
+    /// A receipt that has already failed.
+    fn failed(e: SinkError) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err(e));
+        Self(Some(rx))
+    }
+
     /// Waits for the outcome.
     pub async fn wait(self) -> Result<(), SinkError> {
         match self.0 {
@@ -333,11 +340,7 @@ impl Pipeline {
         };
         if self.parquet.send(sub).await.is_err() {
             self.metrics.queue_batches.dec();
-            return Receipt(Some({
-                let (tx, rx) = oneshot::channel();
-                let _ = tx.send(Err(SinkError::Stopped));
-                rx
-            }));
+            return Receipt::failed(SinkError::Stopped);
         }
         receipt
     }
