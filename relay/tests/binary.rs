@@ -111,7 +111,17 @@ async fn sigterm_drains_and_everything_acked_durably_is_stored() {
     // Acks wait for a flush a minute away; SIGTERM must flush at once.
     relay.signal("-TERM");
     let (relay, status) = tokio::task::spawn_blocking(move || {
-        let status = relay.child.wait().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = relay.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "relay did not exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         (relay, status)
     })
     .await

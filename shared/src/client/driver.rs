@@ -144,7 +144,8 @@ impl Driver {
             }
         }
         self.inner.idle.notify_waiters();
-        self.endpoint.wait_idle().await;
+        // Let the close reach the relay, but never hang an agent's shutdown on it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 
     /// Runs one connection: one stream, a writer and a reader side by side.
