@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use horizon_shared::model::{SeriesLimits, TimeWindow};
+pub use horizon_shared::store::{S3Options, StoreLocation};
 use serde::Deserialize;
 
 /// A configuration that could not be loaded.
@@ -512,53 +513,6 @@ pub struct InfluxSettings {
     pub timeout: Duration,
 }
 
-/// Where Parquet objects go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    /// A local directory.
-    Local(PathBuf),
-    /// An S3 bucket.
-    S3 {
-        /// Bucket.
-        bucket: String,
-        /// Key prefix inside the bucket (may be empty).
-        prefix: String,
-        /// Region, if set.
-        region: Option<String>,
-        /// Endpoint override, if set.
-        endpoint: Option<String>,
-        /// Path-style addressing.
-        path_style: bool,
-        /// Plain HTTP allowed.
-        allow_http: bool,
-        /// Static credentials (key id, secret); `None`: the default chain.
-        credentials: Option<(String, String)>,
-    },
-}
-
-impl std::fmt::Display for StoreLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Local(dir) => write!(f, "local directory {}", dir.display()),
-            Self::S3 {
-                bucket,
-                prefix,
-                endpoint,
-                ..
-            } => {
-                write!(f, "s3://{bucket}")?;
-                if !prefix.is_empty() {
-                    write!(f, "/{prefix}")?;
-                }
-                if let Some(e) = endpoint {
-                    write!(f, " at {e}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 /// Parquet sink settings after validation.
 #[derive(Debug, Clone)]
 pub struct ParquetSettings {
@@ -890,8 +844,7 @@ impl Config {
 
     fn store_location(&self) -> Result<StoreLocation, ConfigError> {
         let o = &self.object_store;
-        let url = o.url.as_str();
-        if url.is_empty() {
+        if o.url.is_empty() {
             if self.parquet.output_dir.is_empty() {
                 return Err(invalid(
                     "parquet.output_dir",
@@ -902,55 +855,16 @@ impl Config {
                 &self.parquet.output_dir,
             )));
         }
-        if let Some(path) = url.strip_prefix("file://") {
-            if path.is_empty() {
-                return Err(invalid(
-                    "object_store.url",
-                    "file:// needs a path, e.g. file:///var/lib/horizon/objects",
-                ));
-            }
-            return Ok(StoreLocation::Local(PathBuf::from(path)));
-        }
-        let Some(rest) = url.strip_prefix("s3://") else {
-            return Err(invalid(
-                "object_store.url",
-                format!("{url:?} must start with s3:// or file://"),
-            ));
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(invalid(
-                "object_store.url",
-                format!("{url:?} has no bucket name"),
-            ));
-        }
-        if !o.endpoint.is_empty()
-            && !o.endpoint.starts_with("http://")
-            && !o.endpoint.starts_with("https://")
-        {
-            return Err(invalid(
-                "object_store.endpoint",
-                format!("{:?} must start with http:// or https://", o.endpoint),
-            ));
-        }
-        Ok(StoreLocation::S3 {
-            bucket: bucket.to_owned(),
-            prefix: prefix.trim_matches('/').to_owned(),
-            region: (!o.region.is_empty()).then(|| o.region.clone()),
-            endpoint: (!o.endpoint.is_empty()).then(|| o.endpoint.clone()),
+        let s3 = S3Options {
+            region: o.region.clone(),
+            endpoint: o.endpoint.clone(),
             path_style: o.path_style,
             allow_http: o.allow_http,
-            credentials: match (o.access_key_id.is_empty(), o.secret_access_key.is_empty()) {
-                (true, true) => None,
-                (false, false) => Some((o.access_key_id.clone(), o.secret_access_key.clone())),
-                _ => {
-                    return Err(invalid(
-                        "object_store.secret_access_key",
-                        "set both access_key_id and secret_access_key, or neither",
-                    ));
-                }
-            },
-        })
+            access_key_id: o.access_key_id.clone(),
+            secret_access_key: o.secret_access_key.clone(),
+        };
+        StoreLocation::parse(&o.url, &s3)
+            .map_err(|e| invalid(&format!("object_store.{}", e.setting), e.message))
     }
 }
 

@@ -158,7 +158,7 @@ impl Relay {
             series: settings.series_limits,
             time_window: settings.time_window,
         };
-        let store = crate::sink::store::build(&settings.parquet.location)?;
+        let store = settings.parquet.location.build()?;
         info!(
             store = %settings.parquet.location,
             raw_prefix = %settings.parquet.raw_prefix,

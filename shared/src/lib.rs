@@ -9,6 +9,7 @@
 //! - [`devcerts`]: a development CA that issues server and node certificates.
 //! - [`envsubst`]: `${VAR}` expansion for configuration files.
 //! - [`schema`], [`layout`]: the Arrow schema and object keys of raw micro-batches.
+//! - [`store`] (feature `store`): object-store locations and clients.
 //! - [`client`]: the agent client used by agents, the load generator and tests.
 
 pub mod client;
@@ -19,6 +20,8 @@ pub mod layout;
 pub mod model;
 pub mod proto;
 pub mod schema;
+#[cfg(feature = "store")]
+pub mod store;
 pub mod tls;
 
 /// The ALPN protocol id of wire protocol version 1.
