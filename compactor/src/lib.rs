@@ -1,5 +1,352 @@
-//! The Horizon telemetry compactor.
+//! The Horizon telemetry compactor: merges each closed hour of the relays'
+//! raw Parquet micro-batches into a few large, sorted, snappy-compressed
+//! files under `<compacted>/dt=YYYY-MM-DD/hour=HH/`, each point once.
 //!
-//! Not implemented yet: this crate reserves its place in the workspace. It
-//! will merge each closed hour of the relays' raw Parquet micro-batches into
-//! hourly, snappy-compressed, hive-partitioned files (see README, "Status").
+//! One code path behind two entry points: the `telemetry-compactor` CLI and
+//! the AWS Lambda function ([`lambda`]). docs/compaction.md describes the
+//! layout, the deduplication rule, the commit protocol and how the work
+//! scales out.
+//!
+//! - [`merge`]: sorting, deduplication and k-way merging of record batches.
+//! - [`keys`]: the object keys of the compacted dataset and its bookkeeping.
+//! - [`commit`]: manifests and leases (create-only writes).
+//! - [`settings`]: flags and `HORIZON_*` variables.
+
+pub mod commit;
+pub mod keys;
+pub mod lambda;
+pub mod merge;
+pub mod settings;
+mod unit;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use horizon_shared::layout::Hour;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+pub use crate::keys::{Keys, Unit};
+pub use crate::settings::{RawRetention, Settings};
+pub use crate::unit::{Compacted, Fault, Outcome, Planned, UnitError};
+
+/// Which hours to compact.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// Every hour with raw objects that closed by `now_ms` (ended at least
+    /// the allowed lateness before it).
+    Closed {
+        /// The time to judge by, Unix ms.
+        now_ms: i64,
+    },
+    /// These hours, closed or not (backfills, re-runs).
+    Hours(Vec<Hour>),
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print the plan; write nothing.
+    pub dry_run: bool,
+    /// Only this shard of each hour (for fanning an hour out).
+    pub shard: Option<u32>,
+    /// Start no unit after this (Unix ms); the rest are reported as not started.
+    pub start_deadline_ms: Option<i64>,
+}
+
+/// One unit's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    /// The hour, `YYYY-MM-DDTHH`.
+    pub hour: String,
+    /// The shard.
+    pub shard: u32,
+    /// Shards of the hour.
+    pub shards: u32,
+    /// What happened.
+    #[serde(flatten)]
+    pub result: UnitResult,
+    /// How long it took.
+    pub elapsed_ms: u64,
+}
+
+/// A unit's outcome or its error.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum UnitResult {
+    /// It ran.
+    Ok(Outcome),
+    /// It failed.
+    Failed {
+        /// Always "failed".
+        outcome: &'static str,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A run's report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Units run (or planned), in order.
+    pub units: Vec<UnitReport>,
+    /// Units not started because the start deadline passed.
+    pub not_started: Vec<String>,
+}
+
+impl Report {
+    /// Units that failed.
+    pub fn failures(&self) -> usize {
+        self.units
+            .iter()
+            .filter(|u| matches!(u.result, UnitResult::Failed { .. }))
+            .count()
+    }
+
+    /// Rows committed by this run.
+    pub fn rows_committed(&self) -> u64 {
+        self.units
+            .iter()
+            .map(|u| match &u.result {
+                UnitResult::Ok(Outcome::Compacted(c)) => c.rows_out,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Progress callbacks (the CLI's progress bar).
+pub trait Progress: Send + Sync {
+    /// The units about to run.
+    fn planned(&self, _units: &[Unit]) {}
+    /// A unit starts.
+    fn started(&self, _unit: &Unit) {}
+    /// A unit ended.
+    fn finished(&self, _report: &UnitReport) {}
+}
+
+impl Progress for () {}
+
+/// The compactor: a store, its settings, and who is running.
+pub struct Compactor {
+    store: Arc<dyn ObjectStore>,
+    keys: Keys,
+    settings: Settings,
+    owner: String,
+    now_ms: Arc<dyn Fn() -> i64 + Send + Sync>,
+    fault: Option<Fault>,
+}
+
+impl std::fmt::Debug for Compactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compactor")
+            .field("store", &self.store.to_string())
+            .field("keys", &self.keys)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wall-clock time, Unix ms.
+pub fn unix_ms_now() -> i64 {
+    horizon_shared::client::unix_nanos_now() / 1_000_000
+}
+
+impl Compactor {
+    /// A compactor for the settings' store.
+    pub fn new(settings: Settings) -> Result<Self, String> {
+        settings.validate()?;
+        let location = settings.location()?;
+        let store = location
+            .build()
+            .map_err(|e| format!("cannot open the object store ({location}): {e}"))?;
+        Ok(Self::with_store(settings, store))
+    }
+
+    /// A compactor over a given store (settings' store URL ignored).
+    pub fn with_store(settings: Settings, store: Arc<dyn ObjectStore>) -> Self {
+        let host = std::env::var("HOSTNAME")
+            .or_else(|_| std::env::var("AWS_LAMBDA_LOG_STREAM_NAME"))
+            .unwrap_or_else(|_| "local".into());
+        let owner = format!("{host}/pid-{}/{}", std::process::id(), unix_ms_now());
+        Self {
+            keys: Keys::new(&settings.raw_prefix, &settings.compacted_prefix),
+            store,
+            settings,
+            owner,
+            now_ms: Arc::new(unix_ms_now),
+            fault: None,
+        }
+    }
+
+    /// Replaces the clock that leases use (tests: a crashed run's lease is
+    /// taken over by a later "now" without waiting).
+    pub fn with_clock(mut self, now_ms: Arc<dyn Fn() -> i64 + Send + Sync>) -> Self {
+        self.now_ms = now_ms;
+        self
+    }
+
+    /// Makes every unit stop at `fault` as if the process died there (tests).
+    #[doc(hidden)]
+    pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Hours that have raw objects, oldest first.
+    pub async fn raw_hours(&self) -> Result<Vec<Hour>, String> {
+        let root = self.keys.raw_root();
+        let list = |p: Path| {
+            let store = Arc::clone(&self.store);
+            async move {
+                store
+                    .list_with_delimiter(Some(&p))
+                    .await
+                    .map_err(|e| format!("listing {p}: {e}"))
+            }
+        };
+        let mut hours = BTreeSet::new();
+        for day in list(root).await?.common_prefixes {
+            if !day.filename().is_some_and(|f| f.starts_with("dt=")) {
+                continue;
+            }
+            for hour in list(day).await?.common_prefixes {
+                match Hour::from_key(hour.as_ref()) {
+                    Some(h) => {
+                        hours.insert(h);
+                    }
+                    None => warn!(prefix = %hour, "not an hour partition; skipped"),
+                }
+            }
+        }
+        Ok(hours.into_iter().collect())
+    }
+
+    /// The units of the selected hours.
+    pub async fn units(
+        &self,
+        selection: &Selection,
+        shard: Option<u32>,
+    ) -> Result<Vec<Unit>, String> {
+        let hours = match selection {
+            Selection::Hours(h) => h.clone(),
+            Selection::Closed { now_ms } => {
+                let lateness =
+                    i64::try_from(self.settings.lateness().as_secs()).unwrap_or(i64::MAX / 2);
+                let now_secs = now_ms.div_euclid(1000);
+                self.raw_hours()
+                    .await?
+                    .into_iter()
+                    .filter(|h| h.end_unix_secs().saturating_add(lateness) <= now_secs)
+                    .collect()
+            }
+        };
+        let mut units = Vec::new();
+        for hour in hours {
+            let shards = unit::existing_shards(&self.store, &self.keys, hour)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or(self.settings.shards);
+            match shard {
+                Some(s) if s >= shards => {
+                    return Err(format!(
+                        "hour {hour} has {shards} shard(s); shard {s} does not exist"
+                    ));
+                }
+                Some(s) => units.push(Unit {
+                    hour,
+                    shard: s,
+                    shards,
+                }),
+                None => units.extend((0..shards).map(|s| Unit {
+                    hour,
+                    shard: s,
+                    shards,
+                })),
+            }
+        }
+        Ok(units)
+    }
+
+    /// Compacts (or plans) one unit.
+    pub async fn run_unit(&self, unit: Unit, dry_run: bool) -> UnitReport {
+        let started = Instant::now();
+        let ctx = unit::Ctx {
+            store: &self.store,
+            keys: &self.keys,
+            settings: &self.settings,
+            owner: &self.owner,
+            now_ms: self.now_ms.as_ref(),
+            fault: self.fault,
+        };
+        let result = if dry_run {
+            unit::plan(&ctx, unit).await
+        } else {
+            unit::run(&ctx, unit).await
+        };
+        let result = match result {
+            Ok(o) => UnitResult::Ok(o),
+            Err(e) => {
+                error!(unit = %unit, error = %e, "unit failed");
+                UnitResult::Failed {
+                    outcome: "failed",
+                    error: e.to_string(),
+                }
+            }
+        };
+        UnitReport {
+            hour: unit.hour.to_string(),
+            shard: unit.shard,
+            shards: unit.shards,
+            result,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Runs the selected units one after another.
+    pub async fn run(
+        &self,
+        selection: &Selection,
+        opts: &RunOptions,
+        progress: &dyn Progress,
+    ) -> Result<Report, String> {
+        let units = self.units(selection, opts.shard).await?;
+        info!(
+            units = units.len(),
+            dry_run = opts.dry_run,
+            "compaction run"
+        );
+        progress.planned(&units);
+        let mut report = Report::default();
+        for (i, unit) in units.iter().enumerate() {
+            if let Some(deadline) = opts.start_deadline_ms
+                && (self.now_ms)() >= deadline
+            {
+                warn!(
+                    remaining = units.len() - i,
+                    "start deadline reached; leaving the rest to the next run"
+                );
+                report.not_started = units[i..].iter().map(ToString::to_string).collect();
+                break;
+            }
+            progress.started(unit);
+            let r = self.run_unit(*unit, opts.dry_run).await;
+            progress.finished(&r);
+            report.units.push(r);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,306 @@
+//! Manifests and leases: the bookkeeping of the commit protocol
+//! (docs/compaction.md). Both rely only on create-only writes
+//! (`PutMode::Create`: S3 `If-None-Match: *`), which every object store
+//! `object_store` supports, the local directory included.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Keys, Unit, lease_epoch, manifest_generation};
+
+/// Format version of manifests and lease records.
+pub const FORMAT: u32 = 1;
+
+/// A committed file of a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Its committed key, under the hour's partition.
+    pub key: String,
+    /// Where it was staged before the commit (copied to `key` after it).
+    pub staged: String,
+    /// Rows.
+    pub rows: u64,
+    /// Size.
+    pub bytes: u64,
+}
+
+/// One generation of a unit: exactly the files that hold its rows, and the
+/// raw objects already folded into them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: u32,
+    /// The hour, `YYYY-MM-DDTHH`.
+    pub hour: String,
+    /// The shard.
+    pub shard: u32,
+    /// Shards of the hour.
+    pub shards: u32,
+    /// Generation, from 1; each commit adds one.
+    pub generation: u64,
+    /// Lease epoch of the run that committed it.
+    pub epoch: u64,
+    /// Commit time, Unix ms.
+    pub committed_at_ms: i64,
+    /// Rows in all files.
+    pub rows: u64,
+    /// The files.
+    pub files: Vec<FileEntry>,
+    /// Raw object keys whose rows are in the files (those still present
+    /// when this generation was committed).
+    pub raw_folded: Vec<String>,
+}
+
+/// Store errors with the key they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store failed.
+    #[error("{op} {key}: {source}")]
+    Store {
+        /// What was attempted.
+        op: &'static str,
+        /// The key.
+        key: String,
+        /// Why it failed.
+        source: object_store::Error,
+    },
+    /// A bookkeeping object could not be parsed.
+    #[error("{key} is not a valid {what}: {message}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Manifest or lease.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Wraps an object_store error with its operation and key.
+pub fn store_err(op: &'static str, key: &Path) -> impl FnOnce(object_store::Error) -> StoreError {
+    let key = key.to_string();
+    move |source| StoreError::Store { op, key, source }
+}
+
+/// Every object under a prefix (recursively).
+pub async fn list_all(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> Result<Vec<ObjectMeta>, StoreError> {
+    store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(store_err("list", prefix))
+}
+
+/// Creates `key` only if absent. `Ok(false)`: it exists.
+pub async fn create(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+    body: Vec<u8>,
+) -> Result<bool, StoreError> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    match store
+        .put_opts(key, PutPayload::from(Bytes::from(body)), opts)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(store_err("create", key)(e)),
+    }
+}
+
+async fn get_json<T: for<'de> Deserialize<'de>>(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+    what: &'static str,
+) -> Result<T, StoreError> {
+    let bytes = store
+        .get(key)
+        .await
+        .map_err(store_err("get", key))?
+        .bytes()
+        .await
+        .map_err(store_err("get", key))?;
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// The manifests of a unit: the current one (highest generation) and the
+/// keys of older ones.
+pub async fn load_manifests(
+    store: &Arc<dyn ObjectStore>,
+    keys: &Keys,
+    unit: Unit,
+) -> Result<(Option<Manifest>, Vec<Path>), StoreError> {
+    let mut gens: Vec<(u64, Path)> = list_all(store, &keys.manifest_dir(unit))
+        .await?
+        .into_iter()
+        .filter_map(|m| manifest_generation(&m.location).map(|g| (g, m.location)))
+        .collect();
+    gens.sort();
+    let Some((_, current)) = gens.pop() else {
+        return Ok((None, Vec::new()));
+    };
+    let m: Manifest = get_json(store, &current, "manifest").await?;
+    Ok((Some(m), gens.into_iter().map(|(_, k)| k).collect()))
+}
+
+/// Commits a manifest: creates its generation's key. `Ok(false)`: that
+/// generation was committed by another run.
+pub async fn commit(
+    store: &Arc<dyn ObjectStore>,
+    keys: &Keys,
+    unit: Unit,
+    m: &Manifest,
+) -> Result<bool, StoreError> {
+    let key = keys.manifest(unit, m.generation);
+    let body = serde_json::to_vec_pretty(m).unwrap_or_default();
+    create(store, &key, body).await
+}
+
+/// A lease record, `lease-EEEEEEEE.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Always [`FORMAT`].
+    pub format: u32,
+    /// Who holds it (host, process, run).
+    pub owner: String,
+    /// Epoch; the record's key names it too.
+    pub epoch: u64,
+    /// Unix ms after which another run may take the unit over.
+    pub expires_at_ms: i64,
+    /// Set by the holder when it is done.
+    pub released: bool,
+}
+
+/// A held lease on a unit.
+///
+/// Epochs only grow: acquiring, renewing and releasing each create the
+/// next epoch's record with a create-only write, so of two runs racing for
+/// the same epoch exactly one wins, and a run that lost its lease finds out
+/// the next time it renews (which it does before committing).
+#[derive(Debug)]
+pub struct Lease {
+    store: Arc<dyn ObjectStore>,
+    keys: Keys,
+    unit: Unit,
+    owner: String,
+    lease_ms: i64,
+    /// The epoch this run holds.
+    pub epoch: u64,
+}
+
+/// Result of trying to take a unit.
+#[derive(Debug)]
+pub enum Acquired {
+    /// This run holds the unit.
+    Held(Lease),
+    /// Another run holds it.
+    Busy {
+        /// The holder.
+        owner: String,
+        /// When its lease expires, Unix ms.
+        expires_at_ms: i64,
+    },
+}
+
+impl Lease {
+    /// Takes the unit unless another run holds an unexpired lease on it.
+    pub async fn acquire(
+        store: &Arc<dyn ObjectStore>,
+        keys: &Keys,
+        unit: Unit,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Acquired, StoreError> {
+        let mut epochs: Vec<(u64, Path)> = list_all(store, &keys.lease_dir(unit))
+            .await?
+            .into_iter()
+            .filter_map(|m| lease_epoch(&m.location).map(|e| (e, m.location)))
+            .collect();
+        epochs.sort();
+        let next = match epochs.last() {
+            None => 1,
+            Some((e, key)) => {
+                let rec: LeaseRecord = get_json(store, key, "lease record").await?;
+                if !rec.released && rec.expires_at_ms > now_ms {
+                    return Ok(Acquired::Busy {
+                        owner: rec.owner,
+                        expires_at_ms: rec.expires_at_ms,
+                    });
+                }
+                e + 1
+            }
+        };
+        let rec = LeaseRecord {
+            format: FORMAT,
+            owner: owner.to_owned(),
+            epoch: next,
+            expires_at_ms: now_ms + lease_ms,
+            released: false,
+        };
+        let body = serde_json::to_vec(&rec).unwrap_or_default();
+        if !create(store, &keys.lease(unit, next), body).await? {
+            return Ok(Acquired::Busy {
+                owner: "another run (it took the lease just now)".into(),
+                expires_at_ms: now_ms + lease_ms,
+            });
+        }
+        // Housekeeping: records two or more epochs old decide nothing.
+        for (e, key) in &epochs {
+            if e + 1 < next {
+                let _ = store.delete(key).await;
+            }
+        }
+        Ok(Acquired::Held(Self {
+            store: Arc::clone(store),
+            keys: keys.clone(),
+            unit,
+            owner: owner.to_owned(),
+            lease_ms,
+            epoch: next,
+        }))
+    }
+
+    async fn advance(&mut self, expires_at_ms: i64, released: bool) -> Result<bool, StoreError> {
+        let next = self.epoch + 1;
+        let rec = LeaseRecord {
+            format: FORMAT,
+            owner: self.owner.clone(),
+            epoch: next,
+            expires_at_ms,
+            released,
+        };
+        let body = serde_json::to_vec(&rec).unwrap_or_default();
+        let ok = create(&self.store, &self.keys.lease(self.unit, next), body).await?;
+        if ok {
+            self.epoch = next;
+        }
+        Ok(ok)
+    }
+
+    /// Extends the lease to `now + lease`. `Ok(false)`: it was lost (it
+    /// expired and another run took the unit); the caller must not commit.
+    pub async fn renew(&mut self, now_ms: i64) -> Result<bool, StoreError> {
+        self.advance(now_ms + self.lease_ms, false).await
+    }
+
+    /// Gives the unit up.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        self.advance(0, true).await.map(|_| ())
+    }
+}

@@ -1,0 +1,178 @@
+//! Settings, from command-line flags or the environment (every flag has a
+//! `HORIZON_*` variable; the Lambda function reads only the environment).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use horizon_shared::store::{S3Options, StoreLocation};
+
+/// What to do with raw objects once their rows are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RawRetention {
+    /// Delete them right after the commit.
+    Delete,
+    /// Leave them for a bucket lifecycle rule; manifests remember which
+    /// were folded in so they are not merged twice.
+    Keep,
+}
+
+/// Compactor settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Object store of the raw and compacted objects: s3://bucket/prefix,
+    /// file:///dir, or a directory (the relay's default is data/objects).
+    #[arg(long, env = "HORIZON_STORE_URL", default_value = "data/objects")]
+    pub store_url: String,
+
+    /// S3 region (default: AWS_REGION, else us-east-1).
+    #[arg(long, env = "HORIZON_S3_REGION", default_value = "")]
+    pub s3_region: String,
+
+    /// S3 endpoint for S3-compatible stores, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "HORIZON_S3_ENDPOINT", default_value = "")]
+    pub s3_endpoint: String,
+
+    /// Path-style S3 addressing (most S3-compatible stores need it).
+    #[arg(long, env = "HORIZON_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "HORIZON_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
+
+    /// Key prefix of the relays' raw micro-batches.
+    #[arg(long, env = "HORIZON_RAW_PREFIX", default_value = "raw")]
+    pub raw_prefix: String,
+
+    /// Key prefix of the compacted dataset.
+    #[arg(long, env = "HORIZON_COMPACTED_PREFIX", default_value = "compacted")]
+    pub compacted_prefix: String,
+
+    /// An hour is closed, and compacted, once it ended this long ago (seconds).
+    #[arg(long, env = "HORIZON_ALLOWED_LATENESS_SECS", default_value_t = 900)]
+    pub allowed_lateness_secs: u64,
+
+    /// Shards per hour for hours compacted for the first time (an hour keeps
+    /// the shard count of its first compaction).
+    #[arg(long, env = "HORIZON_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub shards: u32,
+
+    /// Target size of a compacted file, MiB.
+    #[arg(long, env = "HORIZON_TARGET_FILE_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub target_file_mib: u64,
+
+    /// Rows per row group of the compacted files.
+    #[arg(long, env = "HORIZON_ROW_GROUP_ROWS", default_value_t = 131_072, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub row_group_rows: u64,
+
+    /// Memory for sorting, MiB: raw rows are sorted in chunks of about a
+    /// third of this and spilled to the work directory.
+    #[arg(long, env = "HORIZON_SORT_MEMORY_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(8..))]
+    pub sort_memory_mib: u64,
+
+    /// Raw objects fetched at once.
+    #[arg(long, env = "HORIZON_READ_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub read_concurrency: u32,
+
+    /// What happens to raw objects after their rows are committed.
+    #[arg(
+        long,
+        env = "HORIZON_RAW_RETENTION",
+        value_enum,
+        default_value = "delete"
+    )]
+    pub raw_retention: RawRetention,
+
+    /// How long a unit's lease lasts without renewal (seconds); a crashed
+    /// run's unit is taken over after this. Must exceed one unit's run time.
+    #[arg(long, env = "HORIZON_LEASE_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(10..))]
+    pub lease_secs: u64,
+
+    /// Lambda only: start no unit when fewer than this many seconds of the
+    /// invocation remain (units left over are taken by the next invocation).
+    #[arg(long, env = "HORIZON_LAMBDA_STOP_MARGIN_SECS", default_value_t = 300)]
+    pub lambda_stop_margin_secs: u64,
+
+    /// Local directory for sort spills and files being written (default: the
+    /// system temporary directory; on Lambda, /tmp).
+    #[arg(long, env = "HORIZON_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Settings from flags (and `HORIZON_*` variables for flags not given);
+    /// `args` excludes the program name.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let argv = std::iter::once(std::ffi::OsString::from("telemetry-compactor"))
+            .chain(args.into_iter().map(Into::into));
+        <Only as clap::Parser>::try_parse_from(argv).map(|o| o.settings)
+    }
+
+    /// The store location, or what is wrong with the settings.
+    pub fn location(&self) -> Result<StoreLocation, String> {
+        let s3 = S3Options {
+            region: self.s3_region.clone(),
+            endpoint: self.s3_endpoint.clone(),
+            path_style: self.s3_path_style,
+            allow_http: self.s3_allow_http,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+        };
+        StoreLocation::parse(&self.store_url, &s3).map_err(|e| {
+            let flag = match e.setting {
+                "endpoint" => "--s3-endpoint (HORIZON_S3_ENDPOINT)",
+                _ => "--store-url (HORIZON_STORE_URL)",
+            };
+            format!("{flag}: {}", e.message)
+        })
+    }
+
+    /// Checks settings that flags alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        self.location()?;
+        let raw = self.raw_prefix.trim_matches('/');
+        let compacted = self.compacted_prefix.trim_matches('/');
+        if compacted.is_empty() {
+            return Err("--compacted-prefix (HORIZON_COMPACTED_PREFIX) must not be empty".into());
+        }
+        if raw == compacted
+            || raw.starts_with(&format!("{compacted}/"))
+            || compacted.starts_with(&format!("{raw}/"))
+            || raw.is_empty()
+        {
+            return Err(format!(
+                "--raw-prefix {raw:?} and --compacted-prefix {compacted:?} must be separate, non-empty prefixes"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Allowed lateness.
+    pub fn lateness(&self) -> Duration {
+        Duration::from_secs(self.allowed_lateness_secs)
+    }
+
+    /// Bytes of decoded rows sorted in memory at once.
+    pub fn sort_chunk_bytes(&self) -> usize {
+        usize::try_from(self.sort_memory_mib << 20).unwrap_or(usize::MAX) / 3
+    }
+
+    /// Target file size in bytes.
+    pub fn target_file_bytes(&self) -> u64 {
+        self.target_file_mib << 20
+    }
+
+    /// The work directory.
+    pub fn work_dir(&self) -> PathBuf {
+        self.work_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
