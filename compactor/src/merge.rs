@@ -387,11 +387,19 @@ impl OutputFiles {
         }
     }
 
-    /// Appends a batch.
+    /// Appends a batch (in slices of 1,024 rows, so files end close to the target).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), MergeError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+        const SLICE: usize = 1024;
+        let mut off = 0;
+        while off < batch.num_rows() {
+            let len = SLICE.min(batch.num_rows() - off);
+            self.write_slice(&batch.slice(off, len))?;
+            off += len;
         }
+        Ok(())
+    }
+
+    fn write_slice(&mut self, batch: &RecordBatch) -> Result<(), MergeError> {
         if self.current.is_none() {
             let path = (self.dir).join(format!("{}-{:04}.parquet", self.stem, self.done.len()));
             let file = File::create(&path).map_err(io(&path))?;

@@ -57,18 +57,18 @@ pub struct Settings {
     #[arg(long, env = "HORIZON_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub shards: u32,
 
-    /// Target size of a compacted file, MiB.
-    #[arg(long, env = "HORIZON_TARGET_FILE_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
-    pub target_file_mib: u64,
+    /// Target size of a compacted file (e.g. 256MiB, 1GiB; plain numbers are bytes).
+    #[arg(long, env = "HORIZON_TARGET_FILE_SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub target_file_size: u64,
 
     /// Rows per row group of the compacted files.
     #[arg(long, env = "HORIZON_ROW_GROUP_ROWS", default_value_t = 131_072, value_parser = clap::value_parser!(u64).range(1024..))]
     pub row_group_rows: u64,
 
-    /// Memory for sorting, MiB: raw rows are sorted in chunks of about a
-    /// third of this and spilled to the work directory.
-    #[arg(long, env = "HORIZON_SORT_MEMORY_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(8..))]
-    pub sort_memory_mib: u64,
+    /// Memory for sorting (e.g. 512MiB): raw rows are sorted in chunks of
+    /// about a third of this and spilled to the work directory.
+    #[arg(long, env = "HORIZON_SORT_MEMORY", default_value = "512MiB", value_parser = parse_size)]
+    pub sort_memory: u64,
 
     /// Raw objects fetched at once.
     #[arg(long, env = "HORIZON_READ_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -163,16 +163,85 @@ impl Settings {
 
     /// Bytes of decoded rows sorted in memory at once.
     pub fn sort_chunk_bytes(&self) -> usize {
-        usize::try_from(self.sort_memory_mib << 20).unwrap_or(usize::MAX) / 3
-    }
-
-    /// Target file size in bytes.
-    pub fn target_file_bytes(&self) -> u64 {
-        self.target_file_mib << 20
+        usize::try_from(self.sort_memory).unwrap_or(usize::MAX) / 3
     }
 
     /// The work directory.
     pub fn work_dir(&self) -> PathBuf {
         self.work_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// Parses a size: a number of bytes with an optional unit (B, KiB, MiB,
+/// GiB, or KB/MB/GB as powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 256MiB"))?;
+    let bytes = (n * mult as f64).round();
+    if !(1.0..=1e18).contains(&bytes) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("64 KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert!(parse_size("0").is_err());
+        assert!(
+            parse_size("12 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let s = Settings::from_args(Vec::<String>::new()).unwrap();
+        assert_eq!(s.store_url, "data/objects");
+        assert_eq!(s.target_file_size, 256 << 20);
+        assert!(s.validate().is_ok());
+        let same = Settings::from_args(["--raw-prefix", "x", "--compacted-prefix", "x/"]).unwrap();
+        assert!(same.validate().unwrap_err().contains("separate"));
+        let nested = Settings::from_args([
+            "--raw-prefix",
+            "data",
+            "--compacted-prefix",
+            "data/compacted",
+        ])
+        .unwrap();
+        assert!(nested.validate().is_err());
+        let bad = Settings::from_args(["--store-url", "gs://bucket"]).unwrap();
+        assert!(bad.validate().unwrap_err().contains("--store-url"));
+        assert!(Settings::from_args(["--shards", "0"]).is_err());
     }
 }

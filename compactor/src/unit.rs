@@ -445,7 +445,7 @@ async fn run_held(ctx: &Ctx<'_>, unit: Unit, lease: &mut Lease) -> Result<Outcom
     let props = merge::output_properties(
         usize::try_from(ctx.settings.row_group_rows).unwrap_or(usize::MAX),
     );
-    let target = ctx.settings.target_file_bytes();
+    let target = ctx.settings.target_file_size;
     let (files, counts) = blocking(move || -> Result<(Vec<LocalFile>, Counts), MergeError> {
         let orderer = Orderer::new()?;
         let srcs = sources

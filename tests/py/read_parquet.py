@@ -6,7 +6,8 @@ Usage:
   read_parquet.py s3 HOST:PORT BUCKET PREFIX      (plain HTTP, path style, any credentials)
 
 Prints one JSON object: {"files": [...], "rows": [...]}. For each file: its
-path, row count, the compression codecs of its column chunks, whether its
+path, row count, row groups, whether every row group has min/max statistics
+for metric and node, the compression codecs of its column chunks, whether its
 rows are sorted by (metric, node, series_id, time), and whether every row's
 event time falls in the hour its dt=/hour= partition names.
 """
@@ -22,7 +23,13 @@ import pyarrow.parquet as pq
 
 def list_files(fs, base):
     sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
-    return sorted(i.path for i in fs.get_file_info(sel) if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    # Like query engines, skip anything under a folder named _* or .*
+    # (the compactor's staging, manifests and leases).
+    def visible(path):
+        rel = path[len(base):].strip("/").split("/")
+        return not any(p.startswith(("_", ".")) for p in rel)
+    return sorted(i.path for i in fs.get_file_info(sel)
+                  if i.type == pafs.FileType.File and i.path.endswith(".parquet") and visible(i.path))
 
 
 def main():
@@ -50,14 +57,25 @@ def main():
             start = datetime.datetime.strptime(m.group(1) + m.group(2), "%Y-%m-%d%H").replace(tzinfo=datetime.timezone.utc)
             lo = int(start.timestamp()) * 1_000_000_000
             hours_ok = all(lo <= x < lo + 3_600_000_000_000 for x in times)
+        names = [md.schema.column(c).path for c in range(md.num_columns)]
+        def stats_ok(col):
+            c = names.index(col)
+            return all(md.row_group(g).column(c).statistics is not None
+                       and md.row_group(g).column(c).statistics.has_min_max
+                       for g in range(md.num_row_groups))
         files.append({"path": path, "rows": t.num_rows, "codecs": codecs,
+                      "row_groups": md.num_row_groups,
+                      "stats_metric_node": stats_ok("metric") and stats_ok("node"),
                       "sorted": keys == sorted(keys), "hours_ok": hours_ok,
                       "schema_version": (md.metadata or {}).get(b"horizon.schema", b"").decode()})
         labels = t.column("labels").to_pylist()
+        recv = t.column("received_at").cast(pa.int64()).to_pylist()
+        relays = t.column("relay").cast(pa.string()).to_pylist()
         for i in range(t.num_rows):
             rows.append({"node": keys[i][1], "metric": keys[i][0], "labels": dict(labels[i]),
                          "series_id": keys[i][2], "time": times[i],
-                         "value": t.column("value")[i].as_py()})
+                         "value": t.column("value")[i].as_py(),
+                         "received_at": recv[i], "relay": relays[i]})
     print(json.dumps({"files": files, "rows": rows}))
 
 

@@ -1,0 +1,461 @@
+//! The compactor against a local directory and against moto (S3 API): raw
+//! objects written by the relay's own encoder, duplicates across objects,
+//! late objects, crashes at every commit step, leases, shards, unreadable
+//! objects; the result read back by pyarrow and checked against a model.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use horizon_compactor::{
+    Compactor, Fault, Outcome, Report, RunOptions, Selection, Settings, UnitResult, unix_ms_now,
+};
+use horizon_e2e::rawdata::{Expected, check_compacted, points, put_raw};
+use horizon_e2e::servers::Moto;
+use horizon_e2e::{ParquetDataset, read_parquet};
+use horizon_shared::layout::Hour;
+use horizon_shared::store::{S3Options, StoreLocation};
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+/// A store under test and how pyarrow reads its compacted prefix.
+struct TestStore {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    s3: Option<(Moto, S3Options)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    fn local() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = dir.path().join("objects").display().to_string();
+        let store = StoreLocation::parse(&url, &S3Options::default())
+            .unwrap()
+            .build()
+            .unwrap();
+        Self {
+            store,
+            url,
+            s3: None,
+            _dir: dir,
+        }
+    }
+
+    async fn moto() -> Self {
+        let moto = Moto::start("telemetry").await;
+        let opts = S3Options {
+            region: "us-east-1".into(),
+            endpoint: moto.url(),
+            path_style: true,
+            allow_http: true,
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+        };
+        let url = "s3://telemetry/fleet".to_owned();
+        let store = StoreLocation::parse(&url, &opts).unwrap().build().unwrap();
+        Self {
+            store,
+            url,
+            s3: Some((moto, opts)),
+            _dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn settings(&self, extra: &[&str]) -> Settings {
+        let mut args = vec!["--store-url".to_owned(), self.url.clone()];
+        if let Some((_, o)) = &self.s3 {
+            args.extend([
+                "--s3-endpoint".into(),
+                o.endpoint.clone(),
+                "--s3-path-style".into(),
+                "--s3-allow-http".into(),
+            ]);
+        }
+        // Small files and row groups, so that hours span several of each.
+        args.extend([
+            "--target-file-size".into(),
+            "16KiB".into(),
+            "--row-group-rows".into(),
+            "1024".into(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Settings::from_args(args).expect("settings")
+    }
+
+    fn compactor(&self, extra: &[&str]) -> Compactor {
+        Compactor::with_store(self.settings(extra), Arc::clone(&self.store))
+    }
+
+    fn read(&self) -> ParquetDataset {
+        match &self.s3 {
+            None => read_parquet(&["local", &format!("{}/compacted", self.url)]),
+            Some((moto, _)) => {
+                read_parquet(&["s3", &moto.addr.to_string(), "telemetry", "fleet/compacted"])
+            }
+        }
+    }
+
+    /// The compacted dataset's files and manifests (leases aside: every run
+    /// takes one).
+    async fn dataset(&self) -> Vec<String> {
+        let mut v = self.keys("compacted").await;
+        v.retain(|k| !k.contains("/_leases/"));
+        v
+    }
+
+    async fn keys(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> =
+            horizon_compactor::commit::list_all(&self.store, &Path::from(prefix))
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|m| m.location.to_string())
+                .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Three consecutive hours long closed.
+fn hours() -> [Hour; 3] {
+    let h = Hour::parse("2025-06-01T10").unwrap();
+    [h, h.next(), h.next().next()]
+}
+
+/// Three closed hours; relay-b's object overlaps half of relay-a's points
+/// with later receipts and other values, and relay-a wrote one object twice
+/// (a resend after a lost ack).
+async fn initial(ts: &TestStore) -> Expected {
+    let mut want = Expected::default();
+    for (i, h) in hours().into_iter().enumerate() {
+        let a = points(h, 4, 6, 20, 1_000_000, 0.0);
+        let b: Vec<_> = points(h, 4, 6, 20, 9_000_000, 0.5)
+            .into_iter()
+            .step_by(2)
+            .collect();
+        put_raw(&ts.store, "raw", "relay-a", i as u64 * 10, &a).await;
+        put_raw(&ts.store, "raw", "relay-a", i as u64 * 10 + 1, &a).await;
+        put_raw(&ts.store, "raw", "relay-b", i as u64 * 10, &b).await;
+        want.add(&a, "relay-a");
+        want.add(&b, "relay-b");
+    }
+    want
+}
+
+/// Late data for the middle hour: new series, and copies of old points
+/// received later still (they win).
+async fn late(ts: &TestStore, want: &mut Expected) {
+    let h = hours()[1];
+    let new_series = points(h, 2, 9, 120, 1_000, 100.0)
+        .into_iter()
+        .filter(|p| p.labels[0].value == "2")
+        .collect::<Vec<_>>();
+    let resent: Vec<_> = points(h, 4, 6, 20, 50_000_000, 7.0)
+        .into_iter()
+        .step_by(5)
+        .collect();
+    put_raw(&ts.store, "raw", "relay-c", 99, &new_series).await;
+    put_raw(&ts.store, "raw", "relay-a", 98, &resent).await;
+    want.add(&new_series, "relay-c");
+    want.add(&resent, "relay-a");
+}
+
+fn closed_now() -> Selection {
+    Selection::Closed {
+        now_ms: unix_ms_now(),
+    }
+}
+
+async fn run(c: &Compactor, sel: &Selection) -> Report {
+    c.run(sel, &RunOptions::default(), &()).await.expect("run")
+}
+
+fn outcomes(r: &Report) -> Vec<&UnitResult> {
+    r.units.iter().map(|u| &u.result).collect()
+}
+
+fn compacted(r: &Report) -> usize {
+    r.units
+        .iter()
+        .filter(|u| matches!(u.result, UnitResult::Ok(Outcome::Compacted(_))))
+        .count()
+}
+
+async fn end_to_end(ts: TestStore) {
+    let mut want = initial(&ts).await;
+    // An hour still open must be left alone.
+    let open = Hour::of_secs(unix_ms_now() / 1000);
+    put_raw(
+        &ts.store,
+        "raw",
+        "relay-a",
+        500,
+        &points(open, 1, 1, 600, 0, 0.0),
+    )
+    .await;
+
+    let c = ts.compactor(&[]);
+    let r = run(&c, &closed_now()).await;
+    assert_eq!(compacted(&r), 3, "{r:#?}");
+    assert_eq!(r.failures(), 0);
+    check_compacted(&ts.read(), &want);
+    // Several files per hour (16 KiB target), raw objects of closed hours gone.
+    assert!(
+        ts.read().files.len() > 3,
+        "files: {}",
+        ts.read().files.len()
+    );
+    for h in hours() {
+        assert!(
+            ts.keys(&format!("raw/{}", h.partition())).await.is_empty(),
+            "raw of {h} left"
+        );
+    }
+    assert_eq!(
+        ts.keys(&format!("raw/{}", open.partition())).await.len(),
+        1,
+        "open hour untouched"
+    );
+    assert!(ts.keys("compacted/_staging").await.is_empty());
+
+    // Late objects for the middle hour are folded in by the next run.
+    late(&ts, &mut want).await;
+    let r = run(&c, &closed_now()).await;
+    assert_eq!(compacted(&r), 1, "{r:#?}");
+    match outcomes(&r)[0] {
+        UnitResult::Ok(Outcome::Compacted(s)) => {
+            assert_eq!(s.generation, 2);
+            assert_eq!(s.rows_out as usize, want.hour(hours()[1]));
+            assert_eq!(s.raw_objects, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    check_compacted(&ts.read(), &want);
+
+    // Nothing new: nothing changes, not even a file name.
+    let before = ts.dataset().await;
+    let r = run(&c, &closed_now()).await;
+    assert!(r.units.is_empty(), "{r:#?}");
+    let r = run(&c, &Selection::Hours(hours().to_vec())).await;
+    assert!(
+        outcomes(&r)
+            .iter()
+            .all(|o| matches!(o, UnitResult::Ok(Outcome::UpToDate { .. }))),
+        "{r:#?}"
+    );
+    assert_eq!(ts.dataset().await, before);
+    check_compacted(&ts.read(), &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacts_a_local_directory() {
+    end_to_end(TestStore::local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacts_s3_on_moto() {
+    end_to_end(TestStore::moto().await).await;
+}
+
+/// A clock the test moves: leases of "crashed" runs expire without waiting.
+fn clock() -> (Arc<AtomicI64>, Arc<dyn Fn() -> i64 + Send + Sync>) {
+    let t = Arc::new(AtomicI64::new(unix_ms_now()));
+    let c = Arc::clone(&t);
+    (t, Arc::new(move || c.load(Ordering::SeqCst)))
+}
+
+async fn crash_then_rerun(ts: &TestStore, fault: Fault, first_run: bool) {
+    let (t, now) = clock();
+    let mut want = initial(ts).await;
+    if !first_run {
+        run(&ts.compactor(&[]), &closed_now()).await;
+        late(ts, &mut want).await;
+    }
+    let crashing = ts
+        .compactor(&[])
+        .with_clock(Arc::clone(&now))
+        .with_fault(Some(fault));
+    let r = run(&crashing, &Selection::Hours(vec![hours()[1]])).await;
+    match outcomes(&r)[0] {
+        UnitResult::Failed { error, .. } => {
+            assert!(error.contains("injected"), "{fault:?}: {error}")
+        }
+        other => panic!("{fault:?}: the fault was not reached: {other:?}"),
+    }
+    if fault == Fault::AfterStaging {
+        // Staged files are invisible to readers: no key is doubled.
+        let ds = ts.read();
+        let mut keys: Vec<_> = ds
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r["node"].to_string(),
+                    r["series_id"].to_string(),
+                    r["time"].to_string(),
+                )
+            })
+            .collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            n,
+            "a reader saw doubled rows after a crash before the commit"
+        );
+    }
+    // While the crashed run's lease lasts, another run leaves the hour alone.
+    let rerun = ts.compactor(&[]).with_clock(Arc::clone(&now));
+    let r = run(&rerun, &Selection::Hours(vec![hours()[1]])).await;
+    assert!(
+        matches!(outcomes(&r)[0], UnitResult::Ok(Outcome::Busy { .. })),
+        "{fault:?}: {r:#?}"
+    );
+    // After it expires, a run finishes the job.
+    t.fetch_add(1_801_000, Ordering::SeqCst);
+    let r = run(&rerun, &closed_now()).await;
+    assert_eq!(r.failures(), 0, "{fault:?}: {r:#?}");
+    check_compacted(&ts.read(), &want);
+    for h in hours() {
+        assert!(
+            ts.keys(&format!("raw/{}", h.partition())).await.is_empty(),
+            "{fault:?}: raw of {h} left"
+        );
+    }
+    assert!(
+        ts.keys("compacted/_staging").await.is_empty(),
+        "{fault:?}: staging left"
+    );
+    let manifests = ts
+        .keys(&format!("compacted/_manifests/{}", hours()[1].partition()))
+        .await;
+    assert_eq!(manifests.len(), 1, "{fault:?}: {manifests:?}");
+    // And one more run changes nothing.
+    let before = ts.dataset().await;
+    let r = run(&rerun, &Selection::Hours(hours().to_vec())).await;
+    assert_eq!(r.failures(), 0);
+    assert_eq!(ts.dataset().await, before, "{fault:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_commit_step_then_a_rerun_gives_the_same_rows() {
+    for fault in Fault::ALL {
+        crash_then_rerun(&TestStore::local(), fault, false).await;
+    }
+    for fault in [
+        Fault::AfterStaging,
+        Fault::AfterCommit,
+        Fault::AfterFirstCopy,
+    ] {
+        crash_then_rerun(&TestStore::local(), fault, true).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_safety_on_s3() {
+    let ts = TestStore::moto().await;
+    crash_then_rerun(&ts, Fault::AfterFirstOldDelete, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_retention_leaves_raw_objects_and_never_folds_them_twice() {
+    let ts = TestStore::local();
+    let mut want = initial(&ts).await;
+    let c = ts.compactor(&["--raw-retention", "keep"]);
+    run(&c, &closed_now()).await;
+    let raw_before = ts.keys("raw").await;
+    assert_eq!(raw_before.len(), 9);
+    let before = ts.dataset().await;
+    let r = run(&c, &closed_now()).await;
+    assert!(
+        outcomes(&r)
+            .iter()
+            .all(|o| matches!(o, UnitResult::Ok(Outcome::UpToDate { .. }))),
+        "{r:#?}"
+    );
+    assert_eq!(ts.dataset().await, before);
+    late(&ts, &mut want).await;
+    let r = run(&c, &closed_now()).await;
+    let stats: Vec<_> = r
+        .units
+        .iter()
+        .filter_map(|u| match &u.result {
+            UnitResult::Ok(Outcome::Compacted(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stats.len(), 1, "{r:#?}");
+    assert_eq!(stats[0].raw_objects, 2, "only the late objects are read");
+    check_compacted(&ts.read(), &want);
+    assert_eq!(ts.keys("raw").await.len(), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_an_hour_and_raw_objects_go_when_every_shard_has_them() {
+    let ts = TestStore::local();
+    let want = initial(&ts).await;
+    let c = ts.compactor(&["--shards", "3"]);
+    let h = hours()[0];
+    let only0 = RunOptions {
+        shard: Some(0),
+        ..RunOptions::default()
+    };
+    let r = c
+        .run(&Selection::Hours(vec![h]), &only0, &())
+        .await
+        .unwrap();
+    assert_eq!(compacted(&r), 1);
+    assert_eq!(
+        ts.keys(&format!("raw/{}", h.partition())).await.len(),
+        3,
+        "shards 1 and 2 still need them"
+    );
+    let r = run(&c, &closed_now()).await;
+    assert_eq!(r.failures(), 0, "{r:#?}");
+    assert_eq!(r.units.len(), 9, "3 hours x 3 shards: {r:#?}");
+    assert!(ts.keys("raw").await.is_empty());
+    check_compacted(&ts.read(), &want);
+    let files = ts.keys(&format!("compacted/{}", h.partition())).await;
+    for s in 0..3 {
+        let has_nodes =
+            (0..4).any(|n| horizon_compactor::merge::shard_of(&format!("node-{n:03}"), 3) == s);
+        let has_files = files.iter().any(|f| f.contains(&format!("part-s000{s}-")));
+        assert_eq!(has_files, has_nodes, "shard {s}: {files:?}");
+    }
+    // An hour keeps its shard count: a later run with another setting uses 3.
+    let other = ts.compactor(&["--shards", "5"]);
+    let units = other.units(&Selection::Hours(vec![h]), None).await.unwrap();
+    assert_eq!(units.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_raw_object_is_quarantined_and_the_rest_compacted() {
+    let ts = TestStore::local();
+    let want = initial(&ts).await;
+    let h = hours()[2];
+    let bad = Path::from(format!("raw/{}/relay-x-1-00000001.parquet", h.partition()));
+    object_store::ObjectStoreExt::put(&*ts.store, &bad, b"not parquet at all".to_vec().into())
+        .await
+        .unwrap();
+    let r = run(&ts.compactor(&[]), &closed_now()).await;
+    assert_eq!(r.failures(), 0, "{r:#?}");
+    let quarantined: Vec<String> = r
+        .units
+        .iter()
+        .filter_map(|u| match &u.result {
+            UnitResult::Ok(Outcome::Compacted(s)) => Some(s.quarantined.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(quarantined, vec![bad.to_string()]);
+    assert_eq!(
+        ts.keys("raw/_quarantine").await,
+        vec![format!(
+            "raw/_quarantine/{}/relay-x-1-00000001.parquet",
+            h.partition()
+        )]
+    );
+    check_compacted(&ts.read(), &want);
+}
