@@ -12,7 +12,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{Compactor, RunOptions, Selection, unix_ms_now};
 use horizon_shared::layout::Hour;
@@ -82,9 +82,17 @@ pub async fn handle(compactor: &Compactor, event: LambdaEvent<Value>) -> Result<
             .saturating_mul(1000),
     )
     .unwrap_or(0);
+    // The deadline is Unix ms; some local emulators send a duration instead.
+    const YEAR_2000_MS: i64 = 946_684_800_000;
     let deadline = i64::try_from(event.context.deadline)
         .ok()
-        .filter(|d| *d > 0);
+        .filter(|d| *d > YEAR_2000_MS);
+    if deadline.is_none() {
+        warn!(
+            deadline = event.context.deadline,
+            "no usable invocation deadline; units start until the work is done"
+        );
+    }
     let selection = match req.hour {
         Some(h) => Selection::Hours(vec![h]),
         None => Selection::Closed { now_ms: req.now_ms },
@@ -94,7 +102,7 @@ pub async fn handle(compactor: &Compactor, event: LambdaEvent<Value>) -> Result<
         shard: req.shard,
         start_deadline_ms: deadline.map(|d| d - margin_ms),
     };
-    info!(request_id = %event.context.request_id, ?selection, "invocation");
+    info!(request_id = %event.context.request_id, deadline_ms = event.context.deadline, ?selection, "invocation");
     let report = compactor.run(&selection, &opts, &()).await?;
     let failures = report.failures();
     let body = json!({

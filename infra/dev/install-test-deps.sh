@@ -9,6 +9,8 @@
 #   nginx-light, libnginx-mod-stream (Debian)  the UDP load balancer of the fleet test
 #   moto[server] (PyPI)        an S3 API, for the object-store tests
 #   pyarrow (PyPI)             the independent Parquet reader the tests use
+#   duckdb (PyPI)              the query engine of README's one-liner (tested)
+#   cargo-lambda (PyPI)        the Lambda runtime emulator the compactor's test uses
 set -euo pipefail
 
 say() { echo "install-test-deps: $*" >&2; }
@@ -32,6 +34,8 @@ fi
 pip_missing=()
 command -v moto_server >/dev/null 2>&1 || pip_missing+=("moto[server]")
 python3 -c "import pyarrow" >/dev/null 2>&1 || pip_missing+=(pyarrow)
+python3 -c "import duckdb" >/dev/null 2>&1 || pip_missing+=(duckdb)
+command -v cargo-lambda >/dev/null 2>&1 || pip_missing+=(cargo-lambda)
 if [ "${#pip_missing[@]}" -gt 0 ]; then
     say "installing ${pip_missing[*]} (pip)"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pip_missing[@]}"

@@ -2,8 +2,8 @@
 //! balancer. Agents stream through the balancer; one relay is killed with
 //! SIGKILL mid-run; the agents reconnect through the balancer and resend
 //! what was not acked. Afterwards every point acked durably is in the
-//! store, and after removing duplicates (the compactor's rule) the store
-//! holds exactly the points sent.
+//! store, and after a compaction the hourly dataset holds exactly the
+//! points sent, each once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -288,7 +288,53 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
     assert_eq!(
         identities.len(),
         12 * 250,
-        "after removing duplicates, exactly the points sent"
+        "every point sent is in the raw objects"
     );
     assert!(rows.len() >= identities.len());
+
+    // Compact every hour the fleet wrote (the current one too), then read
+    // the hourly dataset: each point sent, exactly once.
+    let objects = dir.path().join("objects");
+    let settings =
+        horizon_compactor::Settings::from_args(["--store-url", objects.to_str().unwrap()]).unwrap();
+    let compactor = horizon_compactor::Compactor::new(settings).unwrap();
+    let hours = compactor.raw_hours().await.unwrap();
+    let report = compactor
+        .run(
+            &horizon_compactor::Selection::Hours(hours),
+            &horizon_compactor::RunOptions::default(),
+            &(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.failures(), 0, "{report:#?}");
+    let data = common::read_parquet_local(&objects.join("compacted"));
+    let rows = data["rows"].as_array().unwrap();
+    let mut compacted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut keys = BTreeSet::new();
+    for r in rows {
+        let node = r["node"].as_str().unwrap().to_owned();
+        keys.insert((
+            node.clone(),
+            r["series_id"].as_i64().unwrap(),
+            r["time"].as_i64().unwrap(),
+        ));
+        compacted
+            .entry(node)
+            .or_default()
+            .insert(r["value"].as_f64().unwrap() as i64);
+    }
+    assert_eq!(
+        rows.len(),
+        12 * 250,
+        "after compaction: exactly the points sent, each once"
+    );
+    assert_eq!(keys, identities);
+    for (node, values) in &acked {
+        let have = compacted.get(node).cloned().unwrap_or_default();
+        assert!(
+            values.iter().all(|v| have.contains(v)),
+            "{node}: an acked point is missing after compaction"
+        );
+    }
 }

@@ -459,3 +459,19 @@ async fn an_unreadable_raw_object_is_quarantined_and_the_rest_compacted() {
     );
     check_compacted(&ts.read(), &want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_unit_starts_after_the_start_deadline() {
+    let ts = TestStore::local();
+    initial(&ts).await;
+    let c = ts.compactor(&[]);
+    let late = RunOptions {
+        start_deadline_ms: Some(unix_ms_now() - 1),
+        ..RunOptions::default()
+    };
+    let r = c.run(&closed_now(), &late, &()).await.unwrap();
+    assert!(r.units.is_empty());
+    assert_eq!(r.not_started.len(), 3, "{r:#?}");
+    assert!(ts.dataset().await.is_empty(), "nothing may be written");
+    assert_eq!(ts.keys("raw").await.len(), 9);
+}
