@@ -3,6 +3,8 @@
 //! late objects, crashes at every commit step, leases, shards, unreadable
 //! objects; the result read back by pyarrow and checked against a model.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
