@@ -101,6 +101,12 @@ pub struct ServerConfig {
     pub max_streams_per_connection: u32,
     /// Name of this relay in logs and object names; defaults to the host name.
     pub relay_id: String,
+    /// On SIGTERM: how long agents get to finish the batches they are
+    /// sending (after GoAway) before their streams are reset.
+    pub drain_grace_secs: u64,
+    /// On SIGTERM, after the streams: how long the sinks get to store what
+    /// they hold. The relay exits within about the sum of the two plus 3 s.
+    pub drain_flush_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +118,8 @@ impl Default for ServerConfig {
             keep_alive_secs: 15,
             max_streams_per_connection: 16,
             relay_id: String::new(),
+            drain_grace_secs: 5,
+            drain_flush_secs: 10,
         }
     }
 }
@@ -437,6 +445,10 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Keep-alive interval.
     pub keep_alive: Duration,
+    /// Drain: time for streams to finish after GoAway.
+    pub drain_grace: Duration,
+    /// Drain: time for the sinks to flush.
+    pub drain_flush: Duration,
     /// Streams per connection.
     pub max_streams_per_connection: u32,
     /// This relay's name.
@@ -739,6 +751,8 @@ impl Config {
             max_connections: s.max_connections,
             idle_timeout: Duration::from_secs(s.connection_timeout_secs),
             keep_alive: Duration::from_secs(s.keep_alive_secs),
+            drain_grace: Duration::from_secs(s.drain_grace_secs),
+            drain_flush: Duration::from_secs(s.drain_flush_secs),
             max_streams_per_connection: s.max_streams_per_connection,
             relay_id,
             tls,

@@ -173,7 +173,7 @@ async fn read_batches(
             () = shared.shutdown.cancelled(), if !draining => {
                 // Ask the agent to finish; keep acking what it already sent.
                 draining = true;
-                deadline.as_mut().reset(tokio::time::Instant::now() + crate::server::DRAIN_GRACE);
+                deadline.as_mut().reset(tokio::time::Instant::now() + shared.settings.drain_grace);
                 if tx.send(Out::GoAway).await.is_err() {
                     return Ok(());
                 }

@@ -50,12 +50,6 @@ pub enum RelayError {
     Transport(String),
 }
 
-/// How long streams get to finish their in-flight batches once shutdown starts.
-pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
-
-/// How long the sinks get to flush once the streams are done.
-pub(crate) const SINK_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
-
 /// State shared by every connection and stream.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -286,15 +280,18 @@ impl Relay {
         shared.shutdown.cancel();
         tracker.close();
         connections.close();
-        let drained =
-            tokio::time::timeout(DRAIN_GRACE + Duration::from_secs(1), connections.wait()).await;
+        let drained = tokio::time::timeout(
+            shared.settings.drain_grace + Duration::from_secs(1),
+            connections.wait(),
+        )
+        .await;
         if drained.is_err() {
             warn!(
                 open = shared.metrics.connections_active.get(),
                 "drain grace expired; closing remaining connections"
             );
         }
-        shared.pipeline.shutdown(SINK_FLUSH_DEADLINE).await;
+        shared.pipeline.shutdown(shared.settings.drain_flush).await;
         endpoint.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
         http_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;

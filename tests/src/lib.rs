@@ -54,6 +54,22 @@ impl TestPki {
         })
     }
 
+    /// A PKI already in `dir` (e.g. made by `infra/dev/dev-certs.sh`).
+    pub fn from_dir(dir: tempfile::TempDir) -> Arc<Self> {
+        let (paths, created) = DevPki::ensure(dir.path()).expect("dev pki");
+        assert!(
+            !created,
+            "expected an existing PKI in {}",
+            dir.path().display()
+        );
+        let ca = paths.ca().expect("ca loads");
+        Arc::new(Self {
+            ca,
+            paths,
+            _dir: dir,
+        })
+    }
+
     /// The relay's own TLS material (for a stand-in server in tests).
     pub fn server_tls(&self) -> TlsMaterial {
         TlsMaterial::load(

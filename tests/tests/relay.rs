@@ -848,3 +848,49 @@ async fn grafana_dashboard_queries_only_metrics_the_relay_exports() {
     c.close().await;
     relay.stop().await;
 }
+
+/// `infra/dev/dev-certs.sh` (openssl) makes a PKI the relay serves with and a
+/// node certificate an agent is accepted with, under the node's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_certificate_script_makes_a_working_pki() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/dev/dev-certs.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(dir.path())
+        .arg("gpu-node-7")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let certs = dir.path().to_owned();
+    let pki = horizon_e2e::TestPki::from_dir(dir);
+    let relay = TestRelay::start_at(pki, "", None).await;
+    let tls = TlsMaterial::load(
+        &certs.join("client-gpu-node-7.pem"),
+        &certs.join("client-gpu-node-7-key.pem"),
+        &certs.join("ca.pem"),
+    )
+    .unwrap();
+    let cfg = horizon_shared::client::ClientConfig::new(relay.addr.to_string(), "localhost", tls);
+    let c = Client::connect(cfg).await.unwrap();
+    let s = c.series("gpu_temp_celsius", &[("gpu", "0")]).unwrap();
+    let ack = c
+        .send(Batch {
+            points: vec![Point::new(s, unix_nanos_now(), 41.0)],
+        })
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .ack;
+    assert_eq!(ack.accepted, 1);
+    let m = relay.scrape().await;
+    assert_eq!(
+        m.get("horizon_relay_budget_node_series{node=\"gpu-node-7\"}"),
+        1.0
+    );
+}

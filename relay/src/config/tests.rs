@@ -27,6 +27,13 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(s.budgets.max_series_total, 100_000);
     assert_eq!(s.budgets.max_series_per_node, 10_000);
     assert_eq!(s.tls, TlsSource::Dev(PathBuf::from(".dev/certs")));
+    assert_eq!(s.drain_grace, Duration::from_secs(5));
+    assert_eq!(s.drain_flush, Duration::from_secs(10));
+    let s = parse("server:\n  drain_grace_secs: 20\n  drain_flush_secs: 2\n").unwrap();
+    assert_eq!(
+        (s.drain_grace, s.drain_flush),
+        (Duration::from_secs(20), Duration::from_secs(2))
+    );
 }
 
 #[test]
