@@ -219,7 +219,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let as_lambda = matches!(cli.command, Some(Command::Lambda))
         || (lambda_env && std::env::args_os().len() == 1);
+    // Decoding and sorting run on blocking threads; glibc gives each thread
+    // its own malloc arena and keeps what is freed there, so many blocking
+    // threads multiply resident memory (docs/benchmarks.md, "Compactor").
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(cores)
         .enable_all()
         .build()
     {
