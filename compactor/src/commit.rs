@@ -233,8 +233,8 @@ impl Lease {
             .filter_map(|m| lease_epoch(&m.location).map(|e| (e, m.location)))
             .collect();
         epochs.sort();
-        let next = match epochs.last() {
-            None => 1,
+        let current = match epochs.last() {
+            None => 0,
             Some((e, key)) => {
                 let rec: LeaseRecord = get_json(store, key, "lease record").await?;
                 if !rec.released && rec.expires_at_ms > now_ms {
@@ -243,18 +243,18 @@ impl Lease {
                         expires_at_ms: rec.expires_at_ms,
                     });
                 }
-                e + 1
+                *e
             }
         };
-        let rec = LeaseRecord {
-            format: FORMAT,
+        let mut lease = Self {
+            store: Arc::clone(store),
+            keys: keys.clone(),
+            unit,
             owner: owner.to_owned(),
-            epoch: next,
-            expires_at_ms: now_ms + lease_ms,
-            released: false,
+            lease_ms,
+            epoch: current,
         };
-        let body = serde_json::to_vec(&rec).unwrap_or_default();
-        if !create(store, &keys.lease(unit, next), body).await? {
+        if !lease.advance(now_ms + lease_ms, false).await? {
             return Ok(Acquired::Busy {
                 owner: "another run (it took the lease just now)".into(),
                 expires_at_ms: now_ms + lease_ms,
@@ -262,20 +262,14 @@ impl Lease {
         }
         // Housekeeping: records two or more epochs old decide nothing.
         for (e, key) in &epochs {
-            if e + 1 < next {
+            if e + 1 < lease.epoch {
                 let _ = store.delete(key).await;
             }
         }
-        Ok(Acquired::Held(Self {
-            store: Arc::clone(store),
-            keys: keys.clone(),
-            unit,
-            owner: owner.to_owned(),
-            lease_ms,
-            epoch: next,
-        }))
+        Ok(Acquired::Held(lease))
     }
 
+    /// Creates the next epoch's record; `Ok(false)`: it exists already.
     async fn advance(&mut self, expires_at_ms: i64, released: bool) -> Result<bool, StoreError> {
         let next = self.epoch + 1;
         let rec = LeaseRecord {

@@ -190,7 +190,22 @@ struct Cursor {
     key: Rows,
     order: Rows,
     pos: usize,
-    done: bool,
+}
+
+/// The source's next non-empty batch with its rows (counted as read).
+fn next_batch(
+    source: &mut Source,
+    orderer: &Orderer,
+    counts: &mut Counts,
+) -> Result<Option<(RecordBatch, Rows, Rows)>, MergeError> {
+    while let Some(batch) = source.next().transpose()? {
+        if batch.num_rows() > 0 {
+            counts.rows_in += batch.num_rows() as u64;
+            let (key, order) = orderer.rows(&batch)?;
+            return Ok(Some((batch, key, order)));
+        }
+    }
+    Ok(None)
 }
 
 /// Merges sources, each sorted and deduplicated in the module's order, into
@@ -205,22 +220,15 @@ pub fn merge(
     let mut cursors: Vec<Cursor> = Vec::with_capacity(sources.len());
     let mut counts = Counts::default();
     for mut source in sources {
-        // Skip empty batches; a source with none left is not a cursor.
-        while let Some(batch) = source.next().transpose()? {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            counts.rows_in += batch.num_rows() as u64;
-            let (key, order) = orderer.rows(&batch)?;
+        // A source with no rows left is not a cursor.
+        if let Some((batch, key, order)) = next_batch(&mut source, orderer, &mut counts)? {
             cursors.push(Cursor {
                 source,
                 batch,
                 key,
                 order,
                 pos: 0,
-                done: false,
             });
-            break;
         }
     }
     if cursors.is_empty() {
@@ -269,25 +277,18 @@ pub fn merge(
             // The pending rows may point into this batch: write them first.
             flush(&cursors, &mut pending, &mut emit)?;
             let c = &mut cursors[top];
-            loop {
-                match c.source.next().transpose()? {
-                    Some(b) if b.num_rows() == 0 => continue,
-                    Some(b) => {
-                        counts.rows_in += b.num_rows() as u64;
-                        let (key, order) = orderer.rows(&b)?;
-                        c.batch = b;
-                        c.key = key;
-                        c.order = order;
-                        c.pos = 0;
-                    }
-                    None => c.done = true,
+            match next_batch(&mut c.source, orderer, &mut counts)? {
+                Some((batch, key, order)) => {
+                    c.batch = batch;
+                    c.key = key;
+                    c.order = order;
+                    c.pos = 0;
                 }
-                break;
-            }
-            if cursors[top].done {
-                let last = heap.len() - 1;
-                heap.swap(0, last);
-                heap.pop();
+                None => {
+                    let last = heap.len() - 1;
+                    heap.swap(0, last);
+                    heap.pop();
+                }
             }
         }
         if !heap.is_empty() {

@@ -330,18 +330,22 @@ async fn delete_folded_raw(
     Ok(n)
 }
 
-/// Dry run: what a run of the unit would fold in.
-pub(crate) async fn plan(ctx: &Ctx<'_>, unit: Unit) -> Result<Outcome, UnitError> {
-    let (current, _) = load_manifests(ctx.store, ctx.keys, unit).await?;
+/// Raw objects the current generation has not folded in.
+fn unfolded(raw: &[ObjectMeta], current: Option<&Manifest>) -> Vec<ObjectMeta> {
     let folded: HashSet<&str> = current
         .iter()
         .flat_map(|m| m.raw_folded.iter().map(String::as_str))
         .collect();
-    let new: Vec<ObjectMeta> = list_raw(ctx, unit.hour)
-        .await?
-        .into_iter()
+    raw.iter()
         .filter(|o| !folded.contains(o.location.as_ref()))
-        .collect();
+        .cloned()
+        .collect()
+}
+
+/// Dry run: what a run of the unit would fold in.
+pub(crate) async fn plan(ctx: &Ctx<'_>, unit: Unit) -> Result<Outcome, UnitError> {
+    let (current, _) = load_manifests(ctx.store, ctx.keys, unit).await?;
+    let new = unfolded(&list_raw(ctx, unit.hour).await?, current.as_ref());
     Ok(Outcome::Planned(Planned {
         generation: current.as_ref().map_or(0, |m| m.generation),
         rows: current.as_ref().map_or(0, |m| m.rows),
@@ -355,19 +359,19 @@ pub(crate) async fn run(ctx: &Ctx<'_>, unit: Unit) -> Result<Outcome, UnitError>
     let now = (ctx.now_ms)();
     let lease_ms =
         i64::try_from(ctx.settings.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-    let lease = match Lease::acquire(ctx.store, ctx.keys, unit, ctx.owner, now, lease_ms).await? {
-        Acquired::Held(l) => l,
-        Acquired::Busy {
-            owner,
-            expires_at_ms,
-        } => {
-            return Ok(Outcome::Busy {
+    let mut lease =
+        match Lease::acquire(ctx.store, ctx.keys, unit, ctx.owner, now, lease_ms).await? {
+            Acquired::Held(l) => l,
+            Acquired::Busy {
                 owner,
                 expires_at_ms,
-            });
-        }
-    };
-    let mut lease = lease;
+            } => {
+                return Ok(Outcome::Busy {
+                    owner,
+                    expires_at_ms,
+                });
+            }
+        };
     let result = run_held(ctx, unit, &mut lease).await;
     match &result {
         Err(UnitError::Injected(_)) => {} // a simulated crash: leave the lease to expire
@@ -385,15 +389,7 @@ async fn run_held(ctx: &Ctx<'_>, unit: Unit, lease: &mut Lease) -> Result<Outcom
     settle(ctx, unit, current.as_ref(), &older).await?;
     let mut raw = list_raw(ctx, unit.hour).await?;
     let mut raw_deleted = delete_folded_raw(ctx, unit, current.as_ref(), &mut raw).await?;
-    let folded: HashSet<&str> = current
-        .iter()
-        .flat_map(|m| m.raw_folded.iter().map(String::as_str))
-        .collect();
-    let new: Vec<ObjectMeta> = raw
-        .iter()
-        .filter(|o| !folded.contains(o.location.as_ref()))
-        .cloned()
-        .collect();
+    let new = unfolded(&raw, current.as_ref());
     let generation = current.as_ref().map_or(0, |m| m.generation);
     if new.is_empty() {
         ctx.check(Fault::BeforeRelease)?;
@@ -424,17 +420,12 @@ async fn run_held(ctx: &Ctx<'_>, unit: Unit, lease: &mut Lease) -> Result<Outcom
             sources.push(local);
         }
     }
-    let (runs, raw_rows, quarantined, folded_now) = sort_raw(ctx, unit, &new, work.path()).await?;
-    sources.extend(runs);
-    stats.raw_objects = folded_now.len();
-    let folded_set: HashSet<&str> = folded_now.iter().map(String::as_str).collect();
-    stats.raw_bytes = new
-        .iter()
-        .filter(|o| folded_set.contains(o.location.as_ref()))
-        .map(|o| o.size)
-        .sum();
-    stats.quarantined = quarantined;
-    stats.rows_in = raw_rows + prev_rows;
+    let sorted = sort_raw(ctx, unit, &new, work.path()).await?;
+    sources.extend(sorted.runs);
+    stats.raw_objects = sorted.folded.len();
+    stats.raw_bytes = sorted.folded_bytes;
+    stats.quarantined = sorted.quarantined;
+    stats.rows_in = sorted.rows + prev_rows;
 
     // Merge everything into the output files (blocking).
     let out_dir = work.path().join("out");
@@ -481,11 +472,12 @@ async fn run_held(ctx: &Ctx<'_>, unit: Unit, lease: &mut Lease) -> Result<Outcom
     }
     // Raw objects still present that were folded before, plus those folded now.
     let present: HashSet<&str> = raw.iter().map(|o| o.location.as_ref()).collect();
-    let mut raw_folded: Vec<String> = folded
+    let mut raw_folded: Vec<String> = current
         .iter()
-        .filter(|k| present.contains(**k))
-        .map(|k| (*k).to_owned())
-        .chain(folded_now.iter().cloned())
+        .flat_map(|m| m.raw_folded.iter())
+        .filter(|k| present.contains(k.as_str()))
+        .cloned()
+        .chain(sorted.folded)
         .collect();
     raw_folded.sort();
     raw_folded.dedup();
@@ -511,10 +503,14 @@ async fn run_held(ctx: &Ctx<'_>, unit: Unit, lease: &mut Lease) -> Result<Outcom
     );
     ctx.check(Fault::AfterCommit)?;
 
-    let (current, older) = load_manifests(ctx.store, ctx.keys, unit).await?;
-    settle(ctx, unit, current.as_ref(), &older).await?;
-    let mut raw = list_raw(ctx, unit.hour).await?;
-    raw_deleted += delete_folded_raw(ctx, unit, current.as_ref(), &mut raw).await?;
+    // The committed generation is the current one now; the one it replaces
+    // (if any) is the only older manifest left after the first settle.
+    let replaced: Vec<Path> = current
+        .iter()
+        .map(|m| ctx.keys.manifest(unit, m.generation))
+        .collect();
+    settle(ctx, unit, Some(&manifest), &replaced).await?;
+    raw_deleted += delete_folded_raw(ctx, unit, Some(&manifest), &mut raw).await?;
     stats.raw_deleted = raw_deleted;
     ctx.check(Fault::BeforeRelease)?;
     Ok(Outcome::Compacted(stats))
@@ -554,30 +550,20 @@ async fn upload(store: &Arc<dyn ObjectStore>, from: &FsPath, key: &Path) -> Resu
         path: from.to_owned(),
         source,
     };
+    // BufWriter reports store failures as io::Error.
+    let put = |e: std::io::Error| {
+        UnitError::Store(store_err("put", key)(object_store::Error::Generic {
+            store: "upload",
+            source: Box::new(e),
+        }))
+    };
     let mut file = tokio::fs::File::open(from).await.map_err(local)?;
     let mut w = BufWriter::new(Arc::clone(store), key.clone());
     if let Err(e) = tokio::io::copy(&mut file, &mut w).await {
         let _ = w.abort().await;
-        return Err(UnitError::Store(StoreError::Store {
-            op: "put",
-            key: key.to_string(),
-            source: object_store::Error::Generic {
-                store: "upload",
-                source: Box::new(e),
-            },
-        }));
+        return Err(put(e));
     }
-    w.shutdown().await.map_err(|e| {
-        UnitError::Store(StoreError::Store {
-            op: "put",
-            key: key.to_string(),
-            source: object_store::Error::Generic {
-                store: "upload",
-                source: Box::new(e),
-            },
-        })
-    })?;
-    Ok(())
+    w.shutdown().await.map_err(put)
 }
 
 /// Decodes one raw object into this shard's batches, or says why it cannot.
@@ -599,17 +585,29 @@ fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, String> {
     Ok(out)
 }
 
-type SortResult = (Vec<PathBuf>, u64, Vec<String>, Vec<String>);
+/// The new raw objects, sorted into runs.
+#[derive(Debug, Default)]
+struct SortedRaw {
+    /// Sorted, deduplicated run files.
+    runs: Vec<PathBuf>,
+    /// Rows read (this shard's).
+    rows: u64,
+    /// Keys of unreadable objects, moved to the quarantine prefix.
+    quarantined: Vec<String>,
+    /// Keys of the objects whose rows are in the runs.
+    folded: Vec<String>,
+    /// Their size.
+    folded_bytes: u64,
+}
 
 /// Fetches the new raw objects (bounded concurrency), sorts them in chunks
-/// of bounded memory and spills each chunk as a sorted run. Returns the run
-/// files, the rows read, the quarantined keys and the keys folded.
+/// of bounded memory and spills each chunk as a sorted run.
 async fn sort_raw(
     ctx: &Ctx<'_>,
     unit: Unit,
     new: &[ObjectMeta],
     dir: &FsPath,
-) -> Result<SortResult, UnitError> {
+) -> Result<SortedRaw, UnitError> {
     let chunk_limit = ctx.settings.sort_chunk_bytes();
     let store = Arc::clone(ctx.store);
     let mut fetched = futures::stream::iter(new.iter().cloned())
@@ -624,27 +622,26 @@ async fn sort_raw(
                     .await
                     .map_err(store_err("get", &meta.location))?;
                 let decoded = blocking(move || decode_raw(bytes, unit)).await?;
-                Ok::<_, UnitError>((meta.location, decoded))
+                Ok::<_, UnitError>((meta, decoded))
             }
         })
         .buffered(ctx.settings.read_concurrency as usize);
 
-    let mut runs = Vec::new();
+    let mut out = SortedRaw::default();
     let mut chunk: Vec<RecordBatch> = Vec::new();
     let mut chunk_bytes = 0usize;
-    let mut rows = 0u64;
-    let mut quarantined = Vec::new();
-    let mut folded = Vec::new();
     while let Some(item) = fetched.next().await {
-        let (key, decoded) = item?;
+        let (meta, decoded) = item?;
+        let key = meta.location;
         match decoded {
             Ok(batches) => {
                 for b in batches {
-                    rows += b.num_rows() as u64;
+                    out.rows += b.num_rows() as u64;
                     chunk_bytes += merge::batch_bytes(&b);
                     chunk.push(b);
                 }
-                folded.push(key.to_string());
+                out.folded.push(key.to_string());
+                out.folded_bytes += meta.size;
             }
             Err(reason) => {
                 let to = ctx.keys.quarantine(&key);
@@ -654,18 +651,21 @@ async fn sort_raw(
                     .await
                     .map_err(store_err("copy", &key))?;
                 delete(ctx, &key).await?;
-                quarantined.push(key.to_string());
+                out.quarantined.push(key.to_string());
             }
         }
         if chunk_bytes >= chunk_limit {
-            runs.extend(spill(std::mem::take(&mut chunk), dir, runs.len()).await?);
+            let n = out.runs.len();
+            out.runs
+                .extend(spill(std::mem::take(&mut chunk), dir, n).await?);
             chunk_bytes = 0;
         }
     }
     if !chunk.is_empty() {
-        runs.extend(spill(chunk, dir, runs.len()).await?);
+        let n = out.runs.len();
+        out.runs.extend(spill(chunk, dir, n).await?);
     }
-    Ok((runs, rows, quarantined, folded))
+    Ok(out)
 }
 
 /// Sorts and deduplicates a chunk and writes it as a local run file.

@@ -129,6 +129,51 @@ fn start_nginx(dir: &Path, listen: u16, relays: &[u16]) -> Killed {
     )
 }
 
+/// What pyarrow reads under a directory.
+struct Stored {
+    rows: usize,
+    /// (node, series_id, time) of every row.
+    keys: BTreeSet<(String, i64, i64)>,
+    /// Values stored per node (the test's values are unique per node).
+    values: BTreeMap<String, BTreeSet<i64>>,
+}
+
+fn read_stored(dir: &Path) -> Stored {
+    let data = common::read_parquet_local(dir);
+    let rows = data["rows"].as_array().unwrap();
+    let mut stored = Stored {
+        rows: rows.len(),
+        keys: BTreeSet::new(),
+        values: BTreeMap::new(),
+    };
+    for r in rows {
+        let node = r["node"].as_str().unwrap().to_owned();
+        stored.keys.insert((
+            node.clone(),
+            r["series_id"].as_i64().unwrap(),
+            r["time"].as_i64().unwrap(),
+        ));
+        stored
+            .values
+            .entry(node)
+            .or_default()
+            .insert(r["value"].as_f64().unwrap() as i64);
+    }
+    stored
+}
+
+/// Asserts every acked value is stored.
+fn assert_acked_stored(acked: &BTreeMap<String, Vec<i64>>, stored: &Stored, what: &str) {
+    for (node, values) in acked {
+        let have = stored.values.get(node).cloned().unwrap_or_default();
+        let missing: Vec<_> = values.iter().filter(|v| !have.contains(v)).collect();
+        assert!(
+            missing.is_empty(),
+            "{node}: acked durably but not in the {what}: {missing:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,36 +306,14 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         let _ = r.0.wait();
     }
 
-    let data = common::read_parquet_local(&dir.path().join("objects"));
-    let rows = data["rows"].as_array().unwrap();
-    let mut stored: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let mut identities = BTreeSet::new();
-    for r in rows {
-        let node = r["node"].as_str().unwrap().to_owned();
-        identities.insert((
-            node.clone(),
-            r["series_id"].as_i64().unwrap(),
-            r["time"].as_i64().unwrap(),
-        ));
-        stored
-            .entry(node)
-            .or_default()
-            .insert(r["value"].as_f64().unwrap() as i64);
-    }
-    for (node, values) in &acked {
-        let have = stored.get(node).cloned().unwrap_or_default();
-        let missing: Vec<_> = values.iter().filter(|v| !have.contains(v)).collect();
-        assert!(
-            missing.is_empty(),
-            "{node}: acked durably but not stored: {missing:?}"
-        );
-    }
+    let raw = read_stored(&dir.path().join("objects"));
+    assert_acked_stored(&acked, &raw, "raw objects");
     assert_eq!(
-        identities.len(),
+        raw.keys.len(),
         12 * 250,
         "every point sent is in the raw objects"
     );
-    assert!(rows.len() >= identities.len());
+    assert!(raw.rows >= raw.keys.len());
 
     // Compact every hour the fleet wrote (the current one too), then read
     // the hourly dataset: each point sent, exactly once.
@@ -308,33 +331,12 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         .await
         .unwrap();
     assert_eq!(report.failures(), 0, "{report:#?}");
-    let data = common::read_parquet_local(&objects.join("compacted"));
-    let rows = data["rows"].as_array().unwrap();
-    let mut compacted: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let mut keys = BTreeSet::new();
-    for r in rows {
-        let node = r["node"].as_str().unwrap().to_owned();
-        keys.insert((
-            node.clone(),
-            r["series_id"].as_i64().unwrap(),
-            r["time"].as_i64().unwrap(),
-        ));
-        compacted
-            .entry(node)
-            .or_default()
-            .insert(r["value"].as_f64().unwrap() as i64);
-    }
+    let compacted = read_stored(&objects.join("compacted"));
     assert_eq!(
-        rows.len(),
+        compacted.rows,
         12 * 250,
         "after compaction: exactly the points sent, each once"
     );
-    assert_eq!(keys, identities);
-    for (node, values) in &acked {
-        let have = compacted.get(node).cloned().unwrap_or_default();
-        assert!(
-            values.iter().all(|v| have.contains(v)),
-            "{node}: an acked point is missing after compaction"
-        );
-    }
+    assert_eq!(compacted.keys, raw.keys);
+    assert_acked_stored(&acked, &compacted, "compacted dataset");
 }

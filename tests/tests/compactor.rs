@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use horizon_compactor::{
-    Compactor, Fault, Outcome, Report, RunOptions, Selection, Settings, UnitResult, unix_ms_now,
+    Compacted, Compactor, Fault, Outcome, Report, RunOptions, Selection, Settings, UnitResult,
+    unix_ms_now,
 };
 use horizon_e2e::rawdata::{Expected, check_compacted, points, put_raw};
 use horizon_e2e::servers::Moto;
@@ -176,11 +177,26 @@ fn outcomes(r: &Report) -> Vec<&UnitResult> {
     r.units.iter().map(|u| &u.result).collect()
 }
 
-fn compacted(r: &Report) -> usize {
+/// Stats of the units that committed a generation.
+fn compacted_stats(r: &Report) -> Vec<Compacted> {
     r.units
         .iter()
-        .filter(|u| matches!(u.result, UnitResult::Ok(Outcome::Compacted(_))))
-        .count()
+        .filter_map(|u| match &u.result {
+            UnitResult::Ok(Outcome::Compacted(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether every unit found nothing new.
+fn all_up_to_date(r: &Report) -> bool {
+    outcomes(r)
+        .iter()
+        .all(|o| matches!(o, UnitResult::Ok(Outcome::UpToDate { .. })))
+}
+
+fn compacted(r: &Report) -> usize {
+    compacted_stats(r).len()
 }
 
 async fn end_to_end(ts: TestStore) {
@@ -239,12 +255,7 @@ async fn end_to_end(ts: TestStore) {
     let r = run(&c, &closed_now()).await;
     assert!(r.units.is_empty(), "{r:#?}");
     let r = run(&c, &Selection::Hours(hours().to_vec())).await;
-    assert!(
-        outcomes(&r)
-            .iter()
-            .all(|o| matches!(o, UnitResult::Ok(Outcome::UpToDate { .. }))),
-        "{r:#?}"
-    );
+    assert!(all_up_to_date(&r), "{r:#?}");
     assert_eq!(ts.dataset().await, before);
     check_compacted(&ts.read(), &want);
 }
@@ -370,23 +381,11 @@ async fn keep_retention_leaves_raw_objects_and_never_folds_them_twice() {
     assert_eq!(raw_before.len(), 9);
     let before = ts.dataset().await;
     let r = run(&c, &closed_now()).await;
-    assert!(
-        outcomes(&r)
-            .iter()
-            .all(|o| matches!(o, UnitResult::Ok(Outcome::UpToDate { .. }))),
-        "{r:#?}"
-    );
+    assert!(all_up_to_date(&r), "{r:#?}");
     assert_eq!(ts.dataset().await, before);
     late(&ts, &mut want).await;
     let r = run(&c, &closed_now()).await;
-    let stats: Vec<_> = r
-        .units
-        .iter()
-        .filter_map(|u| match &u.result {
-            UnitResult::Ok(Outcome::Compacted(s)) => Some(s.clone()),
-            _ => None,
-        })
-        .collect();
+    let stats = compacted_stats(&r);
     assert_eq!(stats.len(), 1, "{r:#?}");
     assert_eq!(stats[0].raw_objects, 2, "only the late objects are read");
     check_compacted(&ts.read(), &want);
@@ -442,14 +441,9 @@ async fn an_unreadable_raw_object_is_quarantined_and_the_rest_compacted() {
         .unwrap();
     let r = run(&ts.compactor(&[]), &closed_now()).await;
     assert_eq!(r.failures(), 0, "{r:#?}");
-    let quarantined: Vec<String> = r
-        .units
-        .iter()
-        .filter_map(|u| match &u.result {
-            UnitResult::Ok(Outcome::Compacted(s)) => Some(s.quarantined.clone()),
-            _ => None,
-        })
-        .flatten()
+    let quarantined: Vec<String> = compacted_stats(&r)
+        .into_iter()
+        .flat_map(|s| s.quarantined)
         .collect();
     assert_eq!(quarantined, vec![bad.to_string()]);
     assert_eq!(

@@ -173,20 +173,21 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         shard: cli.shard,
         start_deadline_ms: None,
     };
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
     let report = if std::io::stderr().is_terminal() && !cli.json {
-        compactor.run(&selection, &opts, &Bar(bar.clone())).await
-    } else {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let report = compactor.run(&selection, &opts, &Bar(bar.clone())).await;
         bar.finish_and_clear();
+        report
+    } else {
         compactor.run(&selection, &opts, &()).await
-    };
-    bar.finish_and_clear();
-    let report = report?;
+    }?;
     if cli.json {
         println!(
             "{}",
