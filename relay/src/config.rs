@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub keep_alive_secs: u64,
     /// Bidirectional streams one connection may have open at once.
     pub max_streams_per_connection: u32,
+    /// Batches one connection may have read and not yet acked, across its
+    /// streams; beyond this its streams stop being read until acks go out.
+    pub max_in_flight_batches_per_connection: usize,
     /// Name of this relay in logs and object names; defaults to the host name.
     pub relay_id: String,
     /// On SIGTERM: how long agents get to finish the batches they are
@@ -117,6 +120,7 @@ impl Default for ServerConfig {
             connection_timeout_secs: 300,
             keep_alive_secs: 15,
             max_streams_per_connection: 16,
+            max_in_flight_batches_per_connection: 1024,
             relay_id: String::new(),
             drain_grace_secs: 5,
             drain_flush_secs: 10,
@@ -451,6 +455,8 @@ pub struct Settings {
     pub drain_flush: Duration,
     /// Streams per connection.
     pub max_streams_per_connection: u32,
+    /// Read and unacked batches per connection.
+    pub max_in_flight_per_connection: usize,
     /// This relay's name.
     pub relay_id: String,
     /// Certificates.
@@ -594,6 +600,15 @@ impl Config {
             "server.max_streams_per_connection",
             s.max_streams_per_connection as usize,
         )?;
+        if !(1..=65_536).contains(&s.max_in_flight_batches_per_connection) {
+            return Err(invalid(
+                "server.max_in_flight_batches_per_connection",
+                format!(
+                    "{} must be between 1 and 65536 (each in-flight batch holds up to limits.max_batch_size points in memory)",
+                    s.max_in_flight_batches_per_connection
+                ),
+            ));
+        }
         if s.keep_alive_secs == 0 || s.keep_alive_secs >= 120 {
             return Err(invalid(
                 "server.keep_alive_secs",
@@ -754,6 +769,7 @@ impl Config {
             drain_grace: Duration::from_secs(s.drain_grace_secs),
             drain_flush: Duration::from_secs(s.drain_flush_secs),
             max_streams_per_connection: s.max_streams_per_connection,
+            max_in_flight_per_connection: s.max_in_flight_batches_per_connection,
             relay_id,
             tls,
             max_batch_size: l.max_batch_size,

@@ -3,13 +3,16 @@
 //! Each stream has two halves: a reader that decodes, validates and hands
 //! over batches strictly in order (so the stream's series dictionary is
 //! applied in order), and a writer that sends their acks in the same order,
-//! each once its points are stored (durable mode). The reader runs ahead of
-//! the writer by up to `IN_FLIGHT_PER_STREAM` batches. Bad input ends only
+//! each once its points are stored (durable mode). A connection's readers
+//! run ahead of its writers by at most
+//! `server.max_in_flight_batches_per_connection` batches in all: a batch
+//! read beyond that waits for an earlier one's ack, and the wait is reported
+//! in its own ack and in `horizon_relay_throttled_batches_total`. Bad input ends only
 //! the stream that sent it (a reset with a protocol error code); other
 //! streams and connections carry on.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use horizon_shared::codec::{self, FrameError, FrameReader};
@@ -18,13 +21,13 @@ use horizon_shared::proto::{
     error_code, relay_frame,
 };
 use horizon_shared::tls::peer_identity;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::budget::NodeBudget;
 use crate::ingest::{BatchOutcome, StreamDictionary, process_batch};
-use crate::metrics::StreamErrorKind;
+use crate::metrics::{StreamErrorKind, Throttle};
 use crate::server::Shared;
 use crate::sink::{Receipt, SinkError};
 
@@ -80,6 +83,7 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>) {
     shared.metrics.connections_accepted.inc();
     let _active = GaugeGuard::new(&shared.metrics.connections_active);
     let budget = shared.budgets.node(&node);
+    let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight_per_connection));
     debug!("connected");
     let streams = TaskTracker::new();
     loop {
@@ -87,9 +91,9 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>) {
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
                     let span = info_span!("stream", id = %send.id());
-                    let (shared, budget) = (shared.clone(), budget.clone());
+                    let (shared, budget, slots) = (shared.clone(), budget.clone(), slots.clone());
                     streams.spawn(async move {
-                        if let Err(e) = handle_stream(send, recv, &shared, &budget).await {
+                        if let Err(e) = handle_stream(send, recv, &shared, &budget, slots).await {
                             info!(error = %e, "stream ended with an error");
                         }
                     }.instrument(span));
@@ -122,9 +126,39 @@ enum StreamError {
     Write(#[from] quinn::WriteError),
 }
 
-/// Batches a stream may have waiting for their ack (durable mode waits for
-/// the object store); beyond this the stream stops being read.
-const IN_FLIGHT_PER_STREAM: usize = 1024;
+/// One of a connection's in-flight slots, held from a batch's admission
+/// until its ack is written.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _gauge: GaugeGuard,
+}
+
+impl Slot {
+    /// Takes a slot, waiting for one while the connection is at its limit;
+    /// returns it with the time waited (`None` only if the semaphore was
+    /// closed, which the relay never does).
+    async fn take(slots: &Arc<Semaphore>, shared: &Shared) -> Option<(Self, Duration)> {
+        let (permit, waited) = match slots.clone().try_acquire_owned() {
+            Ok(p) => (p, Duration::ZERO),
+            Err(_) => {
+                let t = Instant::now();
+                let p = slots.clone().acquire_owned().await.ok()?;
+                (p, t.elapsed())
+            }
+        };
+        let limit = shared.settings.max_in_flight_per_connection;
+        let held = limit.saturating_sub(slots.available_permits());
+        shared.metrics.connection_in_flight.observe(held as f64);
+        if !waited.is_zero() {
+            shared.metrics.throttled(Throttle::InFlight, waited);
+        }
+        let slot = Self {
+            _permit: permit,
+            _gauge: GaugeGuard::new(&shared.metrics.in_flight_batches),
+        };
+        Some((slot, waited))
+    }
+}
 
 /// What the reader half asks the writer half to send, in order.
 enum Out {
@@ -132,6 +166,7 @@ enum Out {
         outcome: BatchOutcome,
         receipt: Receipt,
         started: Instant,
+        slot: Slot,
     },
     GoAway,
     Reset(u32),
@@ -142,11 +177,13 @@ async fn handle_stream(
     recv: quinn::RecvStream,
     shared: &Shared,
     budget: &NodeBudget,
+    slots: Arc<Semaphore>,
 ) -> Result<(), StreamError> {
     let _active = GaugeGuard::new(&shared.metrics.streams_active);
-    let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_STREAM);
+    // Room for every slot plus a GoAway and a reset: acks never wait here.
+    let (tx, rx) = mpsc::channel(shared.settings.max_in_flight_per_connection + 2);
     let (read, write) = tokio::join!(
-        read_batches(recv, tx, shared, budget),
+        read_batches(recv, tx, shared, budget, &slots),
         write_acks(send, rx, shared)
     );
     read?;
@@ -160,6 +197,7 @@ async fn read_batches(
     tx: mpsc::Sender<Out>,
     shared: &Shared,
     budget: &NodeBudget,
+    slots: &Arc<Semaphore>,
 ) -> Result<(), StreamError> {
     let mut reader = FrameReader::new(recv, shared.settings.max_frame_bytes);
     let mut dict = StreamDictionary::new(shared.settings.max_series_per_stream);
@@ -219,6 +257,10 @@ async fn read_batches(
             continue;
         };
         let started = Instant::now();
+        // Waits here while the connection has its limit of unacked batches.
+        let Some((slot, in_flight_wait)) = Slot::take(slots, shared).await else {
+            return Ok(());
+        };
         let now_secs = shared.budgets.now();
         let mut outcome = process_batch(
             batch,
@@ -242,15 +284,21 @@ async fn read_batches(
             }
         }
         // Waits here while the sink queue is full: backpressure.
-        let receipt = shared
+        let (receipt, queue_wait) = shared
             .pipeline
             .submit(budget.node(), std::mem::take(&mut outcome.accepted))
             .await;
+        if !queue_wait.is_zero() {
+            shared.metrics.throttled(Throttle::SinkQueue, queue_wait);
+        }
+        outcome.ack.in_flight_wait_ms = millis(in_flight_wait);
+        outcome.ack.queue_wait_ms = millis(queue_wait);
         if tx
             .send(Out::Ack {
                 outcome,
                 receipt,
                 started,
+                slot,
             })
             .await
             .is_err()
@@ -271,6 +319,8 @@ async fn write_acks(
     let durable = shared.pipeline.durable();
     while let Some(msg) = rx.recv().await {
         out.clear();
+        // The batch's in-flight slot, freed once its ack is written.
+        let mut _slot = None;
         let frame = match msg {
             Out::Reset(code) => {
                 let _ = send.reset(code.into());
@@ -285,7 +335,9 @@ async fn write_acks(
                 mut outcome,
                 receipt,
                 started,
+                slot,
             } => {
+                _slot = Some(slot);
                 match receipt.wait().await {
                     Ok(()) if durable => outcome.ack.durability = Durability::Durable as i32,
                     Ok(()) => {}
@@ -304,6 +356,11 @@ async fn write_acks(
     }
     let _ = send.finish();
     Ok(())
+}
+
+/// A wait in whole milliseconds, rounded up so that any wait shows.
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u32::MAX)
 }
 
 /// Turns the accepted points of an ack into retryable OVERLOADED rejections.

@@ -196,6 +196,7 @@ pub fn process_batch(
                 message,
             }],
             durability: Durability::Received as i32,
+            ..BatchAck::default()
         },
         accepted: Vec::new(),
         rejects: RejectCounts {
@@ -324,6 +325,7 @@ pub fn process_batch(
             rejected: total - accepted_n,
             rejections,
             durability: Durability::Received as i32,
+            ..BatchAck::default()
         },
         accepted,
         rejects,

@@ -6,7 +6,7 @@
 //! (`budgets.metrics_top_nodes`), computed at scrape time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::Budgets;
+use crate::config::Settings;
 use crate::ingest::BatchOutcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +73,27 @@ impl StreamErrorKind {
     }
 }
 
+/// A limit that made a batch wait after it was read (label `limit` of
+/// `horizon_relay_throttled_batches_total`); each wait is also reported in
+/// the batch's ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The Parquet sink queue was full (`limits.backpressure_threshold`).
+    SinkQueue,
+    /// The connection had `server.max_in_flight_batches_per_connection`
+    /// batches unacked.
+    InFlight,
+}
+
+impl Throttle {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::SinkQueue => "sink_queue",
+            Self::InFlight => "in_flight",
+        }
+    }
+}
+
 /// Handles to every metric the relay updates.
 #[derive(Debug)]
 pub struct RelayMetrics {
@@ -98,13 +120,21 @@ pub struct RelayMetrics {
     pub batch_points: Histogram,
     /// Time to process one batch (decode to ack written), seconds.
     pub batch_seconds: Histogram,
+    /// Batches read and not yet acked, all connections.
+    pub in_flight_batches: Gauge,
+    /// Batches in flight on a connection as each one is admitted.
+    pub connection_in_flight: Histogram,
+    throttled: Family<LimitLabel, Counter>,
+    throttled_seconds: Family<LimitLabel, Counter<f64, AtomicU64>>,
     /// Sink metrics (registered in the same registry).
     pub sink: Arc<crate::sink::SinkMetrics>,
 }
 
 impl RelayMetrics {
-    /// Registers every metric, plus the per-node budget collector.
-    pub fn new(budgets: Arc<Budgets>, top_nodes: usize) -> Self {
+    /// Registers every metric, plus the per-node budget collector; the
+    /// configured limits are exported as `horizon_relay_limit`.
+    pub fn new(budgets: Arc<Budgets>, settings: &Settings) -> Self {
+        let top_nodes = settings.budgets.metrics_top_nodes;
         let mut r = Registry::with_prefix("horizon_relay");
         let connections_active = Gauge::default();
         r.register(
@@ -172,6 +202,61 @@ impl RelayMetrics {
             "Time from a decoded batch to its ack being written (in durable mode, includes storing it)",
             batch_seconds.clone(),
         );
+        let in_flight_batches = Gauge::default();
+        r.register(
+            "in_flight_batches",
+            "Batches read and not yet acked, all connections",
+            in_flight_batches.clone(),
+        );
+        let connection_in_flight = Histogram::new(exponential_buckets(1.0, 2.0, 17));
+        r.register(
+            "connection_in_flight_batches",
+            "Batches in flight on a connection (read, not yet acked), observed as each batch is admitted; at most server.max_in_flight_batches_per_connection",
+            connection_in_flight.clone(),
+        );
+        let throttled = Family::<LimitLabel, Counter>::default();
+        r.register(
+            "throttled_batches",
+            "Batches that waited after being read, by the limit they waited for (sink_queue: limits.backpressure_threshold; in_flight: server.max_in_flight_batches_per_connection); the ack reports the wait",
+            throttled.clone(),
+        );
+        let throttled_seconds = Family::<LimitLabel, Counter<f64, AtomicU64>>::default();
+        r.register(
+            "throttled_seconds",
+            "Time batches spent waiting for a limit, by limit",
+            throttled_seconds.clone(),
+        );
+        let limits = Family::<LimitLabel, Gauge>::default();
+        r.register(
+            "limit",
+            "Configured limits: connections (server.max_connections), streams_per_connection, in_flight_batches_per_connection, sink_queue_batches (limits.backpressure_threshold)",
+            limits.clone(),
+        );
+        for (limit, value) in [
+            ("connections", settings.max_connections),
+            (
+                "streams_per_connection",
+                settings.max_streams_per_connection as usize,
+            ),
+            (
+                "in_flight_batches_per_connection",
+                settings.max_in_flight_per_connection,
+            ),
+            ("sink_queue_batches", settings.backpressure_threshold),
+        ] {
+            limits
+                .get_or_create(&LimitLabel {
+                    limit: limit.into(),
+                })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+        for t in [Throttle::SinkQueue, Throttle::InFlight] {
+            let label = LimitLabel {
+                limit: t.as_str().into(),
+            };
+            let _ = throttled.get_or_create(&label);
+            let _ = throttled_seconds.get_or_create(&label);
+        }
         r.register_collector(Box::new(BudgetCollector { budgets, top_nodes }));
         let sink = Arc::new(crate::sink::SinkMetrics::new(&mut r));
         // Pre-create the fixed label values so every series shows from the start.
@@ -216,8 +301,23 @@ impl RelayMetrics {
             stream_errors,
             batch_points,
             batch_seconds,
+            in_flight_batches,
+            connection_in_flight,
+            throttled,
+            throttled_seconds,
             sink,
         }
+    }
+
+    /// Counts a batch that waited `wait` for a limit.
+    pub fn throttled(&self, limit: Throttle, wait: std::time::Duration) {
+        let label = LimitLabel {
+            limit: limit.as_str().into(),
+        };
+        self.throttled.get_or_create(&label).inc();
+        self.throttled_seconds
+            .get_or_create(&label)
+            .inc_by(wait.as_secs_f64());
     }
 
     /// Counts a refused connection (`limit`, `handshake` or `identity`).

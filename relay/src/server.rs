@@ -143,10 +143,7 @@ impl Relay {
             None => None,
         };
         let budgets = Arc::new(Budgets::new(settings.budgets.clone()));
-        let metrics = Arc::new(RelayMetrics::new(
-            budgets.clone(),
-            settings.budgets.metrics_top_nodes,
-        ));
+        let metrics = Arc::new(RelayMetrics::new(budgets.clone(), &settings));
         let limits = IngestLimits {
             max_batch_size: settings.max_batch_size,
             series: settings.series_limits,

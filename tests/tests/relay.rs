@@ -10,8 +10,8 @@ use horizon_shared::client::{Batch, Client, Point, unix_nanos_now};
 use horizon_shared::codec::{self, FrameReader};
 use horizon_shared::devcerts::DevCa;
 use horizon_shared::proto::{
-    AgentFrame, BatchAck, MetricBatch, RejectReason, RelayFrame, SeriesDef, agent_frame,
-    error_code, relay_frame,
+    AgentFrame, BatchAck, Durability, MetricBatch, RejectReason, RelayFrame, SeriesDef,
+    agent_frame, error_code, relay_frame,
 };
 use horizon_shared::tls::{TlsMaterial, quic_client_config};
 
@@ -652,6 +652,71 @@ async fn connections_over_the_limit_are_refused_before_the_handshake() {
         0.0
     );
     first.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn in_flight_limit_holds_batches_back_and_says_so_in_acks_and_metrics() {
+    // Durable acks wait for a one-second flush, so the agent's pipelined
+    // batches pile up against the connection's limit of 4.
+    let relay = TestRelay::start(
+        "server:\n  max_in_flight_batches_per_connection: 4\nparquet:\n  rotation_interval_secs: 1\n",
+    )
+    .await;
+    let client = relay.client("gpu-node-7").await;
+    let s = client
+        .series("gpu_memory_used_bytes", &[("gpu", "0")])
+        .unwrap();
+    let mut pending = Vec::new();
+    for i in 0..12 {
+        pending.push(
+            client
+                .send(Batch {
+                    points: vec![Point::now(s, f64::from(i))],
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    let mut waited = 0;
+    for p in pending {
+        let acked = p.await.unwrap();
+        assert_eq!(acked.ack.accepted, 1, "{:?}", acked.ack.rejections);
+        assert_eq!(acked.ack.durability, Durability::Durable as i32);
+        assert_eq!(acked.ack.queue_wait_ms, 0, "the sink queue had room");
+        if acked.ack.in_flight_wait_ms > 0 {
+            waited += 1;
+        }
+    }
+    assert!(waited >= 1, "batches beyond the limit waited for a slot");
+    let m = relay.scrape().await;
+    assert_eq!(
+        m.get(r#"horizon_relay_throttled_batches_total{limit="in_flight"}"#),
+        f64::from(waited),
+        "every wait the acks report is counted"
+    );
+    assert!(m.get(r#"horizon_relay_throttled_seconds_total{limit="in_flight"}"#) > 0.0);
+    assert_eq!(
+        m.get(r#"horizon_relay_throttled_batches_total{limit="sink_queue"}"#),
+        0.0
+    );
+    let h = "horizon_relay_connection_in_flight_batches";
+    assert_eq!(m.get(&format!("{h}_count")), 12.0);
+    assert_eq!(
+        m.get(&format!(r#"{h}_bucket{{le="4.0"}}"#)),
+        12.0,
+        "never more than the limit in flight"
+    );
+    assert!(
+        m.get(&format!(r#"{h}_bucket{{le="2.0"}}"#)) < 12.0,
+        "the agent did pipeline up to the limit"
+    );
+    assert_eq!(m.get("horizon_relay_in_flight_batches"), 0.0);
+    assert_eq!(
+        m.get(r#"horizon_relay_limit{limit="in_flight_batches_per_connection"}"#),
+        4.0
+    );
+    client.close().await;
     relay.stop().await;
 }
 

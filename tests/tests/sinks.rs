@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use horizon_e2e::servers::{Gate, Influx1, Moto, Victoria};
 use horizon_e2e::{TestPki, TestRelay, read_parquet};
-use horizon_shared::client::{Acked, Batch, Client, Point, SeriesId, unix_nanos_now};
+use horizon_shared::client::{Acked, Batch, Client, PendingAck, Point, SeriesId, unix_nanos_now};
 use horizon_shared::proto::{Durability, RejectReason};
 
 /// A point as it should come back: node, metric, labels, time (ns), value.
@@ -345,12 +345,25 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
     let client = relay.client("gpu-node-5").await;
     let s = client.series("gpu_power_watts", &[("gpu", "1")]).unwrap();
 
-    let before = send_and_wait(&client, s, 0..5).await;
-    assert!(before.iter().all(|d| *d == Durability::Durable as i32));
+    let before = send_values(&client, s, 0..5).await;
+    assert!(
+        before
+            .iter()
+            .all(|a| a.ack.durability == Durability::Durable as i32)
+    );
 
     gate.close();
     let sender = tokio::spawn(async move {
-        let acks = send_values(&client, s, 5..45).await;
+        // The first 20 fill a micro-batch whose write then hangs; the next 20
+        // find the batcher stuck: 4 fill the queue, the next waits for room
+        // and the stream stops being read.
+        let mut pending = queue_values(&client, s, 5..25).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        pending.extend(queue_values(&client, s, 25..45).await);
+        let mut acks = Vec::new();
+        for p in pending {
+            acks.push(p.await.unwrap());
+        }
         (client, acks)
     });
     // While the store is down nothing is acked, the queue stays at its bound.
@@ -360,9 +373,10 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
         m.get("horizon_relay_s3_put_errors_total") >= 1.0,
         "writes failed while down"
     );
-    assert!(
-        m.get("horizon_relay_sink_queue_batches") <= 4.0,
-        "queue bounded by backpressure_threshold"
+    assert_eq!(
+        m.get("horizon_relay_sink_queue_batches"),
+        4.0,
+        "queue full, at limits.backpressure_threshold"
     );
     assert_eq!(
         m.get("horizon_relay_points_written_total"),
@@ -383,6 +397,22 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
         acks.iter()
             .all(|a| a.ack.accepted == 1 && a.ack.durability == Durability::Durable as i32)
     );
+    // The batches that found the queue full say so in their acks, and the
+    // metrics count exactly those.
+    let queued = (before.iter().chain(&acks))
+        .filter(|a| a.ack.queue_wait_ms > 0)
+        .count();
+    assert!(queued >= 1, "batches waited for the full queue");
+    let m = relay.scrape().await;
+    assert_eq!(
+        m.get(r#"horizon_relay_throttled_batches_total{limit="sink_queue"}"#),
+        queued as f64
+    );
+    assert!(
+        acks.iter().map(|a| a.ack.queue_wait_ms).max() >= Some(1000),
+        "the batch waiting through the outage reports that wait: {:?}",
+        acks.iter().map(|a| a.ack.queue_wait_ms).collect::<Vec<_>>()
+    );
     let data = read_parquet(&["s3", &moto.addr.to_string(), "telemetry", "fleet-a"]);
     let values: BTreeSet<i64> = data
         .rows
@@ -395,9 +425,13 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
     relay.stop().await;
 }
 
-/// Sends one point per value, each in its own batch, all before waiting,
-/// then returns the acks in order.
-async fn send_values(client: &Client, s: SeriesId, values: std::ops::Range<i32>) -> Vec<Acked> {
+/// Sends one point per value, each in its own batch, without waiting for
+/// the acks.
+async fn queue_values(
+    client: &Client,
+    s: SeriesId,
+    values: std::ops::Range<i32>,
+) -> Vec<PendingAck> {
     let mut pending = Vec::new();
     for i in values {
         pending.push(
@@ -409,6 +443,13 @@ async fn send_values(client: &Client, s: SeriesId, values: std::ops::Range<i32>)
                 .unwrap(),
         );
     }
+    pending
+}
+
+/// Sends one point per value, each in its own batch, all before waiting,
+/// then returns the acks in order.
+async fn send_values(client: &Client, s: SeriesId, values: std::ops::Range<i32>) -> Vec<Acked> {
+    let pending = queue_values(client, s, values).await;
     let mut acks = Vec::new();
     for p in pending {
         acks.push(p.await.unwrap());

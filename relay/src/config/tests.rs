@@ -29,6 +29,7 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(s.tls, TlsSource::Dev(PathBuf::from(".dev/certs")));
     assert_eq!(s.drain_grace, Duration::from_secs(5));
     assert_eq!(s.drain_flush, Duration::from_secs(10));
+    assert_eq!(s.max_in_flight_per_connection, 1024);
     let s = parse("server:\n  drain_grace_secs: 20\n  drain_flush_secs: 2\n").unwrap();
     assert_eq!(
         (s.drain_grace, s.drain_flush),
@@ -159,4 +160,18 @@ fn production_config_is_valid() {
     assert!(
         matches!(s.influxdb.map(|i| i.api), Some(InfluxApi::V2 { token, .. }) if token == "tok-123")
     );
+}
+
+#[test]
+fn in_flight_limit_is_read_and_bounded() {
+    let s = parse("server:\n  max_in_flight_batches_per_connection: 8\n").unwrap();
+    assert_eq!(s.max_in_flight_per_connection, 8);
+    for bad in ["0", "65537"] {
+        assert_eq!(
+            invalid_key(&format!(
+                "server:\n  max_in_flight_batches_per_connection: {bad}\n"
+            )),
+            "server.max_in_flight_batches_per_connection"
+        );
+    }
 }

@@ -79,7 +79,9 @@ impl Batcher {
     }
 
     fn add(&mut self, s: Submission) {
-        self.metrics.queue_batches.dec();
+        self.metrics
+            .queue_batches
+            .set(i64::try_from(self.rx.len()).unwrap_or(i64::MAX));
         if self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }

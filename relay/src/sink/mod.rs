@@ -360,10 +360,11 @@ impl Pipeline {
     }
 
     /// Hands over the accepted points of one batch. Waits while the Parquet
-    /// queue is full (backpressure).
-    pub async fn submit(&self, node: &Arc<str>, points: Vec<AcceptedPoint>) -> Receipt {
+    /// queue is full (backpressure); returns the receipt and how long it
+    /// waited for room (zero when there was room).
+    pub async fn submit(&self, node: &Arc<str>, points: Vec<AcceptedPoint>) -> (Receipt, Duration) {
         if points.is_empty() {
-            return Receipt::ready();
+            return (Receipt::ready(), Duration::ZERO);
         }
         if let Some(influx) = &self.influx {
             influx.submit(node, &points);
@@ -375,18 +376,32 @@ impl Pipeline {
         } else {
             (None, Receipt::ready())
         };
-        self.metrics.queue_batches.inc();
         let sub = Submission {
             node: node.clone(),
             points,
             received_at,
             done,
         };
-        if self.parquet.send(sub).await.is_err() {
-            self.metrics.queue_batches.dec();
-            return Receipt::failed(SinkError::Stopped);
+        let mut waited = Duration::ZERO;
+        let sent = match self.parquet.try_send(sub) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(sub)) => {
+                let t = Instant::now();
+                let sent = self.parquet.send(sub).await.map_err(drop);
+                waited = t.elapsed();
+                sent
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        };
+        if sent.is_err() {
+            return (Receipt::failed(SinkError::Stopped), waited);
         }
-        receipt
+        // The queue's length now (the batcher sets it too as it takes batches).
+        let queued = self.parquet.max_capacity() - self.parquet.capacity();
+        self.metrics
+            .queue_batches
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        (receipt, waited)
     }
 
     /// Flushes everything queued and stops the sink tasks, waiting at most
