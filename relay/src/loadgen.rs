@@ -83,6 +83,8 @@ pub struct Report {
     pub connection_errors: u64,
     /// Batches resent after a reconnect.
     pub resends: u64,
+    /// Acks that report the relay held the batch back, and for how long.
+    pub throttled: Throttled,
     /// Nodes that could not connect at all.
     pub nodes_failed: u64,
     /// Wall-clock seconds from the first send to the last ack.
@@ -100,6 +102,20 @@ pub struct RejectedByReason {
     pub too_large: u64,
     /// Relay overloaded.
     pub overloaded: u64,
+}
+
+/// What acks said about the relay's limits holding batches back
+/// (`queue_wait_ms`, `in_flight_wait_ms`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Throttled {
+    /// Batches that waited for room in the relay's sink queue.
+    pub sink_queue_batches: u64,
+    /// Their waits added up, milliseconds.
+    pub sink_queue_ms: u64,
+    /// Batches that waited for an in-flight slot of their connection.
+    pub in_flight_batches: u64,
+    /// Their waits added up, milliseconds.
+    pub in_flight_ms: u64,
 }
 
 /// Latency percentiles in milliseconds.
@@ -125,6 +141,15 @@ impl Tally {
         let r = &mut self.report;
         r.batches_acked += 1;
         r.points_acked += u64::from(acked.ack.accepted);
+        let t = &mut r.throttled;
+        if acked.ack.queue_wait_ms > 0 {
+            t.sink_queue_batches += 1;
+            t.sink_queue_ms += u64::from(acked.ack.queue_wait_ms);
+        }
+        if acked.ack.in_flight_wait_ms > 0 {
+            t.in_flight_batches += 1;
+            t.in_flight_ms += u64::from(acked.ack.in_flight_wait_ms);
+        }
         for rej in &acked.ack.rejections {
             let c = u64::from(rej.count);
             match RejectReason::try_from(rej.reason) {
@@ -334,6 +359,7 @@ impl Report {
     pub fn human(&self) -> String {
         let r = &self.points_rejected;
         let l = &self.ack_latency_ms;
+        let t = &self.throttled;
         format!(
             "points sent      {}\n\
              points accepted  {}\n\
@@ -342,6 +368,7 @@ impl Report {
              batches acked    {}\n\
              throughput       {:.0} points/s over {:.1} s\n\
              ack latency      p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n\
+             relay pushback   {} batches waited for the sink queue ({} ms), {} for in-flight slots ({} ms)\n\
              connections      {} errors, {} batches resent, {} nodes failed\n",
             self.points_sent,
             self.points_acked,
@@ -357,6 +384,10 @@ impl Report {
             l.p99,
             l.p999,
             l.max,
+            t.sink_queue_batches,
+            t.sink_queue_ms,
+            t.in_flight_batches,
+            t.in_flight_ms,
             self.connection_errors,
             self.resends,
             self.nodes_failed,
