@@ -11,6 +11,9 @@
 #   pyarrow (PyPI)             the independent Parquet reader the tests use
 #   duckdb (PyPI)              the query engine of README's one-liner (tested)
 #   cargo-lambda (PyPI)        the Lambda runtime emulator the compactor's test uses
+#   python-hcl2 (PyPI)         parses terraform/ (no terraform binary can run here)
+#   checkov (PyPI, in /opt/horizon-checkov)  the Terraform policy checks; its own
+#                              virtualenv, because it pins an old botocore
 set -euo pipefail
 
 say() { echo "install-test-deps: $*" >&2; }
@@ -36,8 +39,15 @@ command -v moto_server >/dev/null 2>&1 || pip_missing+=("moto[server]")
 python3 -c "import pyarrow" >/dev/null 2>&1 || pip_missing+=(pyarrow)
 python3 -c "import duckdb" >/dev/null 2>&1 || pip_missing+=(duckdb)
 command -v cargo-lambda >/dev/null 2>&1 || pip_missing+=(cargo-lambda)
+python3 -c "import hcl2" >/dev/null 2>&1 || pip_missing+=("python-hcl2==8.1.4")
 if [ "${#pip_missing[@]}" -gt 0 ]; then
     say "installing ${pip_missing[*]} (pip)"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pip_missing[@]}"
     hash -r
+fi
+
+if [ ! -x /opt/horizon-checkov/bin/checkov ]; then
+    say "installing checkov (pip, in /opt/horizon-checkov)"
+    python3 -m venv /opt/horizon-checkov
+    /opt/horizon-checkov/bin/pip install --quiet --disable-pip-version-check "checkov==3.3.30"
 fi

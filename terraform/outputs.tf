@@ -1,0 +1,34 @@
+output "relay_endpoint" {
+  description = "Where agents connect (UDP, QUIC): the load balancer's DNS name and port. The relays' server certificate must name it (or your DNS record for it)."
+  value       = "${aws_lb.relay.dns_name}:${var.relay_port}"
+}
+
+output "bucket" {
+  description = "The telemetry bucket."
+  value       = aws_s3_bucket.data.bucket
+}
+
+output "raw_objects" {
+  description = "Where relays write raw micro-batches."
+  value       = "s3://${aws_s3_bucket.data.bucket}/${local.raw_prefix}/"
+}
+
+output "compacted_dataset" {
+  description = "The hourly Parquet dataset (hive partitions dt=/hour=) for DuckDB, Athena, Spark, polars or pyarrow."
+  value       = "s3://${aws_s3_bucket.data.bucket}/${local.compacted_prefix}/"
+}
+
+output "compactor_function" {
+  description = "The compactor Lambda function (invoke it with {\"hour\": \"YYYY-MM-DDTHH\"} for a backfill of one hour)."
+  value       = aws_lambda_function.compactor.function_name
+}
+
+output "compaction_state_machine" {
+  description = "The hourly fan-out; start an execution by hand to compact now."
+  value       = aws_sfn_state_machine.fanout.arn
+}
+
+output "relay_autoscaling_group" {
+  description = "The relays' Auto Scaling group (start an instance refresh to roll out a new binary)."
+  value       = aws_autoscaling_group.relay.name
+}

@@ -1,0 +1,219 @@
+//! `terraform/` checked without a terraform binary (none can run here):
+//! `tests/py/check_terraform.py` parses the HCL with python-hcl2, resolves
+//! every reference, checks the templates and runs checkov; it renders the
+//! templates as Terraform would, and this test holds the results against the
+//! real programs: the relay's configuration loader, the compactor's
+//! settings, and the compactor's Lambda handler driven the way the state
+//! machine drives it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use horizon_compactor::Compactor;
+use horizon_compactor::Settings as CompactorSettings;
+use horizon_e2e::rawdata::{points, put_raw};
+use horizon_relay::config::{Config, TlsSource};
+use horizon_shared::layout::Hour;
+use horizon_shared::store::{S3Options, StoreLocation};
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .into()
+}
+
+fn checkov() -> String {
+    std::env::var("HORIZON_CHECKOV").unwrap_or_else(|_| "/opt/horizon-checkov/bin/checkov".into())
+}
+
+/// Runs the static checks; returns the directory of rendered files.
+fn render() -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let checkov = checkov();
+    assert!(
+        Path::new(&checkov).exists(),
+        "{checkov} is missing: `bash tests/run.sh` installs checkov in its own virtualenv"
+    );
+    let run = Command::new("python3")
+        .arg(repo().join("tests/py/check_terraform.py"))
+        .arg(repo().join("terraform"))
+        .arg(out.path())
+        .args(["--checkov", &checkov])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "terraform checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("checkov: ") && stdout.contains(" 0 failed"),
+        "{stdout}"
+    );
+    out
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn terraform_is_consistent_with_the_programs_it_deploys() {
+    let out = render();
+    let dir = out.path();
+
+    // The relay loads the configuration Terraform renders, with the
+    // variables the boot script puts in relay.env.
+    let env = |name: &str| match name {
+        "RELAY_ID" => Some("i-0123456789abcdef0".to_owned()),
+        "INFLUXDB_TOKEN" => Some("token-from-secrets-manager".to_owned()),
+        _ => None,
+    };
+    for (file, influx) in [("relay.yaml", true), ("relay-no-influxdb.yaml", false)] {
+        let s = Config::from_yaml_with_env(&read(dir, file), file, env)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .validate()
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(s.relay_id, "i-0123456789abcdef0");
+        assert_eq!(s.listen_addr.port(), 5001);
+        assert_eq!(
+            s.metrics_addr.unwrap().port(),
+            9091,
+            "the health check's port"
+        );
+        assert!(s.durable_acks);
+        assert_eq!(s.parquet.raw_prefix, "raw");
+        assert_eq!(
+            s.parquet.location.to_string(),
+            "s3://example-gpu-telemetry/telemetry"
+        );
+        assert!(matches!(s.tls, TlsSource::Files { .. }));
+        assert_eq!(s.influxdb.is_some(), influx, "{file}");
+    }
+    let user_data = read(dir, "relay-user-data.sh");
+    assert!(
+        user_data.contains("/usr/local/bin/telemetry-relay --check-config /etc/horizon/relay.yaml")
+    );
+    assert!(user_data.contains("SupplementaryGroups=horizon"));
+
+    // Every variable of the function's environment is one the compactor
+    // reads, and together they make valid settings for the bucket.
+    let fn_env: BTreeMap<String, String> =
+        serde_json::from_str(&read(dir, "compactor-env.json")).unwrap();
+    let cmd = <CompactorSettings as clap::Args>::augment_args(clap::Command::new("compactor"));
+    let mut args = Vec::new();
+    for (k, v) in &fn_env {
+        // Read by the binary itself, not the settings.
+        if k == "HORIZON_LOG_FORMAT" {
+            assert!(v == "json" || v == "text", "{k}={v}");
+            continue;
+        }
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == k.as_str()))
+            .unwrap_or_else(|| panic!("the compactor reads no {k}"));
+        args.push(format!("--{}", arg.get_long().unwrap()));
+        args.push(v.clone());
+    }
+    let settings = CompactorSettings::from_args(&args).unwrap_or_else(|e| panic!("{e}"));
+    settings.validate().unwrap();
+    assert_eq!(
+        settings.location().unwrap().to_string(),
+        "s3://example-gpu-telemetry/telemetry",
+        "the compactor reads the bucket and prefix the relays write"
+    );
+    assert_eq!(settings.shards, 4);
+
+    // The state machine's plan and its map run through the real handler:
+    // the fields it selects exist, and the units it fans out compact.
+    let asl: Value = serde_json::from_str(&read(dir, "compactor-fanout.asl.json")).unwrap();
+    let plan = &asl["States"]["Plan"];
+    let map = &asl["States"]["Compact units"];
+    let task = &map["ItemProcessor"]["States"]["Compact"];
+    let store_dir = tempfile::tempdir().unwrap();
+    let url = store_dir.path().display().to_string();
+    let store = StoreLocation::parse(&url, &S3Options::default())
+        .unwrap()
+        .build()
+        .unwrap();
+    let hour = Hour::parse("2025-06-01T10").unwrap();
+    put_raw(
+        &store,
+        "raw",
+        "relay-a",
+        1,
+        &points(hour, 6, 3, 600, 1_000, 0.0),
+    )
+    .await;
+    let compactor = Compactor::with_store(
+        CompactorSettings::from_args(["--store-url", url.as_str(), "--shards", "2"]).unwrap(),
+        Arc::clone(&store),
+    );
+    let invoke = |payload: Value| {
+        let c = &compactor;
+        async move {
+            let event =
+                lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+            let body = horizon_compactor::lambda::handle(c, event).await.unwrap();
+            // What the lambda:invoke integration hands the state machine.
+            json!({ "Payload": body, "StatusCode": 200 })
+        }
+    };
+    let planned = invoke(plan["Parameters"]["Payload"].clone()).await;
+    let plan_out = select(&plan["ResultSelector"], &planned, &Value::Null);
+    let units = plan_out[map["ItemsPath"].as_str().unwrap().trim_start_matches("$.")]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        units.len(),
+        2,
+        "one item per shard of the closed hour: {units:?}"
+    );
+    let mut rows = 0;
+    for unit in &units {
+        let item = select(&map["ItemSelector"], &Value::Null, unit);
+        assert_eq!(item["hour"], "2025-06-01T10");
+        assert_eq!(
+            task["Parameters"]["Payload.$"], "$",
+            "the item is the payload"
+        );
+        let result = invoke(item).await;
+        let out = select(&task["ResultSelector"], &result, &Value::Null);
+        assert_eq!(out["not_started"], json!([]));
+        rows += out["rows_committed"].as_u64().unwrap();
+    }
+    assert_eq!(rows, 6 * 3 * 6, "both shards compacted every point once");
+}
+
+/// Applies a Step Functions selector (`"key.$": "$.a.b"` from the state's
+/// input, `"key.$": "$$.Map.Item.Value.x"` from the map item).
+fn select(selector: &Value, input: &Value, item: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, path) in selector.as_object().unwrap() {
+        let key = k
+            .strip_suffix(".$")
+            .unwrap_or_else(|| panic!("{k}: not a path"));
+        let path = path.as_str().unwrap();
+        let (root, rest) = if let Some(r) = path.strip_prefix("$$.Map.Item.Value") {
+            (item, r)
+        } else {
+            (input, path.strip_prefix('$').unwrap())
+        };
+        let mut v = root;
+        for part in rest.split('.').filter(|p| !p.is_empty()) {
+            v = v
+                .get(part)
+                .unwrap_or_else(|| panic!("{path}: no {part} in {v}"));
+        }
+        out.insert(key.to_owned(), v.clone());
+    }
+    Value::Object(out)
+}
