@@ -17,19 +17,9 @@ resource "aws_cloudwatch_log_group" "compactor" {
   kms_key_id        = aws_kms_key.data.arn
 }
 
-data "aws_iam_policy_document" "lambda_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "compactor" {
   name               = local.compactor_name
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["lambda"].json
 }
 
 data "aws_iam_policy_document" "compactor" {
@@ -124,19 +114,9 @@ resource "aws_cloudwatch_log_group" "fanout" {
   kms_key_id        = aws_kms_key.data.arn
 }
 
-data "aws_iam_policy_document" "states_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["states.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "fanout" {
   name               = "${local.compactor_name}-fanout"
-  assume_role_policy = data.aws_iam_policy_document.states_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["states"].json
 }
 
 data "aws_iam_policy_document" "fanout" {
@@ -193,19 +173,9 @@ resource "aws_cloudwatch_event_rule" "compaction" {
   schedule_expression = var.compactor_schedule
 }
 
-data "aws_iam_policy_document" "events_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "schedule" {
   name               = "${local.compactor_name}-schedule"
-  assume_role_policy = data.aws_iam_policy_document.events_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["events"].json
 }
 
 data "aws_iam_policy_document" "schedule" {

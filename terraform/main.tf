@@ -28,3 +28,15 @@ check "drain_fits_the_lifecycle_hook" {
     error_message = "relay drain (grace + flush + 3 s) must end well within the 120 s scale-in hook."
   }
 }
+
+# Trust policies of the deployment's roles, one per AWS service.
+data "aws_iam_policy_document" "assume" {
+  for_each = toset(["ec2", "lambda", "states", "events"])
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["${each.key}.amazonaws.com"]
+    }
+  }
+}

@@ -155,19 +155,9 @@ resource "aws_lb_listener" "relay" {
 
 # --- instances ---------------------------------------------------------------
 
-data "aws_iam_policy_document" "ec2_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ec2.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "relay" {
   name               = "${var.name}-relay"
-  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["ec2"].json
 }
 
 data "aws_iam_policy_document" "relay" {

@@ -15,7 +15,7 @@ use horizon_relay::budget::Budgets;
 use std::path::PathBuf;
 
 use horizon_relay::config::{Config, Settings, StoreLocation, TlsSource};
-use horizon_shared::client::{Client, ClientConfig};
+use horizon_shared::client::{Acked, Batch, Client, ClientConfig, PendingAck, Point, SeriesId};
 use horizon_shared::devcerts::{DevCa, DevPki};
 use horizon_shared::tls::TlsMaterial;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -379,4 +379,35 @@ pub fn read_parquet(args: &[&str]) -> ParquetDataset {
         files: v["files"].as_array().cloned().unwrap_or_default(),
         rows: v["rows"].as_array().cloned().unwrap_or_default(),
     }
+}
+
+/// Sends one point per value of `series`, each in its own batch, without
+/// waiting for the acks.
+pub async fn queue_values(
+    client: &Client,
+    series: SeriesId,
+    values: std::ops::Range<i32>,
+) -> Vec<PendingAck> {
+    let mut pending = Vec::new();
+    for i in values {
+        let batch = Batch {
+            points: vec![Point::now(series, f64::from(i))],
+        };
+        pending.push(client.send(batch).await.expect("batch queued"));
+    }
+    pending
+}
+
+/// Sends one point per value, each in its own batch, all before waiting,
+/// then returns the acks in order.
+pub async fn send_values(
+    client: &Client,
+    series: SeriesId,
+    values: std::ops::Range<i32>,
+) -> Vec<Acked> {
+    let mut acks = Vec::new();
+    for p in queue_values(client, series, values).await {
+        acks.push(p.await.expect("batch acked"));
+    }
+    acks
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use horizon_e2e::TestRelay;
+use horizon_e2e::{TestRelay, send_values};
 use horizon_shared::client::{Batch, Client, Point, unix_nanos_now};
 use horizon_shared::codec::{self, FrameReader};
 use horizon_shared::devcerts::DevCa;
@@ -667,20 +667,8 @@ async fn in_flight_limit_holds_batches_back_and_says_so_in_acks_and_metrics() {
     let s = client
         .series("gpu_memory_used_bytes", &[("gpu", "0")])
         .unwrap();
-    let mut pending = Vec::new();
-    for i in 0..12 {
-        pending.push(
-            client
-                .send(Batch {
-                    points: vec![Point::now(s, f64::from(i))],
-                })
-                .await
-                .unwrap(),
-        );
-    }
     let mut waited = 0;
-    for p in pending {
-        let acked = p.await.unwrap();
+    for acked in send_values(&client, s, 0..12).await {
         assert_eq!(acked.ack.accepted, 1, "{:?}", acked.ack.rejections);
         assert_eq!(acked.ack.durability, Durability::Durable as i32);
         assert_eq!(acked.ack.queue_wait_ms, 0, "the sink queue had room");

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use horizon_e2e::servers::{Gate, Influx1, Moto, Victoria};
-use horizon_e2e::{TestPki, TestRelay, read_parquet};
-use horizon_shared::client::{Acked, Batch, Client, PendingAck, Point, SeriesId, unix_nanos_now};
+use horizon_e2e::{TestPki, TestRelay, queue_values, read_parquet, send_values};
+use horizon_shared::client::{Batch, Client, Point, SeriesId, unix_nanos_now};
 use horizon_shared::proto::{Durability, RejectReason};
 
 /// A point as it should come back: node, metric, labels, time (ns), value.
@@ -423,38 +423,6 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
     assert_eq!(data.rows.len(), 45, "and stored once");
     client.close().await;
     relay.stop().await;
-}
-
-/// Sends one point per value, each in its own batch, without waiting for
-/// the acks.
-async fn queue_values(
-    client: &Client,
-    s: SeriesId,
-    values: std::ops::Range<i32>,
-) -> Vec<PendingAck> {
-    let mut pending = Vec::new();
-    for i in values {
-        pending.push(
-            client
-                .send(Batch {
-                    points: vec![Point::now(s, f64::from(i))],
-                })
-                .await
-                .unwrap(),
-        );
-    }
-    pending
-}
-
-/// Sends one point per value, each in its own batch, all before waiting,
-/// then returns the acks in order.
-async fn send_values(client: &Client, s: SeriesId, values: std::ops::Range<i32>) -> Vec<Acked> {
-    let pending = queue_values(client, s, values).await;
-    let mut acks = Vec::new();
-    for p in pending {
-        acks.push(p.await.unwrap());
-    }
-    acks
 }
 
 async fn send_and_wait(client: &Client, s: SeriesId, values: std::ops::Range<i32>) -> Vec<i32> {
