@@ -204,7 +204,7 @@ def write(out_dir, name, text):
         f.write(text)
 
 
-def render_all(tf_dir, out_dir, v):
+def render_all(tf_dir, out_dir, parsed, v):
     read = lambda p: open(os.path.join(tf_dir, p)).read()
     store_url = f"s3://{v['bucket_name']}/{v['prefix']}"
     def relay_yaml(influx):
@@ -252,7 +252,7 @@ def render_all(tf_dir, out_dir, v):
     check_asl(json.loads(asl))
 
     env = {}
-    for doc in load_docs(tf_dir):
+    for doc in parsed.values():
         for block in doc.get("resource", []):
             for rtype, named in block.items():
                 if unquote(rtype) != "aws_lambda_function":
@@ -267,12 +267,6 @@ def render_all(tf_dir, out_dir, v):
         if not k.startswith("__"):
             resolved[unquote(k)] = resolve(value(expr), v, store_url)
     write(out_dir, "compactor-env.json", json.dumps(resolved, indent=2))
-
-
-def load_docs(tf_dir):
-    for path in sorted(glob.glob(os.path.join(tf_dir, "*.tf"))):
-        with open(path) as f:
-            yield hcl2.load(f)
 
 
 def resolve(expr, v, store_url):
@@ -387,7 +381,7 @@ def main():
     check_templates(tf_dir, parsed)
     values = example_inputs(tf_dir, variables)
     if not problems:
-        render_all(tf_dir, out_dir, values)
+        render_all(tf_dir, out_dir, parsed, values)
     if checkov:
         run_checkov(tf_dir, checkov)
     if problems:

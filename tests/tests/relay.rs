@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use horizon_e2e::{TestRelay, send_values};
+use horizon_e2e::{TestRelay, queue_values, send_values};
 use horizon_shared::client::{Batch, Client, Point, unix_nanos_now};
 use horizon_shared::codec::{self, FrameReader};
 use horizon_shared::devcerts::DevCa;
@@ -556,17 +556,7 @@ async fn unacked_batches_are_resent_after_the_connection_is_lost() {
 
     let client = Client::connect(cfg).await.unwrap();
     let s = client.series("gpu_util", &[("gpu", "0")]).unwrap();
-    let mut pending = Vec::new();
-    for i in 0..3 {
-        pending.push(
-            client
-                .send(Batch {
-                    points: vec![Point::now(s, f64::from(i))],
-                })
-                .await
-                .unwrap(),
-        );
-    }
+    let pending = queue_values(&client, s, 0..3).await;
     assert_eq!(
         taken_rx.await.unwrap(),
         vec![1, 2, 3],

@@ -492,17 +492,7 @@ async fn sigterm_drain_stores_everything_it_acked() {
     let objects = relay.objects.clone();
     let client = relay.client("gpu-node-8").await;
     let s = client.series("gpu_util", &[]).unwrap();
-    let mut pending = Vec::new();
-    for i in 0..200 {
-        pending.push(
-            client
-                .send(Batch {
-                    points: vec![Point::now(s, f64::from(i))],
-                })
-                .await
-                .unwrap(),
-        );
-    }
+    let pending = queue_values(&client, s, 0..200).await;
     // Stop while acks wait for a flush that is a minute away: the drain
     // flushes at once and acks what it stored.
     tokio::time::sleep(Duration::from_millis(300)).await;
