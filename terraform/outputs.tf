@@ -32,3 +32,18 @@ output "relay_autoscaling_group" {
   description = "The relays' Auto Scaling group (start an instance refresh to roll out a new binary)."
   value       = aws_autoscaling_group.relay.name
 }
+
+output "athena_database" {
+  description = "The Glue database of the lake's Athena tables (compacted, and raw unless athena_raw_table is false); partitions are projected, no crawler needed."
+  value       = aws_glue_catalog_database.lake.name
+}
+
+output "athena_workgroup" {
+  description = "The Athena workgroup to query the lake with (encrypted results, byte-scanned limit); docs/athena.md has example queries."
+  value       = aws_athena_workgroup.lake.name
+}
+
+output "lake_reader_policy_arn" {
+  description = "IAM policy to attach to the roles of people and tools that query the lake through the workgroup."
+  value       = aws_iam_policy.lake_reader.arn
+}

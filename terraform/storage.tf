@@ -80,6 +80,17 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
     }
   }
 
+  rule {
+    id     = "expire-athena-results"
+    status = "Enabled"
+    filter {
+      prefix = "${local.results_prefix}/"
+    }
+    expiration {
+      days = var.athena_results_retention_days
+    }
+  }
+
   # Only when the compactor keeps raw objects (raw_retention_days > 0):
   # otherwise it deletes each one once every shard has folded it.
   dynamic "rule" {

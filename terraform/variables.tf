@@ -272,6 +272,40 @@ variable "raw_retention_days" {
   default     = 0
 }
 
+# --- Athena --------------------------------------------------------------------
+
+variable "lake_start_date" {
+  description = "First day (YYYY-MM-DD, UTC) the Athena tables project partitions for. Earlier days are not queryable through them."
+  type        = string
+  default     = "2026-01-01"
+  validation {
+    condition     = can(regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", var.lake_start_date))
+    error_message = "lake_start_date must be a date written YYYY-MM-DD."
+  }
+}
+
+variable "athena_raw_table" {
+  description = "Also create a table over the raw micro-batches (hours not compacted yet; duplicates possible)."
+  type        = bool
+  default     = true
+}
+
+variable "athena_bytes_scanned_cutoff" {
+  description = "Bytes one query of the Athena workgroup may scan before Athena cancels it (at least 10 MB)."
+  type        = number
+  default     = 107374182400
+  validation {
+    condition     = var.athena_bytes_scanned_cutoff >= 10485760
+    error_message = "athena_bytes_scanned_cutoff must be at least 10485760 (10 MB), Athena's minimum."
+  }
+}
+
+variable "athena_results_retention_days" {
+  description = "Days Athena query results are kept under <prefix>/athena-results/."
+  type        = number
+  default     = 30
+}
+
 variable "log_retention_days" {
   description = "Retention of the compactor's and the fan-out's CloudWatch logs."
   type        = number

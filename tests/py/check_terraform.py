@@ -132,6 +132,17 @@ def check_references(parsed):
     return variables
 
 
+def resources_of(parsed, wanted_type=None):
+    """(type, name, body) of every resource, optionally of one type."""
+    for doc in parsed.values():
+        for block in doc.get("resource", []):
+            for rtype, named in block.items():
+                if wanted_type and unquote(rtype) != wanted_type:
+                    continue
+                for name, body in named.items():
+                    yield unquote(rtype), unquote(name), body
+
+
 def template_names(text):
     """Names a Terraform template interpolates (not $${ escapes)."""
     names = set()
@@ -159,8 +170,28 @@ def render(text, values):
 def check_templates(tf_dir, parsed):
     text = "\n".join(s for s in strings(list(parsed.values())))
     for path in sorted(set(re.findall(r'(?:file|templatefile)\("\$\{path\.module\}/([^"]+)"', text))):
+        if "${each.key}" in path:
+            continue  # checked per key below
         if not os.path.exists(os.path.join(tf_dir, path)):
             problem(f"{path} (read by file or templatefile) does not exist")
+    # file("...${each.key}...") in a resource with for_each = toset([...]):
+    # every key's file exists, and no file in that folder is left unused.
+    for rtype, name, body in resources_of(parsed):
+        keys = re.fullmatch(r'\$\{toset\(\[(.*)\]\)\}', str(body.get("for_each", "")), re.S)
+        for s_ in strings(body):
+            for m in re.finditer(r'file\("\$\{path\.module\}/([^"]*\$\{each\.key\}[^"]*)"', s_):
+                if not keys:
+                    problem(f"{rtype}.{name}: {m.group(1)} needs for_each = toset([...]) to be checked")
+                    continue
+                wanted = {m.group(1).replace("${each.key}", k)
+                          for k in re.findall(r'"([^"]+)"', keys.group(1))}
+                for path in sorted(wanted):
+                    if not os.path.exists(os.path.join(tf_dir, path)):
+                        problem(f"{rtype}.{name}: {path} does not exist")
+                pattern = m.group(1).replace("${each.key}", "*")
+                for path in sorted(glob.glob(os.path.join(tf_dir, pattern))):
+                    if os.path.relpath(path, tf_dir) not in wanted:
+                        problem(f"{os.path.relpath(path, tf_dir)} is not in {rtype}.{name}'s for_each")
     calls = 0
     for doc in parsed.values():
         for s in strings(doc):
@@ -267,6 +298,44 @@ def render_all(tf_dir, out_dir, parsed, v):
         if not k.startswith("__"):
             resolved[unquote(k)] = resolve(value(expr), v, store_url)
     write(out_dir, "compactor-env.json", json.dumps(resolved, indent=2))
+    write(out_dir, "glue-tables.json", json.dumps(glue_tables(parsed, v), indent=2))
+
+
+def glue_tables(parsed, v):
+    """The Glue tables as Terraform would create them with the example
+    inputs: name, columns and partition keys with their types, location
+    template, projection parameters."""
+    locals_ = {}
+    for doc in parsed.values():
+        for block in doc.get("locals", []):
+            locals_.update({k: x for k, x in block.items() if not k.startswith("__")})
+    columns = [value(c) for c in locals_.get("lake_columns", [])]
+    projection = value(locals_.get("lake_projection", {}))
+    prefixes = {"compacted": f"{v['prefix']}/compacted", "raw": f"{v['prefix']}/raw"}
+    tables = {}
+    for _, _, body in resources_of(parsed, "aws_glue_catalog_table"):
+        if str(body.get("for_each")) != "${local.lake_tables}":
+            problem("aws_glue_catalog_table: expected for_each = local.lake_tables")
+        sd = body["storage_descriptor"][0]
+        dyn = [d for d in sd.get("dynamic", []) if '"columns"' in d]
+        if not dyn or dyn[0]['"columns"']["for_each"] != "${local.lake_columns}":
+            problem("aws_glue_catalog_table: columns must come from local.lake_columns")
+        serde = value(sd["ser_de_info"][0]["serialization_library"])
+        if "parquet" not in serde.lower():
+            problem(f"aws_glue_catalog_table: serde {serde} is not Parquet's")
+        keys = [{"name": value(k["name"]), "type": value(k["type"])} for k in body["partition_keys"]]
+        for name, prefix in prefixes.items():
+            if name == "raw" and not v["athena_raw_table"]:
+                continue
+            params = dict(projection)
+            params["dt.range.start"] = v["lake_start_date"]
+            template = f"s3://{v['bucket_name']}/{prefix}/dt=${{dt}}/hour=${{hour}}/"
+            tables[name] = {"columns": [{"name": c["name"], "type": c["type"]} for c in columns],
+                            "partition_keys": keys, "location_template": template,
+                            "projection": params}
+    if "compacted" not in tables:
+        problem("no Glue table over the compacted dataset")
+    return tables
 
 
 def resolve(expr, v, store_url):

@@ -143,7 +143,7 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
         .unwrap()
         .build()
         .unwrap();
-    let hour = Hour::parse("2025-06-01T10").unwrap();
+    let hour = Hour::parse("2026-11-23T10").unwrap();
     put_raw(
         &store,
         "raw",
@@ -152,6 +152,8 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
         &points(hour, 6, 3, 600, 1_000, 0.0),
     )
     .await;
+    let dcgm = dcgm_points(hour);
+    put_raw(&store, "raw", "relay-b", 1, &dcgm.points).await;
     let compactor = Compactor::with_store(
         CompactorSettings::from_args(["--store-url", url.as_str(), "--shards", "2"]).unwrap(),
         Arc::clone(&store),
@@ -180,7 +182,7 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
     let mut rows = 0;
     for unit in &units {
         let item = select(&map["ItemSelector"], &Value::Null, unit);
-        assert_eq!(item["hour"], "2025-06-01T10");
+        assert_eq!(item["hour"], "2026-11-23T10");
         assert_eq!(
             task["Parameters"]["Payload.$"], "$",
             "the item is the payload"
@@ -190,7 +192,141 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
         assert_eq!(out["not_started"], json!([]));
         rows += out["rows_committed"].as_u64().unwrap();
     }
-    assert_eq!(rows, 6 * 3 * 6, "both shards compacted every point once");
+    assert_eq!(
+        rows as usize,
+        6 * 3 * 6 + dcgm.points.len(),
+        "both shards compacted every point once"
+    );
+
+    // Athena: the Glue tables' columns are docs/data.md's and what a real
+    // compacted file holds, and the example queries saved in the workgroup
+    // run over the compacted hour and give what was written.
+    let lake = Command::new("python3")
+        .arg(repo().join("tests/py/check_lake.py"))
+        .arg(dir.join("glue-tables.json"))
+        .arg(repo().join("docs/data.md"))
+        .arg(store_dir.path().join("compacted"))
+        .arg(repo().join("terraform/queries"))
+        .output()
+        .unwrap();
+    assert!(
+        lake.status.success(),
+        "lake checks failed:\n{}",
+        String::from_utf8_lossy(&lake.stderr)
+    );
+    let q: Value = serde_json::from_slice(&lake.stdout).unwrap();
+    let q = &q["queries"];
+    let per_metric = q["points_per_metric_per_hour"].as_array().unwrap();
+    let temp = per_metric
+        .iter()
+        .find(|r| r[2] == "DCGM_FI_DEV_GPU_TEMP")
+        .unwrap();
+    assert_eq!(
+        temp,
+        &json!([
+            "2026-11-23",
+            "10",
+            "DCGM_FI_DEV_GPU_TEMP",
+            dcgm.per_metric,
+            DCGM_NODES
+        ])
+    );
+    let temps = q["node_gpu_temperature_over_a_day"].as_array().unwrap();
+    assert_eq!(
+        temps.len(),
+        dcgm.per_metric / DCGM_NODES,
+        "one node's share"
+    );
+    assert!(temps.iter().all(|r| r[2].as_f64().unwrap() >= 40.0));
+    let top: Vec<&str> = q["top_nodes_by_power"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        top,
+        dcgm.nodes_by_power[..10],
+        "the ten hungriest nodes, in order"
+    );
+}
+
+const DCGM_NODES: usize = 12;
+const DCGM_GPUS: usize = 8;
+
+/// dcgm-exporter's temperature and power, every minute of `hour`, for
+/// nodes gpu-node-0040.. whose power grows with a scrambled rank.
+struct Dcgm {
+    points: Vec<horizon_relay::sink::RawPoint>,
+    per_metric: usize,
+    nodes_by_power: Vec<&'static str>,
+}
+
+fn dcgm_points(hour: Hour) -> Dcgm {
+    use horizon_shared::proto::Label;
+    const NAMES: [&str; DCGM_NODES] = [
+        "gpu-node-0040",
+        "gpu-node-0041",
+        "gpu-node-0042",
+        "gpu-node-0043",
+        "gpu-node-0044",
+        "gpu-node-0045",
+        "gpu-node-0046",
+        "gpu-node-0047",
+        "gpu-node-0048",
+        "gpu-node-0049",
+        "gpu-node-0050",
+        "gpu-node-0051",
+    ];
+    let rank = |n: usize| (n * 7) % DCGM_NODES;
+    let mut points = Vec::new();
+    for (n, node) in NAMES.iter().enumerate() {
+        for gpu in 0..DCGM_GPUS {
+            let labels = vec![
+                Label {
+                    key: "UUID".into(),
+                    value: format!("GPU-{n:04}-{gpu:04}"),
+                },
+                Label {
+                    key: "gpu".into(),
+                    value: gpu.to_string(),
+                },
+                Label {
+                    key: "modelName".into(),
+                    value: "NVIDIA H100 80GB HBM3".into(),
+                },
+            ];
+            for minute in 0..60 {
+                let time = (hour.start_unix_secs + minute * 60) * 1_000_000_000;
+                for (metric, value) in [
+                    (
+                        "DCGM_FI_DEV_GPU_TEMP",
+                        40.0 + gpu as f64 + (minute % 5) as f64,
+                    ),
+                    (
+                        "DCGM_FI_DEV_POWER_USAGE",
+                        300.0 + 10.0 * rank(n) as f64 + gpu as f64,
+                    ),
+                ] {
+                    points.push(horizon_relay::sink::RawPoint {
+                        node: (*node).into(),
+                        metric: metric.into(),
+                        labels: labels.clone(),
+                        time,
+                        value,
+                        received_at: time + 1_000,
+                    });
+                }
+            }
+        }
+    }
+    let mut nodes_by_power: Vec<usize> = (0..DCGM_NODES).collect();
+    nodes_by_power.sort_by_key(|&n| std::cmp::Reverse(rank(n)));
+    Dcgm {
+        per_metric: points.len() / 2,
+        nodes_by_power: nodes_by_power.into_iter().map(|n| NAMES[n]).collect(),
+        points,
+    }
 }
 
 /// Applies a Step Functions selector (`"key.$": "$.a.b"` from the state's
