@@ -54,6 +54,11 @@ impl Driver {
         })
     }
 
+    /// The client's endpoint (a handle; the driver keeps using it).
+    pub(super) fn endpoint(&self) -> Endpoint {
+        self.endpoint.clone()
+    }
+
     async fn resolve(&self) -> Result<SocketAddr, ClientError> {
         tokio::net::lookup_host(&self.config.addr)
             .await

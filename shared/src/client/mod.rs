@@ -294,6 +294,7 @@ pub struct Client {
     inner: Arc<Inner>,
     max_batch_points: usize,
     driver: Option<tokio::task::JoinHandle<()>>,
+    endpoint: quinn::Endpoint,
 }
 
 impl Client {
@@ -313,6 +314,7 @@ impl Client {
         });
         let max_batch_points = config.max_batch_points;
         let driver = driver::Driver::new(config, inner.clone())?;
+        let endpoint = driver.endpoint();
         let first = driver.connect().await?;
         inner.counters.connects.fetch_add(1, Ordering::Relaxed);
         let driver = tokio::spawn(driver.run(first));
@@ -320,6 +322,7 @@ impl Client {
             inner,
             max_batch_points,
             driver: Some(driver),
+            endpoint,
         })
     }
 
@@ -412,6 +415,26 @@ impl Client {
             connection_errors: c.connection_errors.load(Ordering::Relaxed),
             resends: c.resends.load(Ordering::Relaxed),
         }
+    }
+
+    /// Moves the client to a new UDP socket (a new local port), as a NAT
+    /// rebinding or a change of network interface would. The open
+    /// connection migrates to the new address: the relay validates the new
+    /// path and the stream carries on, if the packets still reach the same
+    /// relay (a load balancer that routes by connection ID keeps them
+    /// there; one that hashes the address and port may not, and then the
+    /// client reconnects and resends as after any connection loss).
+    /// Returns the new local address.
+    pub fn rebind(&self) -> std::io::Result<std::net::SocketAddr> {
+        let local = self.endpoint.local_addr()?;
+        let ip: std::net::IpAddr = if local.is_ipv6() {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        };
+        let socket = std::net::UdpSocket::bind((ip, 0))?;
+        self.endpoint.rebind(socket)?;
+        self.endpoint.local_addr()
     }
 
     /// Closes the connection. Batches not yet acked fail with [`ClientError::Closed`].
