@@ -1,10 +1,19 @@
 # The relay fleet: an Auto Scaling group of Amazon Linux 2023 instances
-# behind a network load balancer with a UDP listener. Each flow (agent
-# address and port) sticks to one relay; relays share nothing.
+# behind a network load balancer, with a UDP listener (each flow, agent
+# address and port, sticks to one relay) or, with lb_mode = "quic", a QUIC
+# listener (each packet goes to the relay whose server ID its connection ID
+# carries). Relays share nothing.
 
 locals {
-  asg_name  = "${var.name}-relays"
-  hook_name = "drain-on-terminate"
+  asg_name         = "${var.name}-relays"
+  hook_name        = "drain-on-terminate"
+  launch_hook_name = "register-quic-server-id"
+
+  # lb_mode = "quic": a QUIC listener routes by the server ID in each
+  # connection ID. The Auto Scaling group cannot register a target with a
+  # server ID, so each instance registers itself at boot (a launch lifecycle
+  # hook holds it out of service until then) and deregisters when it drains.
+  quic = var.lb_mode == "quic"
 
   # Seconds a relay needs to drain on SIGTERM (docs/sinks.md) plus margin.
   relay_drain_secs = var.relay_drain_grace_secs + var.relay_drain_flush_secs + 3
@@ -22,6 +31,7 @@ locals {
     drain_flush_secs    = var.relay_drain_flush_secs
     store_url           = local.store_url
     region              = var.region
+    quic_lb             = local.quic ? "yes" : ""
     influxdb_url        = var.influxdb_url
     influxdb_org        = var.influxdb_org
     influxdb_bucket     = var.influxdb_bucket
@@ -39,6 +49,10 @@ locals {
     drain_script              = file("${path.module}/templates/scale-in-drain.sh")
     asg_name                  = local.asg_name
     hook_name                 = local.hook_name
+    quic_lb                   = local.quic ? "yes" : ""
+    launch_hook_name          = local.launch_hook_name
+    target_group_arn          = aws_lb_target_group.relay.arn
+    relay_port                = var.relay_port
   })
 }
 
@@ -110,11 +124,13 @@ resource "aws_vpc_security_group_egress_rule" "relay_influxdb" {
 }
 
 resource "aws_lb" "relay" {
-  #checkov:skip=CKV_AWS_91:NLB access logs cover TLS listeners only; a UDP listener has none to write.
+  #checkov:skip=CKV_AWS_91:NLB access logs cover TLS listeners only; UDP and QUIC listeners have none to write.
   #checkov:skip=CKV2_AWS_28:WAF does not apply to network load balancers.
+  # The name predates lb_mode; it stays so that an upgrade keeps the DNS name agents use.
   name                             = "${var.name}-udp"
   load_balancer_type               = "network"
   internal                         = var.lb_internal
+  ip_address_type                  = var.lb_ip_address_type
   subnets                          = var.lb_subnet_ids
   enable_cross_zone_load_balancing = true
   # Turn off by hand before a terraform destroy.
@@ -122,9 +138,11 @@ resource "aws_lb" "relay" {
 }
 
 resource "aws_lb_target_group" "relay" {
-  name                 = "${var.name}-quic"
+  # A protocol change replaces the group; each mode keeps its own name so the
+  # new group can exist before the old one goes (the UDP name predates lb_mode).
+  name                 = local.quic ? "${var.name}-quic-lb" : "${var.name}-quic"
   vpc_id               = var.vpc_id
-  protocol             = "UDP"
+  protocol             = local.quic ? "QUIC" : "UDP"
   port                 = var.relay_port
   target_type          = "instance"
   deregistration_delay = local.relay_drain_secs + 10
@@ -141,15 +159,28 @@ resource "aws_lb_target_group" "relay" {
     healthy_threshold   = 2
     unhealthy_threshold = 2
   }
+
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "aws_lb_listener" "relay" {
   load_balancer_arn = aws_lb.relay.arn
-  protocol          = "UDP"
+  protocol          = local.quic ? "QUIC" : "UDP"
   port              = var.relay_port
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.relay.arn
+  }
+
+  lifecycle {
+    # AWS refuses a QUIC listener on a dualstack load balancer, on one with
+    # security groups, and beside UDP listeners (this one is the only listener).
+    precondition {
+      condition     = !local.quic || (var.lb_ip_address_type == "ipv4" && try(length(aws_lb.relay.security_groups), 0) == 0)
+      error_message = "lb_mode = \"quic\" needs an IPv4 load balancer without security groups: set lb_ip_address_type = \"ipv4\"."
+    }
   }
 }
 
@@ -189,8 +220,16 @@ data "aws_iam_policy_document" "relay" {
       resources = [statement.value]
     }
   }
+  dynamic "statement" {
+    for_each = local.quic ? [aws_lb_target_group.relay.arn] : []
+    content {
+      sid       = "RegisterWithQuicServerId"
+      actions   = ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]
+      resources = [statement.value]
+    }
+  }
   statement {
-    sid       = "CompleteScaleInDrain"
+    sid       = "CompleteLifecycleActions"
     actions   = ["autoscaling:CompleteLifecycleAction"]
     resources = ["arn:${local.partition}:autoscaling:${var.region}:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"]
   }
@@ -257,8 +296,12 @@ resource "aws_autoscaling_group" "relay" {
   vpc_zone_identifier       = var.relay_subnet_ids
   min_size                  = var.relay_min_size
   max_size                  = var.relay_max_size
-  target_group_arns         = [aws_lb_target_group.relay.arn]
-  health_check_type         = "ELB"
+  # In QUIC mode instances register themselves with their server IDs, so
+  # the group neither attaches them nor sees the load balancer's health
+  # checks (it replaces instances that fail EC2 checks; the load balancer
+  # still routes only to relays whose /readyz answers).
+  target_group_arns         = local.quic ? [] : [aws_lb_target_group.relay.arn]
+  health_check_type         = local.quic ? "EC2" : "ELB"
   health_check_grace_period = 120
   default_instance_warmup   = 60
   termination_policies      = ["OldestLaunchTemplate", "Default"]
@@ -271,6 +314,18 @@ resource "aws_autoscaling_group" "relay" {
 
   # Scale-in and instance refresh wait for the relay to drain
   # (templates/scale-in-drain.sh completes the action).
+  # QUIC mode: boot registers the instance with its server ID, then
+  # completes this action (templates/relay-user-data.sh.tftpl).
+  dynamic "initial_lifecycle_hook" {
+    for_each = local.quic ? [local.launch_hook_name] : []
+    content {
+      name                 = initial_lifecycle_hook.value
+      lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+      heartbeat_timeout    = 600
+      default_result       = "ABANDON"
+    }
+  }
+
   initial_lifecycle_hook {
     name                 = local.hook_name
     lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"

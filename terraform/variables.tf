@@ -44,6 +44,26 @@ variable "lb_internal" {
   default     = true
 }
 
+variable "lb_mode" {
+  description = "How the load balancer routes agents to relays: \"udp\" (a UDP listener; each flow, by address and port, sticks to one relay) or \"quic\" (a QUIC listener; packets are routed by the server ID each relay writes into its connection IDs, so an agent keeps its relay when its address or port changes). terraform/README.md compares the two."
+  type        = string
+  default     = "udp"
+  validation {
+    condition     = contains(["udp", "quic"], var.lb_mode)
+    error_message = "lb_mode must be \"udp\" or \"quic\"."
+  }
+}
+
+variable "lb_ip_address_type" {
+  description = "Address family of the load balancer: ipv4 or dualstack (dualstack is not allowed with lb_mode = \"quic\": AWS offers QUIC listeners on IPv4 load balancers only)."
+  type        = string
+  default     = "ipv4"
+  validation {
+    condition     = contains(["ipv4", "dualstack"], var.lb_ip_address_type)
+    error_message = "lb_ip_address_type must be ipv4 or dualstack."
+  }
+}
+
 variable "relay_subnet_ids" {
   description = "Private subnets of the relay instances (they need a route to S3, InfluxDB and Secrets Manager: NAT or VPC endpoints)."
   type        = list(string)

@@ -3,7 +3,9 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.60, < 7.0"
+      # 6.28: QUIC listeners and target groups with server IDs on network
+      # load balancers (lb_mode = "quic"); see README.md, "Load balancer modes".
+      version = ">= 6.28, < 7.0"
     }
   }
 }

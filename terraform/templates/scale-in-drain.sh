@@ -3,7 +3,11 @@
 # target lifecycle state; when the group terminates the instance (scale-in,
 # instance refresh), stops the relay, which drains (fails /readyz, sends
 # GoAway, acks and stores what it holds, exits), then lets the group go on.
-# Environment: REGION, ASG_NAME, HOOK_NAME (set by its systemd unit).
+# With a QUIC listener (QUIC_LB_SERVER_ID set) the instance registered
+# itself with the target group, so it deregisters itself first: the load
+# balancer stops sending new connections while open ones drain.
+# Environment: REGION, ASG_NAME, HOOK_NAME, TARGET_GROUP_ARN, RELAY_PORT,
+# QUIC_LB_SERVER_ID (set by its systemd unit from relay.env).
 set -uo pipefail
 imds() {
   local token
@@ -16,6 +20,11 @@ while true; do
   state=$(imds autoscaling/target-lifecycle-state 2>/dev/null || true)
   if [ "$state" = "Terminated" ]; then
     echo "horizon-scale-in-drain: instance is being terminated; draining the relay"
+    if [ -n "${QUIC_LB_SERVER_ID:-}" ]; then
+      aws elbv2 deregister-targets --region "$REGION" --target-group-arn "$TARGET_GROUP_ARN" \
+        --targets "Id=$instance_id,Port=$RELAY_PORT,QuicServerId=$QUIC_LB_SERVER_ID" \
+        || echo "horizon-scale-in-drain: deregistering failed; draining anyway" >&2
+    fi
     systemctl stop telemetry-relay.service
     echo "horizon-scale-in-drain: relay stopped ($(systemctl show -p Result --value telemetry-relay.service)); completing the lifecycle action"
     aws autoscaling complete-lifecycle-action --region "$REGION" \

@@ -238,8 +238,9 @@ def write(out_dir, name, text):
 def render_all(tf_dir, out_dir, parsed, v):
     read = lambda p: open(os.path.join(tf_dir, p)).read()
     store_url = f"s3://{v['bucket_name']}/{v['prefix']}"
-    def relay_yaml(influx):
+    def relay_yaml(influx, quic=False):
         return render(read("templates/relay.yaml.tftpl"), {
+            "quic_lb": "yes" if quic else "",
             "relay_port": v["relay_port"], "metrics_port": v["relay_metrics_port"],
             "max_connections": v["relay_max_connections"],
             "max_cardinality": v["relay_max_cardinality"],
@@ -253,6 +254,17 @@ def render_all(tf_dir, out_dir, parsed, v):
     config = relay_yaml(True)
     write(out_dir, "relay.yaml", config)
     write(out_dir, "relay-no-influxdb.yaml", relay_yaml(False))
+    quic_config = relay_yaml(True, quic=True)
+    write(out_dir, "relay-quic.yaml", quic_config)
+    for mode, cfg in [("udp", config), ("quic", quic_config)]:
+        render_user_data(tf_dir, out_dir, v, mode, cfg)
+    render_rest(tf_dir, out_dir, parsed, v, store_url)
+
+
+def render_user_data(tf_dir, out_dir, v, mode, config):
+    read = lambda p: open(os.path.join(tf_dir, p)).read()
+    name = "relay-user-data.sh" if mode == "udp" else f"relay-user-data-{mode}.sh"
+    tg = f"arn:aws:elasticloadbalancing:{v['region']}:123456789012:targetgroup/{v['name']}/0123456789abcdef"
     user_data = render(read("templates/relay-user-data.sh.tftpl"), {
         "region": v["region"], "relay_binary_s3_uri": v["relay_binary_s3_uri"],
         "tls_cert_secret_arn": v["tls_cert_secret_arn"],
@@ -263,18 +275,27 @@ def render_all(tf_dir, out_dir, parsed, v):
         "systemd_unit": read("../infra/systemd/telemetry-relay.service"),
         "drain_script": read("templates/scale-in-drain.sh"),
         "asg_name": f"{v['name']}-relays", "hook_name": "drain-on-terminate",
+        "quic_lb": "yes" if mode == "quic" else "", "launch_hook_name": "register-quic-server-id",
+        "target_group_arn": tg, "relay_port": v["relay_port"],
     })
-    write(out_dir, "relay-user-data.sh", user_data)
+    write(out_dir, name, user_data)
     if len(user_data.encode()) > 16384:
-        problem(f"relay user data is {len(user_data.encode())} bytes; EC2 allows 16384")
-    for name, script in [("relay-user-data.sh", os.path.join(out_dir, "relay-user-data.sh")),
-                         ("scale-in-drain.sh", os.path.join(tf_dir, "templates/scale-in-drain.sh"))]:
+        problem(f"{name} is {len(user_data.encode())} bytes; EC2 allows 16384")
+    for script_name, script in [(name, os.path.join(out_dir, name)),
+                                ("scale-in-drain.sh", os.path.join(tf_dir, "templates/scale-in-drain.sh"))]:
         r = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
         if r.returncode != 0:
-            problem(f"{name} is not valid bash: {r.stderr.strip()}")
+            problem(f"{script_name} is not valid bash: {r.stderr.strip()}")
     # The config embedded in the user data is the rendered one, verbatim.
     if config not in user_data:
-        problem("the user data does not carry the rendered relay config verbatim")
+        problem(f"{name} does not carry the rendered relay config verbatim")
+    registers = "aws elbv2 register-targets" in user_data
+    if registers != (mode == "quic"):
+        problem(f"{name}: registers with a QUIC server ID: {registers}, in {mode} mode")
+
+
+def render_rest(tf_dir, out_dir, parsed, v, store_url):
+    read = lambda p: open(os.path.join(tf_dir, p)).read()
 
     fn = f"arn:aws:lambda:{v['region']}:123456789012:function:{v['name']}-compactor"
     asl = render(read("templates/compactor-fanout.asl.json.tftpl"),
