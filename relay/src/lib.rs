@@ -13,7 +13,6 @@ pub mod budget;
 pub mod config;
 mod connection;
 pub mod ingest;
-pub mod loadgen;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;
