@@ -1,9 +1,9 @@
 //! Where accepted points go: Parquet micro-batches in an object store and,
 //! if configured, InfluxDB.
 //!
-//! Streams hand accepted points to the [`Pipeline`] ([`pipeline`]):
+//! Streams hand accepted points to the [`Pipeline`] (`pipeline.rs`):
 //! - the Parquet path goes through a bounded queue (`limits.backpressure_threshold`
-//!   batches) to the micro-batcher ([`batcher`]), which encodes ([`parquet`])
+//!   batches) to the micro-batcher (`batcher.rs`), which encodes (`parquet.rs`)
 //!   and stores them; a full queue makes [`Pipeline::submit`] wait, which
 //!   stops the stream from reading, which lets QUIC flow control push back
 //!   on the agent;
