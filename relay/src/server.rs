@@ -50,7 +50,7 @@ pub enum RelayError {
     Sink(#[from] crate::sink::StartError),
     /// The QUIC transport configuration was refused.
     #[error("invalid transport setting: {0}")]
-    Transport(String),
+    Transport(#[source] quinn::VarIntBoundsExceeded),
 }
 
 /// State shared by every connection and stream.
@@ -138,7 +138,7 @@ impl Relay {
         transport
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(settings.idle_timeout)
-                    .map_err(|e| RelayError::Transport(e.to_string()))?,
+                    .map_err(RelayError::Transport)?,
             ))
             .keep_alive_interval(Some(settings.keep_alive))
             .max_concurrent_bidi_streams(settings.max_streams_per_connection.into())
