@@ -5,7 +5,7 @@
 # Everything runs in .dev/fleet/ and stops on Ctrl-C.
 #
 #   bash infra/fleet/run-local-fleet.sh [N]
-#   telemetry-loadgen --addr 127.0.0.1:5001          # in another terminal
+#   cargo run --release --bin telemetry-loadgen -- --addr 127.0.0.1:5001   # in another terminal
 #   curl -s 127.0.0.1:9101/metrics                   # relay 1 (9102, 9103, ...)
 #   kill -9 "$(cat .dev/fleet/relay-2.pid)"          # agents move to the others
 #

@@ -245,18 +245,14 @@ pub struct ObjectStoreConfig {
     pub url: String,
     /// Key prefix for raw micro-batches (under the URL's own prefix).
     pub raw_prefix: String,
-    /// S3 region; empty: from the environment (`AWS_REGION`), else us-east-1.
-    pub region: String,
-    /// S3 endpoint override for S3-compatible stores, e.g. `http://minio:9000`.
-    pub endpoint: String,
-    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
-    pub path_style: bool,
-    /// Allow plain-HTTP endpoints (test and on-premises stores).
-    pub allow_http: bool,
-    /// S3 access key id; use `${VAR}`. Empty: environment, web identity or instance role.
-    pub access_key_id: String,
-    /// S3 secret access key; use `${VAR}`. Set together with `access_key_id`.
-    pub secret_access_key: String,
+    /// The S3 keys, beside `url` in the same section: `region` (empty: from
+    /// the environment, `AWS_REGION`, else us-east-1), `endpoint` (S3-compatible
+    /// stores, e.g. `http://minio:9000`), `path_style` (`endpoint/bucket/key`,
+    /// needed by most S3-compatible stores), `allow_http` (test and
+    /// on-premises stores), `access_key_id` and `secret_access_key` (use
+    /// `${VAR}`; empty: environment, web identity or instance role).
+    #[serde(flatten)]
+    pub s3: S3Options,
 }
 
 impl Default for ObjectStoreConfig {
@@ -264,12 +260,7 @@ impl Default for ObjectStoreConfig {
         Self {
             url: String::new(),
             raw_prefix: "raw".into(),
-            region: String::new(),
-            endpoint: String::new(),
-            path_style: false,
-            allow_http: false,
-            access_key_id: String::new(),
-            secret_access_key: String::new(),
+            s3: S3Options::default(),
         }
     }
 }
@@ -885,15 +876,7 @@ impl Config {
                 &self.parquet.output_dir,
             )));
         }
-        let s3 = S3Options {
-            region: o.region.clone(),
-            endpoint: o.endpoint.clone(),
-            path_style: o.path_style,
-            allow_http: o.allow_http,
-            access_key_id: o.access_key_id.clone(),
-            secret_access_key: o.secret_access_key.clone(),
-        };
-        StoreLocation::parse(&o.url, &s3)
+        StoreLocation::parse(&o.url, &o.s3)
             .map_err(|e| invalid(&format!("object_store.{}", e.setting), e.message))
     }
 }

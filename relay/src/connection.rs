@@ -107,12 +107,12 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>) {
                     break;
                 }
             },
-            () = shared.shutdown.cancelled() => break,
+            () = shared.drain.cancelled() => break,
         }
     }
     streams.close();
     streams.wait().await;
-    if shared.shutdown.is_cancelled() {
+    if shared.drain.is_cancelled() {
         conn.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
     }
 }
@@ -208,7 +208,7 @@ async fn read_batches(
     loop {
         let next = tokio::select! {
             f = reader.next::<AgentFrame>() => f,
-            () = shared.shutdown.cancelled(), if !draining => {
+            () = shared.drain.cancelled(), if !draining => {
                 // Ask the agent to finish; keep acking what it already sent.
                 draining = true;
                 deadline.as_mut().reset(tokio::time::Instant::now() + shared.settings.drain_grace);

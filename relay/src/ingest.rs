@@ -47,15 +47,15 @@ impl StreamDictionary {
         }
     }
 
-    /// Applies one definition. Returns an error message for a definition that
-    /// could not be stored (id out of range); an invalid series is stored,
-    /// marked invalid, so its points are rejected with the reason.
-    fn define(&mut self, def: SeriesDef, limits: &SeriesLimits) -> Result<(), String> {
+    /// Applies one definition. Returns an error for a definition that could
+    /// not be stored (id out of range); an invalid series is stored, marked
+    /// invalid, so its points are rejected with the reason.
+    fn define(&mut self, def: SeriesDef, limits: &SeriesLimits) -> Result<(), DefineError> {
         if def.id >= self.max_ids {
-            return Err(format!(
-                "series id {} is beyond the stream dictionary limit of {}",
-                def.id, self.max_ids
-            ));
+            return Err(DefineError::IdBeyondLimit {
+                id: def.id,
+                max: self.max_ids,
+            });
         }
         let mut labels = def.labels;
         canonicalize(&mut labels);
@@ -82,6 +82,19 @@ impl StreamDictionary {
         self.entries[idx] = Some(Arc::new(entry));
         Ok(())
     }
+}
+
+/// A series definition that could not be stored in the dictionary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DefineError {
+    /// The id is at or above `limits.max_series_per_stream`.
+    #[error("series id {id} is beyond the stream dictionary limit of {max}")]
+    IdBeyondLimit {
+        /// The id defined.
+        id: u32,
+        /// The dictionary's limit.
+        max: u32,
+    },
 }
 
 fn xxhash_metric(metric: &str) -> u64 {
@@ -174,9 +187,9 @@ pub fn process_batch(
     let mut examples = Examples::default();
     let mut bad_defs = 0;
     for def in batch.series_defs {
-        if let Err(msg) = dict.define(def, &limits.series) {
+        if let Err(e) = dict.define(def, &limits.series) {
             bad_defs += 1;
-            examples.invalid.get_or_insert(msg);
+            examples.invalid.get_or_insert_with(|| e.to_string());
         }
     }
     let n = batch

@@ -1,22 +1,34 @@
 //! The Horizon telemetry relay: a QUIC + mutual-TLS endpoint that takes
 //! metric batches from node agents, validates them, enforces per-node
-//! cardinality budgets and acks every batch.
+//! cardinality budgets, acks every batch, and stores the accepted points.
+//!
+//! Modules in the order a batch goes through them:
+//!
+//! - [`server`]: binds the sockets, runs the accept loop, starts shutdown.
+//! - `connection`: one agent connection: identity, streams, frames, acks.
+//! - [`ingest`]: pure batch processing (series dictionary, validation, admission).
+//! - [`budget`]: per-node cardinality budgets.
+//! - [`sink`]: the pipeline from accepted points to storage:
+//!   `sink::pipeline` (hand-off and backpressure) → `sink::batcher`
+//!   (micro-batches) → `sink::parquet` (encoding) / [`sink::influx`] (InfluxDB).
+//!
+//! Around them:
 //!
 //! - [`config`]: YAML configuration and its validation.
-//! - [`budget`]: per-node cardinality budgets.
-//! - [`ingest`]: pure batch processing (dictionary, validation, admission).
-//! - [`server`]: the QUIC endpoint, connections and streams.
-//! - [`metrics`]: Prometheus metrics and the HTTP endpoint.
-//! - [`sink`]: Parquet micro-batches in an object store, and InfluxDB.
+//! - [`shutdown`]: the shutdown coordinator and its phases.
+//! - [`metrics`]: Prometheus metrics; [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`retry`]: backoff shared by the sinks' writers; [`log_limit`]: rate-limited log lines.
 
 pub mod budget;
 pub mod config;
 mod connection;
+pub mod http;
 pub mod ingest;
-pub mod loadgen;
+pub mod log_limit;
 pub mod metrics;
-pub mod ratelimit;
+pub mod retry;
 pub mod server;
+pub mod shutdown;
 pub mod sink;
 
 pub use server::{Relay, RelayError, TlsReloader, load_tls};

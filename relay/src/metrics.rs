@@ -1,17 +1,12 @@
-//! The relay's Prometheus metrics and the HTTP endpoint that serves them
-//! (`/metrics`), with `/healthz` and `/readyz`.
+//! The relay's Prometheus metrics (served by [`crate::http`]).
 //!
 //! Every label has a bounded set of values: reasons and kinds are fixed
 //! enums, and per-node budget metrics list only the top nodes
 //! (`budgets.metrics_top_nodes`), computed at scrape time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -20,7 +15,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
 use crate::budget::Budgets;
 use crate::config::Settings;
@@ -460,93 +454,4 @@ impl Collector for BudgetCollector {
         }
         Ok(())
     }
-}
-
-/// What `/readyz` reports: not ready while draining, or while object-store
-/// writes have been failing for longer than the configured threshold.
-#[derive(Debug)]
-pub struct Readiness {
-    draining: AtomicBool,
-    store: Arc<crate::sink::StoreHealth>,
-    threshold: Option<std::time::Duration>,
-}
-
-impl Readiness {
-    /// Ready until drained; unready after `threshold` of store failures.
-    pub fn new(
-        store: Arc<crate::sink::StoreHealth>,
-        threshold: Option<std::time::Duration>,
-    ) -> Self {
-        Self {
-            draining: AtomicBool::new(false),
-            store,
-            threshold,
-        }
-    }
-
-    /// Marks the relay as draining.
-    pub fn drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-
-    /// `Ok` when ready, else why not.
-    pub fn check(&self) -> Result<(), String> {
-        if self.draining.load(Ordering::Relaxed) {
-            return Err("draining".into());
-        }
-        if let (Some(limit), Some(failing)) = (self.threshold, self.store.failing_for())
-            && failing >= limit
-        {
-            return Err(format!(
-                "object store writes failing for {}s",
-                failing.as_secs()
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<RelayMetrics>,
-    ready: Arc<Readiness>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        m.render(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let status = ready.check();
-                async move {
-                    match status {
-                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
-                        Err(why) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("not ready: {why}\n"),
-                        )
-                            .into_response(),
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }

@@ -1,6 +1,7 @@
 //! The relay server: binds the QUIC endpoint and the metrics endpoint, runs
-//! the accept loop, and shuts down in order (stop accepting, tell agents to
-//! go away, finish in-flight batches, close).
+//! the accept loop, and shuts down through the [`Shutdown`] coordinator in
+//! its documented order (stop accepting, tell agents to go away and finish
+//! in-flight batches, flush the sinks, close).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,17 +11,19 @@ use std::time::Duration;
 use horizon_shared::devcerts::DevPki;
 use horizon_shared::proto::error_code;
 use horizon_shared::tls::{TlsMaterial, quic_server_config};
+use object_store::ObjectStore;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::budget::Budgets;
 use crate::config::{Settings, TlsSource};
 use crate::connection;
+use crate::http::{self, Readiness};
 use crate::ingest::IngestLimits;
-use crate::metrics::{self, RelayMetrics};
-use crate::ratelimit::RateLimited;
+use crate::log_limit::LogLimiter;
+use crate::metrics::RelayMetrics;
+use crate::shutdown::{Deadlines, Phase, Shutdown};
 
 /// Errors that stop the relay from starting.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +47,10 @@ pub enum RelayError {
     Store(#[from] object_store::Error),
     /// A sink could not be started.
     #[error("sink: {0}")]
-    Sink(String),
+    Sink(#[from] crate::sink::StartError),
     /// The QUIC transport configuration was refused.
     #[error("invalid transport setting: {0}")]
-    Transport(String),
+    Transport(#[source] quinn::VarIntBoundsExceeded),
 }
 
 /// State shared by every connection and stream.
@@ -57,9 +60,11 @@ pub(crate) struct Shared {
     pub(crate) limits: IngestLimits,
     pub(crate) budgets: Arc<Budgets>,
     pub(crate) metrics: Arc<RelayMetrics>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) handshake_log: RateLimited,
-    pub(crate) refused_log: RateLimited,
+    /// Fires when shutdown reaches [`Phase::Connections`]: streams send
+    /// `GoAway` and get `server.drain_grace_secs` to finish.
+    pub(crate) drain: CancellationToken,
+    pub(crate) handshake_log: LogLimiter,
+    pub(crate) refused_log: LogLimiter,
     pub(crate) pipeline: crate::sink::Pipeline,
 }
 
@@ -69,8 +74,9 @@ pub struct Relay {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
     metrics_listener: Option<tokio::net::TcpListener>,
-    ready: Arc<crate::metrics::Readiness>,
+    ready: Arc<Readiness>,
     transport: Arc<quinn::TransportConfig>,
+    shutdown: Shutdown,
 }
 
 /// Reloads the relay's certificate, key and client CA from their source
@@ -112,15 +118,27 @@ pub fn load_tls(source: &TlsSource) -> Result<TlsMaterial, RelayError> {
 }
 
 impl Relay {
-    /// Loads certificates and binds the QUIC and metrics sockets.
+    /// Loads certificates, builds the configured object store and binds the
+    /// QUIC and metrics sockets.
     pub async fn bind(settings: Settings) -> Result<Self, RelayError> {
+        let store = settings.parquet.location.build()?;
+        Self::bind_with_store(settings, store).await
+    }
+
+    /// Like [`bind`](Self::bind), but the Parquet sink writes to `store`
+    /// instead of the configured location (`parquet.raw_prefix` still
+    /// applies), e.g. an in-memory store.
+    pub async fn bind_with_store(
+        settings: Settings,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Self, RelayError> {
         let tls = load_tls(&settings.tls)?;
         let mut server = quic_server_config(&tls)?;
         let mut transport = quinn::TransportConfig::default();
         transport
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(settings.idle_timeout)
-                    .map_err(|e| RelayError::Transport(e.to_string()))?,
+                    .map_err(RelayError::Transport)?,
             ))
             .keep_alive_interval(Some(settings.keep_alive))
             .max_concurrent_bidi_streams(settings.max_streams_per_connection.into())
@@ -149,7 +167,6 @@ impl Relay {
             series: settings.series_limits,
             time_window: settings.time_window,
         };
-        let store = settings.parquet.location.build()?;
         info!(
             store = %settings.parquet.location,
             raw_prefix = %settings.parquet.raw_prefix,
@@ -157,21 +174,20 @@ impl Relay {
             influxdb = settings.influxdb.as_ref().map_or("off", |i| i.url.as_str()),
             "sinks configured"
         );
-        let shutdown = CancellationToken::new();
+        let shutdown = Shutdown::new();
         let pipeline =
-            crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), shutdown.clone())
-                .map_err(RelayError::Sink)?;
+            crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), &shutdown)?;
         let shared = Arc::new(Shared {
             settings,
             limits,
             budgets,
             metrics,
-            shutdown,
+            drain: shutdown.signal(Phase::Connections),
             pipeline,
-            handshake_log: RateLimited::new(Duration::from_secs(10)),
-            refused_log: RateLimited::new(Duration::from_secs(10)),
+            handshake_log: LogLimiter::new(Duration::from_secs(10)),
+            refused_log: LogLimiter::new(Duration::from_secs(10)),
         });
-        let ready = Arc::new(crate::metrics::Readiness::new(
+        let ready = Arc::new(Readiness::new(
             shared.pipeline.store_health(),
             shared.settings.unready_after_store_failure,
         ));
@@ -181,6 +197,7 @@ impl Relay {
             metrics_listener,
             ready,
             transport,
+            shutdown,
         })
     }
 
@@ -217,30 +234,49 @@ impl Relay {
         self.shared.metrics.clone()
     }
 
-    /// Serves until `shutdown` completes, then drains: `/readyz` fails, no new
-    /// connection is accepted, every stream is told to go away and given
-    /// a grace period to finish its in-flight batches, then the endpoint closes.
+    /// Serves until `shutdown` completes, then shuts down in order (see
+    /// [`crate::shutdown`]): `/readyz` fails and no new connection is
+    /// accepted; every stream is told to go away and given
+    /// `server.drain_grace_secs` to finish its in-flight batches; the sinks
+    /// get `server.drain_flush_secs` to store what they hold; the endpoint
+    /// and the HTTP server close. Returns within `drain_grace + drain_flush
+    /// + 3 s` of `shutdown` completing.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
         let Self {
             endpoint,
             shared,
             metrics_listener,
             ready,
+            shutdown: coordinator,
             ..
         } = self;
-        let tracker = TaskTracker::new();
-        let http_stop = CancellationToken::new();
         if let Some(listener) = metrics_listener {
-            let (m, r, stop) = (shared.metrics.clone(), ready.clone(), http_stop.clone());
-            tracker.spawn(async move {
-                if let Err(e) = metrics::serve(listener, m, r, stop).await {
+            let (m, r, stop) = (
+                shared.metrics.clone(),
+                ready.clone(),
+                coordinator.signal(Phase::Exit),
+            );
+            coordinator.spawn(Phase::Exit, "HTTP endpoint", async move {
+                if let Err(e) = http::serve(listener, m, r, stop).await {
                     warn!(error = %e, "metrics endpoint failed");
                 }
             });
         }
-        tracker.spawn(sweep_budgets(shared.clone()));
+        coordinator.spawn(
+            Phase::Accept,
+            "budget sweeper",
+            sweep_budgets(shared.clone(), coordinator.signal(Phase::Accept)),
+        );
+        {
+            let (endpoint, exit) = (endpoint.clone(), coordinator.signal(Phase::Exit));
+            coordinator.spawn(Phase::Exit, "QUIC endpoint", async move {
+                exit.cancelled().await;
+                endpoint.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
+                endpoint.wait_idle().await;
+            });
+        }
+        let accepting = coordinator.register(Phase::Accept, "accept loop");
         let conn_limit = Arc::new(Semaphore::new(shared.settings.max_connections));
-        let connections = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
             let incoming = tokio::select! {
@@ -252,9 +288,17 @@ impl Relay {
             };
             match conn_limit.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let span = info_span!("conn", remote = %incoming.remote_address());
-                    connections.spawn(
-                        connection::handle(incoming, shared.clone(), permit).instrument(span),
+                    let remote = incoming.remote_address();
+                    let span = info_span!("conn", %remote);
+                    let registration = coordinator
+                        .register(Phase::Connections, format!("connection from {remote}"));
+                    let shared = shared.clone();
+                    tokio::spawn(
+                        async move {
+                            connection::handle(incoming, shared, permit).await;
+                            drop(registration);
+                        }
+                        .instrument(span),
                     );
                 }
                 Err(_) => {
@@ -274,32 +318,26 @@ impl Relay {
 
         info!("shutting down: refusing new connections, draining streams");
         ready.drain();
-        shared.shutdown.cancel();
-        tracker.close();
-        connections.close();
-        let drained = tokio::time::timeout(
-            shared.settings.drain_grace + Duration::from_secs(1),
-            connections.wait(),
-        )
-        .await;
-        if drained.is_err() {
+        drop(accepting);
+        let deadlines = Deadlines::from_settings(&shared.settings);
+        let report = coordinator.run(&deadlines).await;
+        if report
+            .overran
+            .iter()
+            .any(|(phase, _)| *phase == Phase::Connections)
+        {
             warn!(
                 open = shared.metrics.connections_active.get(),
                 "drain grace expired; closing remaining connections"
             );
         }
-        shared.pipeline.shutdown(shared.settings.drain_flush).await;
-        endpoint.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
-        http_stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
         info!("relay stopped");
         Ok(())
     }
 }
 
 /// Expires quiet series every quarter TTL (at most every 30 s).
-async fn sweep_budgets(shared: Arc<Shared>) {
+async fn sweep_budgets(shared: Arc<Shared>, stop: CancellationToken) {
     let period = (shared.settings.budgets.series_ttl / 4)
         .clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(period);
@@ -312,7 +350,7 @@ async fn sweep_budgets(shared: Arc<Shared>) {
                     tracing::debug!(expired, live = shared.budgets.total(), "expired quiet series");
                 }
             }
-            () = shared.shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         }
     }
 }

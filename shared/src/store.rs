@@ -59,7 +59,10 @@ impl std::fmt::Display for StoreLocation {
 }
 
 /// S3 options that go with an `s3://` URL. Empty strings mean "not set".
-#[derive(Debug, Clone, Default)]
+/// Deserializable (missing keys take the defaults, unknown keys are
+/// refused) so that configuration files can embed these keys as they are.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct S3Options {
     /// Region; empty: from the environment (`AWS_REGION`), else us-east-1.
     pub region: String,

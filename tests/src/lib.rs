@@ -18,6 +18,7 @@ use horizon_relay::config::{Config, Settings, StoreLocation, TlsSource};
 use horizon_shared::client::{Acked, Batch, Client, ClientConfig, PendingAck, Point, SeriesId};
 use horizon_shared::devcerts::{DevCa, DevPki};
 use horizon_shared::tls::TlsMaterial;
+use object_store::ObjectStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -139,6 +140,21 @@ impl TestRelay {
     /// Starts a relay with `pki`, on `addr` if given (retrying briefly while
     /// a previous user of the port lets go of it).
     pub async fn start_at(pki: Arc<TestPki>, yaml: &str, addr: Option<SocketAddr>) -> Self {
+        Self::start_inner(pki, yaml, addr, None).await
+    }
+
+    /// Starts a relay configured by `yaml` whose Parquet sink writes to
+    /// `store` instead of the configured location.
+    pub async fn start_with_store(yaml: &str, store: Arc<dyn ObjectStore>) -> Self {
+        Self::start_inner(TestPki::new(), yaml, None, Some(store)).await
+    }
+
+    async fn start_inner(
+        pki: Arc<TestPki>,
+        yaml: &str,
+        addr: Option<SocketAddr>,
+        store: Option<Arc<dyn ObjectStore>>,
+    ) -> Self {
         init_logs();
         let mut tries = 0;
         let relay = loop {
@@ -146,7 +162,11 @@ impl TestRelay {
             if let Some(a) = addr {
                 s.listen_addr = a;
             }
-            match Relay::bind(s).await {
+            let bound = match &store {
+                Some(store) => Relay::bind_with_store(s, store.clone()).await,
+                None => Relay::bind(s).await,
+            };
+            match bound {
                 Ok(r) => break r,
                 Err(e) if tries < 50 => {
                     tries += 1;

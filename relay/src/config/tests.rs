@@ -175,3 +175,50 @@ fn in_flight_limit_is_read_and_bounded() {
         );
     }
 }
+
+#[test]
+fn object_store_section_reads_the_s3_keys_and_refuses_unknown_ones() {
+    let s = parse(
+        "object_store:\n  url: s3://bucket/fleet\n  raw_prefix: r\n  region: eu-west-1\n  endpoint: http://127.0.0.1:9000\n  path_style: true\n  allow_http: true\n  access_key_id: \"id\"\n  secret_access_key: \"secret\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.parquet.raw_prefix, "r");
+    match &s.parquet.location {
+        StoreLocation::S3 {
+            bucket,
+            prefix,
+            region,
+            endpoint,
+            path_style,
+            allow_http,
+            credentials,
+        } => {
+            assert_eq!((bucket.as_str(), prefix.as_str()), ("bucket", "fleet"));
+            assert_eq!(credentials, &Some(("id".to_owned(), "secret".to_owned())));
+            assert_eq!(region.as_deref(), Some("eu-west-1"));
+            assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+            assert!(*path_style && *allow_http);
+        }
+        other => panic!("expected S3, got {other:?}"),
+    }
+    // Keys of the section that are not set keep their defaults.
+    let s = parse("object_store:\n  url: s3://bucket\n").unwrap();
+    assert!(matches!(
+        s.parquet.location,
+        StoreLocation::S3 { ref region, path_style: false, allow_http: false, .. } if region.is_none()
+    ));
+    // A misspelt S3 key is refused with its name, like any other key.
+    let err =
+        Config::from_yaml_with_env("object_store:\n  regoin: eu-west-1\n", "t", env).unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    assert!(err.to_string().contains("regoin"), "{err}");
+    // Wrong types too.
+    let err =
+        Config::from_yaml_with_env("object_store:\n  path_style: maybe\n", "t", env).unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    // Only when the URL is S3 does a bad S3 key matter; then it is named.
+    assert_eq!(
+        invalid_key("object_store:\n  url: s3://b\n  access_key_id: only-id\n"),
+        "object_store.secret_access_key"
+    );
+}

@@ -19,9 +19,23 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::{Row, SinkError, SinkMetrics, Submission};
+use super::{Row, SinkError, SinkMetrics, StoreHealth, Submission};
 use crate::config::ParquetSettings;
-use crate::ratelimit::RateLimited;
+use crate::log_limit::LogLimiter;
+use crate::retry::{Backoff, retry};
+
+/// Waits between attempts to store an object: 100 ms, doubling, at most 10 s.
+const PUT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+
+/// An object that could not be stored while the relay was closing.
+#[derive(Debug, thiserror::Error)]
+#[error("object store write of {key} failed {attempts} times while closing: {source}")]
+pub(super) struct PutError {
+    key: String,
+    attempts: u32,
+    #[source]
+    source: object_store::Error,
+}
 
 pub(super) struct Batcher {
     pub(super) rx: mpsc::Receiver<Submission>,
@@ -31,16 +45,17 @@ pub(super) struct Batcher {
     pub(super) boot_ms: i64,
     pub(super) seq: u64,
     pub(super) metrics: Arc<SinkMetrics>,
-    /// Relay is draining: flush whatever arrives without waiting for age.
+    /// Shutdown has reached the drain phase: flush whatever arrives
+    /// without waiting for age.
     pub(super) draining: CancellationToken,
-    /// Final flush and exit.
+    /// Shutdown has reached the sink-flush phase: final flush and exit.
     pub(super) closing: CancellationToken,
     pub(super) rows: Vec<Row>,
     pub(super) waiters: Vec<oneshot::Sender<Result<(), SinkError>>>,
     pub(super) oldest: Option<Instant>,
     pub(super) bytes: usize,
-    pub(super) health: Arc<super::StoreHealth>,
-    pub(super) error_log: RateLimited,
+    pub(super) health: Arc<StoreHealth>,
+    pub(super) error_log: LogLimiter,
 }
 
 impl Batcher {
@@ -124,7 +139,7 @@ impl Batcher {
         let objects = match encoded {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => return self.fail(waiters, n, &e),
-            Err(e) => return self.fail(waiters, n, &format!("encoder task failed: {e}")),
+            Err(e) => return self.fail(waiters, n, &format_args!("encoder task failed: {e}")),
         };
         for (hour, count, bytes) in objects {
             self.seq += 1;
@@ -140,7 +155,7 @@ impl Batcher {
             }
             self.metrics.objects_written.inc();
             self.metrics.bytes_written.inc_by(bytes.len() as u64);
-            self.metrics.rows_written.inc_by(count as u64);
+            self.metrics.points_written.inc_by(count as u64);
             debug!(key, rows = count, bytes = bytes.len(), "wrote raw object");
         }
         self.metrics
@@ -154,59 +169,66 @@ impl Batcher {
 
     /// Puts one object, retrying with backoff until it is stored or the
     /// relay is closing.
-    async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), String> {
+    async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), PutError> {
         let path = Path::from(key);
-        let mut backoff = Duration::from_millis(100);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self.store.put_opts(&path, bytes.clone().into(), opts).await {
-                Ok(_) => {
-                    self.health.succeeded();
-                    return Ok(());
-                }
-                // Names are unique per relay process: an existing object is
-                // this one, stored by an attempt whose response was lost.
-                Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => {
-                    self.health.succeeded();
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.health.failed();
-                    self.metrics.put_errors.inc();
-                    if let Some(suppressed) = self.error_log.allow() {
-                        warn!(key, attempt, error = %e, retry_in = ?backoff, suppressed, "object store write failed; retrying (durable acks wait, streams will stop being read when the queue is full)");
+        let stored = retry(
+            PUT_BACKOFF,
+            &self.closing,
+            |attempt| {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                let put = self.store.put_opts(&path, bytes.clone().into(), opts);
+                async move {
+                    match put.await {
+                        Ok(_) => Ok(()),
+                        // Names are unique per relay process: an existing object is
+                        // this one, stored by an attempt whose response was lost.
+                        Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => Ok(()),
+                        Err(e) => Err(e),
                     }
-                    if self.closing.is_cancelled() && attempt >= 3 {
-                        return Err(format!(
-                            "object store write of {key} failed {attempt} times while closing: {e}"
-                        ));
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = self.closing.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
+            },
+            |f| {
+                self.health.failed();
+                self.metrics.put_errors.inc();
+                if let Some(suppressed) = self.error_log.allow() {
+                    warn!(key, attempt = f.attempt, error = %f.error, retry_in = ?f.retry_in, suppressed, "object store write failed; retrying (durable acks wait, streams will stop being read when the queue is full)");
+                }
+            },
+        )
+        .await;
+        match stored {
+            Ok(()) => {
+                self.health.succeeded();
+                Ok(())
             }
+            Err((source, attempts)) => Err(PutError {
+                key: key.to_owned(),
+                attempts,
+                source,
+            }),
         }
     }
 
-    fn fail(&self, waiters: Vec<oneshot::Sender<Result<(), SinkError>>>, rows: usize, why: &str) {
+    fn fail(
+        &self,
+        waiters: Vec<oneshot::Sender<Result<(), SinkError>>>,
+        rows: usize,
+        why: &dyn std::fmt::Display,
+    ) {
+        let why = why.to_string();
         error!(
             rows,
             batches = waiters.len(),
-            error = why,
+            error = %why,
             "micro-batch not stored; durable acks refused as OVERLOADED (agents resend)"
         );
-        self.metrics.rows_failed.inc_by(rows as u64);
+        self.metrics.points_unstored.inc_by(rows as u64);
         self.metrics.buffered_rows.set(0);
         for w in waiters {
-            let _ = w.send(Err(SinkError::Store(why.to_owned())));
+            let _ = w.send(Err(SinkError::Store(why.clone())));
         }
     }
 }

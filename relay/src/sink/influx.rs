@@ -8,6 +8,7 @@
 //! InfluxDB only (they still reach Parquet), counted in
 //! `horizon_relay_influxdb_dropped_points_total` and logged.
 
+use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +24,11 @@ use super::SinkMetrics;
 use super::lineproto::{Escaping, write_point};
 use crate::config::{InfluxApi, InfluxSettings};
 use crate::ingest::AcceptedPoint;
-use crate::ratelimit::RateLimited;
+use crate::log_limit::LogLimiter;
+use crate::retry::{Backoff, retry};
+
+/// Waits between attempts to write: 200 ms, doubling, at most 10 s.
+const WRITE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 struct Chunk {
     lines: String,
@@ -38,7 +43,7 @@ pub struct InfluxHandle {
     max: usize,
     escaping: Escaping,
     metrics: Arc<SinkMetrics>,
-    drop_log: RateLimited,
+    drop_log: LogLimiter,
 }
 
 impl std::fmt::Debug for Chunk {
@@ -90,16 +95,25 @@ impl InfluxHandle {
     }
 }
 
-/// Starts the writer task; returns the handle and the task.
+/// Why the InfluxDB sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InfluxError {
+    /// The HTTP client could not be built (TLS roots, proxy settings).
+    #[error("cannot build the InfluxDB HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Sets up the writer; returns the handle and the writer's task, to spawn.
+/// The writer writes what it holds and ends once `closing` fires.
 pub(super) fn start(
     settings: InfluxSettings,
     metrics: Arc<SinkMetrics>,
     closing: CancellationToken,
-) -> Result<(InfluxHandle, tokio::task::JoinHandle<()>), String> {
+) -> Result<(InfluxHandle, impl Future<Output = ()> + Send + 'static), InfluxError> {
     let client = reqwest::Client::builder()
         .timeout(settings.timeout)
         .build()
-        .map_err(|e| format!("cannot build the InfluxDB HTTP client: {e}"))?;
+        .map_err(InfluxError::Client)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let buffered = Arc::new(AtomicUsize::new(0));
     let handle = InfluxHandle {
@@ -111,7 +125,7 @@ pub(super) fn start(
             InfluxApi::V1 { .. } => Escaping::V1,
         },
         metrics: metrics.clone(),
-        drop_log: RateLimited::new(Duration::from_secs(10)),
+        drop_log: LogLimiter::new(Duration::from_secs(10)),
     };
     let writer = Writer {
         client,
@@ -119,9 +133,9 @@ pub(super) fn start(
         metrics,
         buffered,
         closing,
-        error_log: RateLimited::new(Duration::from_secs(10)),
+        error_log: LogLimiter::new(Duration::from_secs(10)),
     };
-    Ok((handle, tokio::spawn(writer.run(rx))))
+    Ok((handle, writer.run(rx)))
 }
 
 struct Writer {
@@ -130,7 +144,7 @@ struct Writer {
     metrics: Arc<SinkMetrics>,
     buffered: Arc<AtomicUsize>,
     closing: CancellationToken,
-    error_log: RateLimited,
+    error_log: LogLimiter,
 }
 
 enum Outcome {
@@ -190,42 +204,47 @@ impl Writer {
             let _ = e.write_all(body.as_bytes());
             e.finish().unwrap_or_default()
         };
-        let mut backoff = Duration::from_millis(200);
-        let mut attempt = 0u32;
         let started = std::time::Instant::now();
-        loop {
-            attempt += 1;
-            match self.post(gz.clone()).await {
-                Outcome::Written => {
-                    self.metrics.influx_written.inc_by(points as u64);
-                    self.metrics
-                        .influx_write_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    debug!(points, attempt, "wrote to InfluxDB");
-                    break;
-                }
-                Outcome::Rejected(why) => {
-                    self.metrics.influx_rejected.inc_by(points as u64);
-                    error!(points, error = %why, "InfluxDB refused a write; these points are not retried (they are in Parquet)");
-                    break;
-                }
-                Outcome::Retry(why) => {
-                    self.metrics.influx_retries.inc();
-                    if self.closing.is_cancelled() && attempt >= 3 {
-                        self.metrics.influx_dropped.inc_by(points as u64);
-                        error!(points, error = %why, "InfluxDB unavailable while closing: points dropped for InfluxDB");
-                        break;
+        let written = retry(
+            WRITE_BACKOFF,
+            &self.closing,
+            |_| {
+                let post = self.post(gz.clone());
+                async move {
+                    match post.await {
+                        Outcome::Written => Ok(Ok(())),
+                        Outcome::Rejected(why) => Ok(Err(why)),
+                        Outcome::Retry(why) => Err(why),
                     }
-                    if let Some(suppressed) = self.error_log.allow() {
-                        warn!(points, attempt, error = %why, retry_in = ?backoff, buffered = self.buffered.load(Ordering::Relaxed), suppressed,
-                            "InfluxDB write failed; retrying (Parquet path unaffected)");
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = self.closing.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
+            },
+            |f| {
+                self.metrics.influx_retries.inc();
+                if f.giving_up {
+                    return;
+                }
+                if let Some(suppressed) = self.error_log.allow() {
+                    warn!(points, attempt = f.attempt, error = %f.error, retry_in = ?f.retry_in, buffered = self.buffered.load(Ordering::Relaxed), suppressed,
+                        "InfluxDB write failed; retrying (Parquet path unaffected)");
+                }
+            },
+        )
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                self.metrics.influx_written.inc_by(points as u64);
+                self.metrics
+                    .influx_write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                debug!(points, "wrote to InfluxDB");
+            }
+            Ok(Err(why)) => {
+                self.metrics.influx_rejected.inc_by(points as u64);
+                error!(points, error = %why, "InfluxDB refused a write; these points are not retried (they are in Parquet)");
+            }
+            Err((why, _)) => {
+                self.metrics.influx_dropped.inc_by(points as u64);
+                error!(points, error = %why, "InfluxDB unavailable while closing: points dropped for InfluxDB");
             }
         }
         self.buffered.fetch_sub(points, Ordering::AcqRel);

@@ -1,11 +1,14 @@
-//! `telemetry-loadgen`: load generator for the Horizon telemetry relay.
+//! `telemetry-loadgen`: load generator for the Horizon telemetry relay. It is
+//! a client of the relay (through `horizon_shared::client`), not part of it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use horizon_relay::loadgen::{self, Certs, LoadSpec};
+mod generator;
+
+use generator::{Certs, LoadSpec};
 
 /// Simulates GPU nodes streaming metrics to a relay (or a load balancer in
 /// front of relays) and reports acks, rejections and ack latency.
@@ -109,7 +112,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(loadgen::run(spec)) {
+    match runtime.block_on(generator::run(spec)) {
         Ok(report) => {
             if opt.json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 /// Allows one event per interval and counts the ones it suppressed.
 #[derive(Debug)]
-pub struct RateLimited {
+pub struct LogLimiter {
     interval: Duration,
     last: Mutex<Option<Instant>>,
     suppressed: AtomicU64,
 }
 
-impl RateLimited {
+impl LogLimiter {
     /// At most one event per `interval`.
     pub fn new(interval: Duration) -> Self {
         Self {
@@ -46,11 +46,11 @@ mod tests {
 
     #[test]
     fn allows_one_per_interval_and_counts_the_rest() {
-        let r = RateLimited::new(Duration::from_secs(3600));
+        let r = LogLimiter::new(Duration::from_secs(3600));
         assert_eq!(r.allow(), Some(0));
         assert_eq!(r.allow(), None);
         assert_eq!(r.allow(), None);
-        let r2 = RateLimited::new(Duration::ZERO);
+        let r2 = LogLimiter::new(Duration::ZERO);
         assert_eq!(r2.allow(), Some(0));
         assert_eq!(r2.allow(), Some(0));
     }

@@ -1,0 +1,110 @@
+//! InfluxDB 1.x (influxd) and the v2 write API (VictoriaMetrics), read back by their query APIs.
+
+use super::*;
+
+fn influx_rows(v: &serde_json::Value) -> Vec<Expected> {
+    let mut out = Vec::new();
+    for series in v["results"][0]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let name = series["name"].as_str().unwrap().to_owned();
+        let cols: Vec<String> = series["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        for row in series["values"].as_array().unwrap() {
+            let mut tags = BTreeMap::new();
+            let (mut t, mut val, mut node) = (0, 0.0, String::new());
+            for (c, x) in cols.iter().zip(row.as_array().unwrap()) {
+                match c.as_str() {
+                    "time" => t = x.as_i64().unwrap(),
+                    "value" => val = x.as_f64().unwrap(),
+                    "node" => node = x.as_str().unwrap().to_owned(),
+                    k => {
+                        if let Some(s) = x.as_str() {
+                            tags.insert(k.to_owned(), s.to_owned());
+                        }
+                    }
+                }
+            }
+            out.push((node, name.clone(), tags, t, val));
+        }
+    }
+    sorted(out)
+}
+
+#[tokio::test]
+async fn influxdb_1x_gets_every_point_with_exact_names() {
+    let influx = Influx1::start("telemetry").await;
+    let yaml = format!(
+        "influxdb:\n  url: http://{}\n  api: v1\n  database: telemetry\n  flush_interval_ms: 100\n",
+        influx.addr
+    );
+    let relay = TestRelay::start(&yaml).await;
+    let client = relay.client("gpu node,7=x").await;
+    let expected = sorted(send_points(&client, "gpu node,7=x", 30).await);
+    let got = eventually(
+        || async { influx_rows(&influx.query("telemetry", "SELECT * FROM /.*/").await) },
+        |r: &Vec<Expected>| r.len() >= expected.len(),
+    )
+    .await;
+    assert_same(&got, &expected, false);
+    let m = relay.scrape().await;
+    assert_eq!(m.get("horizon_relay_influxdb_written_points_total"), 92.0);
+    assert_eq!(m.get("horizon_relay_influxdb_dropped_points_total"), 0.0);
+    client.close().await;
+    relay.stop().await;
+}
+
+fn victoria_rows(
+    samples: &[(serde_json::Map<String, serde_json::Value>, f64, i64)],
+) -> Vec<Expected> {
+    sorted(
+        samples
+            .iter()
+            .map(|(l, v, t)| {
+                let mut tags: BTreeMap<String, String> = l
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                let name = tags.remove("__name__").unwrap();
+                let node = tags.remove("node").unwrap_or_default();
+                // VictoriaMetrics names an InfluxDB field `<measurement>_<field>`.
+                let metric = name.strip_suffix("_value").unwrap_or(&name).to_owned();
+                (node, metric, tags, *t, *v)
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn influxdb_v2_write_api_gets_every_point() {
+    let vm = Victoria::start().await;
+    let yaml = format!(
+        "influxdb:\n  url: http://{}\n  api: v2\n  org: horizon\n  bucket: telemetry\n  token: s3cr3t\n  flush_interval_ms: 100\n",
+        vm.addr
+    );
+    let relay = TestRelay::start(&yaml).await;
+    let client = relay.client("gpu-node-2").await;
+    // VictoriaMetrics keeps milliseconds.
+    let expected: Vec<Expected> = sorted(
+        send_points(&client, "gpu-node-2", 30)
+            .await
+            .into_iter()
+            .map(|(n, m, l, t, v)| (n, m, l, t / 1_000_000, v))
+            .collect(),
+    );
+    let got = eventually(
+        || async { victoria_rows(&vm.export().await) },
+        |r: &Vec<Expected>| r.len() >= expected.len(),
+    )
+    .await;
+    // VictoriaMetrics stores about 12 significant digits.
+    assert_same(&got, &expected, true);
+    client.close().await;
+    relay.stop().await;
+}
