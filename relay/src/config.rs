@@ -110,6 +110,13 @@ pub struct ServerConfig {
     /// On SIGTERM, after the streams: how long the sinks get to store what
     /// they hold. The relay exits within about the sum of the two plus 3 s.
     pub drain_flush_secs: u64,
+    /// QUIC-LB server ID (`0x` and 16 hex digits, as AWS writes a target's
+    /// `QuicServerId`): when set, every connection ID carries it, so a load
+    /// balancer that routes by connection ID keeps each connection on this
+    /// relay. Empty: random connection IDs.
+    pub quic_lb_server_id: String,
+    /// Length of the connection IDs issued with a server ID, 13 to 20 bytes.
+    pub quic_lb_cid_len: usize,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +131,8 @@ impl Default for ServerConfig {
             relay_id: String::new(),
             drain_grace_secs: 5,
             drain_flush_secs: 10,
+            quic_lb_server_id: String::new(),
+            quic_lb_cid_len: crate::quic_lb::DEFAULT_CID_LEN,
         }
     }
 }
@@ -448,6 +457,8 @@ pub struct Settings {
     pub max_streams_per_connection: u32,
     /// Read and unacked batches per connection.
     pub max_in_flight_per_connection: usize,
+    /// Server ID and connection ID length for QUIC-LB routing, if set.
+    pub quic_lb: Option<(crate::quic_lb::ServerId, usize)>,
     /// This relay's name.
     pub relay_id: String,
     /// Certificates.
@@ -618,6 +629,25 @@ impl Config {
                 ),
             ));
         }
+        let quic_lb = if s.quic_lb_server_id.is_empty() {
+            None
+        } else {
+            let id = crate::quic_lb::ServerId::parse(&s.quic_lb_server_id)
+                .map_err(|e| invalid("server.quic_lb_server_id", e.to_string()))?;
+            let range = crate::quic_lb::MIN_CID_LEN..=crate::quic_lb::MAX_CID_LEN;
+            if !range.contains(&s.quic_lb_cid_len) {
+                return Err(invalid(
+                    "server.quic_lb_cid_len",
+                    format!(
+                        "{} must be between {} and {} (first octet, 8-byte server ID, a nonce of at least 4 bytes; QUIC allows 20)",
+                        s.quic_lb_cid_len,
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+            Some((id, s.quic_lb_cid_len))
+        };
         let relay_id = if s.relay_id.is_empty() {
             default_relay_id()
         } else {
@@ -761,6 +791,7 @@ impl Config {
             drain_flush: Duration::from_secs(s.drain_flush_secs),
             max_streams_per_connection: s.max_streams_per_connection,
             max_in_flight_per_connection: s.max_in_flight_batches_per_connection,
+            quic_lb,
             relay_id,
             tls,
             max_batch_size: l.max_batch_size,

@@ -15,6 +15,8 @@
 //! Around them:
 //!
 //! - [`config`]: YAML configuration and its validation.
+//! - [`quic_lb`]: connection IDs that carry a server ID, for load balancers
+//!   that route QUIC by connection ID.
 //! - [`shutdown`]: the shutdown coordinator and its phases.
 //! - [`metrics`]: Prometheus metrics; [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`retry`]: backoff shared by the sinks' writers; [`log_limit`]: rate-limited log lines.
@@ -26,6 +28,7 @@ pub mod http;
 pub mod ingest;
 pub mod log_limit;
 pub mod metrics;
+pub mod quic_lb;
 pub mod retry;
 pub mod server;
 pub mod shutdown;

@@ -145,12 +145,25 @@ impl Relay {
             .max_concurrent_uni_streams(0u32.into());
         let transport = Arc::new(transport);
         server.transport_config(transport.clone());
-        let endpoint = quinn::Endpoint::server(server, settings.listen_addr).map_err(|source| {
-            RelayError::Bind {
-                addr: settings.listen_addr,
-                source,
-            }
-        })?;
+        let bind_err = |source| RelayError::Bind {
+            addr: settings.listen_addr,
+            source,
+        };
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        if let Some((server_id, cid_len)) = settings.quic_lb {
+            endpoint_config.cid_generator(move || {
+                Box::new(crate::quic_lb::QuicLbCidGenerator::new(server_id, cid_len))
+            });
+            info!(%server_id, cid_len, "connection IDs carry this relay's QUIC-LB server ID");
+        }
+        let socket = std::net::UdpSocket::bind(settings.listen_addr).map_err(bind_err)?;
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config,
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
 
         let metrics_listener = match settings.metrics_addr {
             Some(addr) => Some(

@@ -2,8 +2,10 @@
 //! with its own PKI in a temporary directory, makes clients for any node
 //! name, and scrapes the relay's metrics.
 
+pub mod quiclb;
 pub mod rawdata;
 pub mod servers;
+pub mod udp_lb;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

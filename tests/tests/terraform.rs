@@ -74,9 +74,15 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
     let env = |name: &str| match name {
         "RELAY_ID" => Some("i-0123456789abcdef0".to_owned()),
         "INFLUXDB_TOKEN" => Some("token-from-secrets-manager".to_owned()),
+        // What the boot script derives from the instance ID in QUIC mode.
+        "QUIC_LB_SERVER_ID" => Some("0x123456789abcdef0".to_owned()),
         _ => None,
     };
-    for (file, influx) in [("relay.yaml", true), ("relay-no-influxdb.yaml", false)] {
+    for (file, influx) in [
+        ("relay.yaml", true),
+        ("relay-no-influxdb.yaml", false),
+        ("relay-quic.yaml", true),
+    ] {
         let s = Config::from_yaml_with_env(&read(dir, file), file, env)
             .unwrap_or_else(|e| panic!("{file}: {e}"))
             .validate()
@@ -96,7 +102,18 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
         );
         assert!(matches!(s.tls, TlsSource::Files { .. }));
         assert_eq!(s.influxdb.is_some(), influx, "{file}");
+        assert_eq!(
+            s.quic_lb.map(|(id, _)| id.to_string()),
+            (file == "relay-quic.yaml").then(|| "0x123456789abcdef0".to_owned()),
+            "{file}: the server ID only in QUIC mode"
+        );
     }
+    let quic_user_data = read(dir, "relay-user-data-quic.sh");
+    assert!(
+        quic_user_data.contains(r#"QUIC_LB_SERVER_ID="0x${INSTANCE_ID: -16}""#)
+            && quic_user_data.contains("QuicServerId=$QUIC_LB_SERVER_ID"),
+        "in QUIC mode the relay and its registration use the same server ID"
+    );
     let user_data = read(dir, "relay-user-data.sh");
     assert!(
         user_data.contains("/usr/local/bin/telemetry-relay --check-config /etc/horizon/relay.yaml")

@@ -222,3 +222,29 @@ fn object_store_section_reads_the_s3_keys_and_refuses_unknown_ones() {
         "object_store.secret_access_key"
     );
 }
+
+#[test]
+fn quic_lb_server_id_is_checked_and_off_by_default() {
+    assert_eq!(parse("").unwrap().quic_lb, None);
+    let s = parse("server:\n  quic_lb_server_id: \"0x0a11223344556601\"\n").unwrap();
+    let (id, len) = s.quic_lb.unwrap();
+    assert_eq!(id.to_string(), "0x0a11223344556601");
+    assert_eq!(len, 16);
+    let s = parse("server:\n  quic_lb_server_id: \"0x0a11223344556601\"\n  quic_lb_cid_len: 20\n")
+        .unwrap();
+    assert_eq!(s.quic_lb.unwrap().1, 20);
+    assert_eq!(
+        invalid_key("server:\n  quic_lb_server_id: \"0a11223344556601\"\n"),
+        "server.quic_lb_server_id"
+    );
+    let err = parse("server:\n  quic_lb_server_id: \"0x0a112233\"\n").unwrap_err();
+    assert!(err.to_string().contains("16 hex digits"), "{err}");
+    for len in [12, 21] {
+        assert_eq!(
+            invalid_key(&format!(
+                "server:\n  quic_lb_server_id: \"0x0a11223344556601\"\n  quic_lb_cid_len: {len}\n"
+            )),
+            "server.quic_lb_cid_len"
+        );
+    }
+}
