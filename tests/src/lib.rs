@@ -4,6 +4,7 @@
 
 pub mod rawdata;
 pub mod servers;
+pub mod store_contract;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use encoder::{StreamEncoder, absolute_times};
 
+/// Moved to [`crate::clock`]; kept here for callers not yet updated.
+pub use crate::clock::unix_nanos_now;
+
 use crate::model::{InvalidSeries, SeriesLimits, canonicalize, validate_series};
 use crate::proto::{BatchAck, Label};
 use crate::tls::TlsMaterial;
@@ -167,15 +170,8 @@ impl Point {
 
     /// A point stamped with the current time.
     pub fn now(series: SeriesId, value: f64) -> Self {
-        Self::new(series, unix_nanos_now(), value)
+        Self::new(series, crate::clock::unix_nanos_now(), value)
     }
-}
-
-/// The current Unix time in nanoseconds.
-pub fn unix_nanos_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A batch of points, sent and acked as one unit.

@@ -7,14 +7,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use horizon_e2e::read_parquet;
 use horizon_shared::client::{Batch, Client, ClientConfig, Point};
+use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::devcerts::DevPki;
 use horizon_shared::proto::Durability;
 use horizon_shared::tls::TlsMaterial;
@@ -68,7 +68,39 @@ fn active_connections(metrics_port: u16) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn start_relay(dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
+/// The `telemetry-relay` binary. A test of another package gets no
+/// `CARGO_BIN_EXE_` for it, so it is built here with the cargo and profile
+/// that built this test, into the same target directory.
+fn relay_binary() -> PathBuf {
+    // This test runs as <target>/<profile dir>/deps/fleet-<hash>.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let target = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()).unwrap() {
+        "debug" => "dev",
+        other => other,
+    };
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "horizon-relay",
+            "--bin",
+            "telemetry-relay",
+        ])
+        .args(["--profile", profile, "--target-dir"])
+        .arg(target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build of telemetry-relay failed");
+    let bin = profile_dir.join("telemetry-relay");
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
+fn start_relay(bin: &Path, dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
     let cfg = dir.join(format!("relay-{i}.yaml"));
     std::fs::write(
         &cfg,
@@ -83,7 +115,7 @@ fn start_relay(dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
     .unwrap();
     let log = std::fs::File::create(dir.join(format!("relay-{i}.log"))).unwrap();
     Killed(
-        Command::new(env!("CARGO_BIN_EXE_telemetry-relay"))
+        Command::new(bin)
             .arg(&cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -139,8 +171,8 @@ struct Stored {
 }
 
 fn read_stored(dir: &Path) -> Stored {
-    let data = common::read_parquet_local(dir);
-    let rows = data["rows"].as_array().unwrap();
+    let data = read_parquet(&["local", dir.to_str().unwrap()]);
+    let rows = &data.rows;
     let mut stored = Stored {
         rows: rows.len(),
         keys: BTreeSet::new(),
@@ -176,11 +208,12 @@ fn assert_acked_stored(acked: &BTreeMap<String, Vec<i64>>, stored: &Stored, what
 
 #[tokio::test]
 async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked_is_lost() {
+    let bin = relay_binary();
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
     // The first relay creates the development PKI; the others share it.
     let metrics: Vec<u16> = (0..3).map(|_| free_tcp()).collect();
-    let mut relays = vec![start_relay(dir.path(), 0, ports[0], metrics[0])];
+    let mut relays = vec![start_relay(&bin, dir.path(), 0, ports[0], metrics[0])];
     let pki = DevPki::at(&dir.path().join("certs"));
     for _ in 0..100 {
         if pki.server_key.exists() {
@@ -189,7 +222,7 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (i, p) in ports.iter().enumerate().skip(1) {
-        relays.push(start_relay(dir.path(), i, *p, metrics[i]));
+        relays.push(start_relay(&bin, dir.path(), i, *p, metrics[i]));
     }
     // Every relay answers directly before the balancer starts, so that
     // nginx does not mark a relay that is still starting as failed.
@@ -248,7 +281,7 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         tasks.push(tokio::spawn(async move {
             let s = client.series("gpu_util", &[("gpu", "0")]).unwrap();
             let mut pending = Vec::new();
-            let t0 = horizon_shared::client::unix_nanos_now();
+            let t0 = unix_nanos_now();
             for i in 0..250i64 {
                 let p = Point::new(s, t0 + i * 1_000_000, i as f64);
                 pending.push((i, client.send(Batch { points: vec![p] }).await.unwrap()));
