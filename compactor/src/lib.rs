@@ -12,13 +12,13 @@
 //! in), and the plan is either reported (dry run) or executed under the
 //! unit's [`Lease`](lease::Lease).
 //!
-//! - [`unit`], [`plan`], `execute`, `settle`, `transfer`: one unit, from its
+//! - [`unit`](mod@unit), [`plan`], `execute`, `settle`, `transfer`: one unit, from its
 //!   plan to its commit (the steps are listed in `execute.rs`).
 //! - [`merge`]: sorting, deduplication and k-way merging of record batches.
 //! - [`keys`]: the object keys of the compacted dataset and its bookkeeping.
 //! - [`commit`], [`lease`]: manifests and leases (create-only writes).
 //! - [`settings`]: flags and `HORIZON_*` variables.
-//! - [`error`], [`outcome`]: what a run and a unit return.
+//! - [`error`](mod@error), [`outcome`]: what a run and a unit return.
 
 pub mod commit;
 pub mod error;

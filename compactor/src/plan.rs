@@ -1,6 +1,6 @@
 //! Planning a unit: what its current generation is and which raw objects
 //! it has not folded in. One [`UnitPlan`] serves both the dry run
-//! ([`UnitPlan::planned`]) and the run ([`UnitPlan::execute`], in
+//! ([`UnitPlan::planned`]) and the run (`UnitPlan::execute`, in
 //! `execute.rs`), so the two never disagree.
 
 use std::collections::HashSet;

@@ -53,7 +53,7 @@ fn next_batch(
 /// Merges sources, each sorted and deduplicated in the module's order, into
 /// one sorted, deduplicated stream handed to `emit`. Holds one batch per
 /// source. Rows of equal key in different sources are resolved by the same
-/// rule as [`sort_dedup`].
+/// rule as [`sort_dedup`](super::sort_dedup).
 pub fn merge(
     orderer: &Orderer,
     sources: Vec<Source>,
