@@ -12,9 +12,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use horizon_relay::sink::{RawPoint, encode_raw_objects};
 use horizon_shared::layout::{Hour, raw_object_key};
 use horizon_shared::proto::Label;
+use horizon_shared::raw::{RawPoint, encode_raw_objects};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -40,7 +40,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let hour = Hour::parse(&a.hour).map_err(anyhow::Error::msg)?;
+    let hour = Hour::parse(&a.hour)?;
     let slices = a.objects.max(1) as i64;
     let slice_secs = (3600 / slices).max(1);
     let (mut rows, mut bytes_total, mut n_objects) = (0usize, 0usize, 0usize);
@@ -92,9 +92,7 @@ fn main() -> anyhow::Result<()> {
                 if pts.is_empty() {
                     continue;
                 }
-                for (h, n, bytes) in encode_raw_objects(pts, &format!("relay-{relay}"))
-                    .map_err(anyhow::Error::msg)?
-                {
+                for (h, n, bytes) in encode_raw_objects(pts, &format!("relay-{relay}"))? {
                     let key =
                         raw_object_key("raw", h, &format!("relay-{relay}"), 1_700_000_000_000, seq);
                     let path = a.dir.join(key);

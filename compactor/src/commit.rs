@@ -1,4 +1,4 @@
-//! Manifests and leases: the bookkeeping of the commit protocol
+//! Manifests and create-only writes: the bookkeeping of the commit protocol
 //! (docs/compaction.md). Both rely only on create-only writes
 //! (`PutMode::Create`: S3 `If-None-Match: *`), which every object store
 //! `object_store` supports, the local directory included.
@@ -11,7 +11,9 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{Keys, Unit, lease_epoch, manifest_generation};
+use crate::keys::{Keys, manifest_generation};
+pub use crate::lease::{Acquired, Lease, LeaseRecord};
+use crate::unit::Unit;
 
 /// Format version of manifests and lease records.
 pub const FORMAT: u32 = 1;
@@ -119,7 +121,7 @@ pub async fn create(
     }
 }
 
-async fn get_json<T: for<'de> Deserialize<'de>>(
+pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
     what: &'static str,
@@ -169,132 +171,4 @@ pub async fn commit(
     let key = keys.manifest(unit, m.generation);
     let body = serde_json::to_vec_pretty(m).unwrap_or_default();
     create(store, &key, body).await
-}
-
-/// A lease record, `lease-EEEEEEEE.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LeaseRecord {
-    /// Always [`FORMAT`].
-    pub format: u32,
-    /// Who holds it (host, process, run).
-    pub owner: String,
-    /// Epoch; the record's key names it too.
-    pub epoch: u64,
-    /// Unix ms after which another run may take the unit over.
-    pub expires_at_ms: i64,
-    /// Set by the holder when it is done.
-    pub released: bool,
-}
-
-/// A held lease on a unit.
-///
-/// Epochs only grow: acquiring, renewing and releasing each create the
-/// next epoch's record with a create-only write, so of two runs racing for
-/// the same epoch exactly one wins, and a run that lost its lease finds out
-/// the next time it renews (which it does before committing).
-#[derive(Debug)]
-pub struct Lease {
-    store: Arc<dyn ObjectStore>,
-    keys: Keys,
-    unit: Unit,
-    owner: String,
-    lease_ms: i64,
-    /// The epoch this run holds.
-    pub epoch: u64,
-}
-
-/// Result of trying to take a unit.
-#[derive(Debug)]
-pub enum Acquired {
-    /// This run holds the unit.
-    Held(Lease),
-    /// Another run holds it.
-    Busy {
-        /// The holder.
-        owner: String,
-        /// When its lease expires, Unix ms.
-        expires_at_ms: i64,
-    },
-}
-
-impl Lease {
-    /// Takes the unit unless another run holds an unexpired lease on it.
-    pub async fn acquire(
-        store: &Arc<dyn ObjectStore>,
-        keys: &Keys,
-        unit: Unit,
-        owner: &str,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Acquired, StoreError> {
-        let mut epochs: Vec<(u64, Path)> = list_all(store, &keys.lease_dir(unit))
-            .await?
-            .into_iter()
-            .filter_map(|m| lease_epoch(&m.location).map(|e| (e, m.location)))
-            .collect();
-        epochs.sort();
-        let current = match epochs.last() {
-            None => 0,
-            Some((e, key)) => {
-                let rec: LeaseRecord = get_json(store, key, "lease record").await?;
-                if !rec.released && rec.expires_at_ms > now_ms {
-                    return Ok(Acquired::Busy {
-                        owner: rec.owner,
-                        expires_at_ms: rec.expires_at_ms,
-                    });
-                }
-                *e
-            }
-        };
-        let mut lease = Self {
-            store: Arc::clone(store),
-            keys: keys.clone(),
-            unit,
-            owner: owner.to_owned(),
-            lease_ms,
-            epoch: current,
-        };
-        if !lease.advance(now_ms + lease_ms, false).await? {
-            return Ok(Acquired::Busy {
-                owner: "another run (it took the lease just now)".into(),
-                expires_at_ms: now_ms + lease_ms,
-            });
-        }
-        // Housekeeping: records two or more epochs old decide nothing.
-        for (e, key) in &epochs {
-            if e + 1 < lease.epoch {
-                let _ = store.delete(key).await;
-            }
-        }
-        Ok(Acquired::Held(lease))
-    }
-
-    /// Creates the next epoch's record; `Ok(false)`: it exists already.
-    async fn advance(&mut self, expires_at_ms: i64, released: bool) -> Result<bool, StoreError> {
-        let next = self.epoch + 1;
-        let rec = LeaseRecord {
-            format: FORMAT,
-            owner: self.owner.clone(),
-            epoch: next,
-            expires_at_ms,
-            released,
-        };
-        let body = serde_json::to_vec(&rec).unwrap_or_default();
-        let ok = create(&self.store, &self.keys.lease(self.unit, next), body).await?;
-        if ok {
-            self.epoch = next;
-        }
-        Ok(ok)
-    }
-
-    /// Extends the lease to `now + lease`. `Ok(false)`: it was lost (it
-    /// expired and another run took the unit); the caller must not commit.
-    pub async fn renew(&mut self, now_ms: i64) -> Result<bool, StoreError> {
-        self.advance(now_ms + self.lease_ms, false).await
-    }
-
-    /// Gives the unit up.
-    pub async fn release(mut self) -> Result<(), StoreError> {
-        self.advance(0, true).await.map(|_| ())
-    }
 }

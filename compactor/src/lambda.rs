@@ -14,8 +14,29 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::{Compactor, RunOptions, Selection, unix_ms_now};
-use horizon_shared::layout::Hour;
+use crate::{Compactor, RunOptions, Selection, UnitResult};
+use horizon_shared::clock::unix_ms_now;
+use horizon_shared::layout::{Hour, HourError};
+
+/// An invocation payload that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not an EventBridge event, though it has a `detail-type`.
+    #[error("EventBridge event: {0}")]
+    EventBridge(#[source] serde_json::Error),
+    /// The EventBridge event's `detail` is not a target.
+    #[error("event detail: {0}")]
+    Detail(#[source] serde_json::Error),
+    /// A bare payload that is not a target.
+    #[error("event: {0}")]
+    Target(#[source] serde_json::Error),
+    /// The target's hour is not an hour.
+    #[error(transparent)]
+    Hour(#[from] HourError),
+    /// A shard without an hour.
+    #[error("a shard needs an hour")]
+    ShardWithoutHour,
+}
 
 /// Targeted work in an event.
 #[derive(Debug, Default, Deserialize)]
@@ -44,25 +65,25 @@ pub struct Request {
 
 /// Reads an invocation payload: an EventBridge event (scheduled or custom,
 /// with an optional target in `detail`) or a bare target object.
-pub fn parse_event(payload: &Value, now_ms: i64) -> Result<Request, String> {
+pub fn parse_event(payload: &Value, now_ms: i64) -> Result<Request, EventError> {
     let (target, now_ms) = if payload.get("detail-type").is_some() {
-        let ev: EventBridgeEvent<Value> = serde_json::from_value(payload.clone())
-            .map_err(|e| format!("EventBridge event: {e}"))?;
+        let ev: EventBridgeEvent<Value> =
+            serde_json::from_value(payload.clone()).map_err(EventError::EventBridge)?;
         let target = match &ev.detail {
             Value::Null => Target::default(),
             Value::Object(m) if m.is_empty() => Target::default(),
-            d => serde_json::from_value(d.clone()).map_err(|e| format!("event detail: {e}"))?,
+            d => serde_json::from_value(d.clone()).map_err(EventError::Detail)?,
         };
         (target, ev.time.map_or(now_ms, |t| t.timestamp_millis()))
     } else if payload.is_null() || payload.as_object().is_some_and(|m| m.is_empty()) {
         (Target::default(), now_ms)
     } else {
-        let target = serde_json::from_value(payload.clone()).map_err(|e| format!("event: {e}"))?;
+        let target = serde_json::from_value(payload.clone()).map_err(EventError::Target)?;
         (target, now_ms)
     };
     let hour = target.hour.as_deref().map(Hour::parse).transpose()?;
     if target.shard.is_some() && hour.is_none() {
-        return Err("a shard needs an hour".into());
+        return Err(EventError::ShardWithoutHour);
     }
     Ok(Request {
         now_ms,
@@ -112,7 +133,20 @@ pub async fn handle(compactor: &Compactor, event: LambdaEvent<Value>) -> Result<
         "failures": failures,
     });
     if failures > 0 {
-        return Err(format!("{failures} unit(s) failed: {body}").into());
+        // Each failure was logged once, with its error, by the run; the
+        // invocation's error names the units without repeating it.
+        let failed: Vec<String> = report
+            .units
+            .iter()
+            .filter(|u| matches!(u.result, UnitResult::Failed { .. }))
+            .map(|u| format!("{} shard {}/{}", u.hour, u.shard, u.shards))
+            .collect();
+        return Err(format!(
+            "{failures} unit(s) failed: {}; rows committed: {}",
+            failed.join(", "),
+            report.rows_committed()
+        )
+        .into());
     }
     Ok(body)
 }
@@ -149,6 +183,7 @@ mod tests {
         assert!(
             parse_event(&json!({"shard": 1}), 0)
                 .unwrap_err()
+                .to_string()
                 .contains("needs an hour")
         );
         assert!(parse_event(&json!({"hour": "yesterday"}), 0).is_err());

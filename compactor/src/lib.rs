@@ -7,31 +7,51 @@
 //! layout, the deduplication rule, the commit protocol and how the work
 //! scales out.
 //!
+//! A run lists the selected hours' [`Unit`]s; each unit is planned
+//! ([`UnitPlan`]: its current generation and the raw objects not yet folded
+//! in), and the plan is either reported (dry run) or executed under the
+//! unit's [`Lease`](lease::Lease).
+//!
+//! - [`unit`](mod@unit), [`plan`], `execute`, `settle`, `transfer`: one unit, from its
+//!   plan to its commit (the steps are listed in `execute.rs`).
 //! - [`merge`]: sorting, deduplication and k-way merging of record batches.
 //! - [`keys`]: the object keys of the compacted dataset and its bookkeeping.
-//! - [`commit`]: manifests and leases (create-only writes).
+//! - [`commit`], [`lease`]: manifests and leases (create-only writes).
 //! - [`settings`]: flags and `HORIZON_*` variables.
+//! - [`error`](mod@error), [`outcome`]: what a run and a unit return.
 
 pub mod commit;
+pub mod error;
+mod execute;
 pub mod keys;
 pub mod lambda;
+pub mod lease;
 pub mod merge;
+pub mod outcome;
+pub mod plan;
 pub mod settings;
-mod unit;
+mod settle;
+mod transfer;
+pub mod unit;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::Hour;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
-pub use crate::keys::{Keys, Unit};
+pub use crate::error::{Error, UnitError};
+pub use crate::execute::Fault;
+pub use crate::keys::Keys;
+pub use crate::outcome::{Compacted, Outcome, Planned};
+pub use crate::plan::UnitPlan;
 pub use crate::settings::{RawRetention, Settings};
-pub use crate::unit::{Compacted, Fault, Outcome, Planned, UnitError};
+pub use crate::unit::Unit;
 
 /// Which hours to compact.
 #[derive(Debug, Clone)]
@@ -150,19 +170,15 @@ impl std::fmt::Debug for Compactor {
     }
 }
 
-/// Wall-clock time, Unix ms.
-pub fn unix_ms_now() -> i64 {
-    horizon_shared::client::unix_nanos_now() / 1_000_000
-}
-
 impl Compactor {
     /// A compactor for the settings' store.
-    pub fn new(settings: Settings) -> Result<Self, String> {
+    pub fn new(settings: Settings) -> Result<Self, Error> {
         settings.validate()?;
         let location = settings.location()?;
-        let store = location
-            .build()
-            .map_err(|e| format!("cannot open the object store ({location}): {e}"))?;
+        let store = location.build().map_err(|source| Error::OpenStore {
+            location: location.to_string(),
+            source,
+        })?;
         Ok(Self::with_store(settings, store))
     }
 
@@ -207,7 +223,7 @@ impl Compactor {
     }
 
     /// Hours that have raw objects, oldest first.
-    pub async fn raw_hours(&self) -> Result<Vec<Hour>, String> {
+    pub async fn raw_hours(&self) -> Result<Vec<Hour>, Error> {
         let root = self.keys.raw_root();
         let list = |p: Path| {
             let store = Arc::clone(&self.store);
@@ -215,7 +231,10 @@ impl Compactor {
                 store
                     .list_with_delimiter(Some(&p))
                     .await
-                    .map_err(|e| format!("listing {p}: {e}"))
+                    .map_err(|source| Error::List {
+                        prefix: p.to_string(),
+                        source,
+                    })
             }
         };
         let mut hours = BTreeSet::new();
@@ -240,7 +259,7 @@ impl Compactor {
         &self,
         selection: &Selection,
         shard: Option<u32>,
-    ) -> Result<Vec<Unit>, String> {
+    ) -> Result<Vec<Unit>, Error> {
         let hours = match selection {
             Selection::Hours(h) => h.clone(),
             Selection::Closed { now_ms } => {
@@ -256,15 +275,16 @@ impl Compactor {
         };
         let mut units = Vec::new();
         for hour in hours {
-            let shards = unit::existing_shards(&self.store, &self.keys, hour)
-                .await
-                .map_err(|e| e.to_string())?
+            let shards = plan::existing_shards(&self.store, &self.keys, hour)
+                .await?
                 .unwrap_or(self.settings.shards);
             match shard {
                 Some(s) if s >= shards => {
-                    return Err(format!(
-                        "hour {hour} has {shards} shard(s); shard {s} does not exist"
-                    ));
+                    return Err(Error::NoSuchShard {
+                        hour,
+                        shards,
+                        shard: s,
+                    });
                 }
                 Some(s) => units.push(Unit {
                     hour,
@@ -284,7 +304,7 @@ impl Compactor {
     /// Compacts (or plans) one unit.
     pub async fn run_unit(&self, unit: Unit, dry_run: bool) -> UnitReport {
         let started = Instant::now();
-        let ctx = unit::Ctx {
+        let ctx = execute::Ctx {
             store: &self.store,
             keys: &self.keys,
             settings: &self.settings,
@@ -293,9 +313,9 @@ impl Compactor {
             fault: self.fault,
         };
         let result = if dry_run {
-            unit::plan(&ctx, unit).await
+            execute::dry_run(&ctx, unit).await
         } else {
-            unit::run(&ctx, unit).await
+            execute::run(&ctx, unit).await
         };
         let result = match result {
             Ok(o) => UnitResult::Ok(o),
@@ -322,7 +342,7 @@ impl Compactor {
         selection: &Selection,
         opts: &RunOptions,
         progress: &dyn Progress,
-    ) -> Result<Report, String> {
+    ) -> Result<Report, Error> {
         let units = self.units(selection, opts.shard).await?;
         info!(
             units = units.len(),

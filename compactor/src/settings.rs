@@ -4,7 +4,52 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use horizon_shared::store::{S3Options, StoreLocation};
+use horizon_shared::store::{LocationError, S3Options, StoreLocation};
+
+/// Settings that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The store location is wrong; `flag` names the flag at fault.
+    #[error("{flag}: {}", .source.message)]
+    Location {
+        /// The flag and its variable.
+        flag: &'static str,
+        /// What is wrong.
+        source: LocationError,
+    },
+    /// No compacted prefix.
+    #[error("--compacted-prefix (HORIZON_COMPACTED_PREFIX) must not be empty")]
+    EmptyCompactedPrefix,
+    /// The raw and compacted prefixes overlap (or the raw one is empty).
+    #[error(
+        "--raw-prefix {raw:?} and --compacted-prefix {compacted:?} must be separate, non-empty prefixes"
+    )]
+    OverlappingPrefixes {
+        /// The raw prefix.
+        raw: String,
+        /// The compacted prefix.
+        compacted: String,
+    },
+}
+
+/// A size that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// The unit is not one of ours.
+    #[error("unknown unit {unit:?} in {input:?} (use B, KiB, MiB or GiB)")]
+    UnknownUnit {
+        /// The unit given.
+        unit: String,
+        /// The whole text.
+        input: String,
+    },
+    /// No number.
+    #[error("{0:?} is not a size like 256MiB")]
+    NotASize(String),
+    /// Zero, or too large.
+    #[error("{0:?} is out of range")]
+    OutOfRange(String),
+}
 
 /// What to do with raw objects once their rows are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,7 +163,7 @@ impl Settings {
     }
 
     /// The store location, or what is wrong with the settings.
-    pub fn location(&self) -> Result<StoreLocation, String> {
+    pub fn location(&self) -> Result<StoreLocation, SettingsError> {
         let s3 = S3Options {
             region: self.s3_region.clone(),
             endpoint: self.s3_endpoint.clone(),
@@ -127,31 +172,32 @@ impl Settings {
             access_key_id: String::new(),
             secret_access_key: String::new(),
         };
-        StoreLocation::parse(&self.store_url, &s3).map_err(|e| {
-            let flag = match e.setting {
+        StoreLocation::parse(&self.store_url, &s3).map_err(|source| {
+            let flag = match source.setting {
                 "endpoint" => "--s3-endpoint (HORIZON_S3_ENDPOINT)",
                 _ => "--store-url (HORIZON_STORE_URL)",
             };
-            format!("{flag}: {}", e.message)
+            SettingsError::Location { flag, source }
         })
     }
 
     /// Checks settings that flags alone cannot.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SettingsError> {
         self.location()?;
         let raw = self.raw_prefix.trim_matches('/');
         let compacted = self.compacted_prefix.trim_matches('/');
         if compacted.is_empty() {
-            return Err("--compacted-prefix (HORIZON_COMPACTED_PREFIX) must not be empty".into());
+            return Err(SettingsError::EmptyCompactedPrefix);
         }
         if raw == compacted
             || raw.starts_with(&format!("{compacted}/"))
             || compacted.starts_with(&format!("{raw}/"))
             || raw.is_empty()
         {
-            return Err(format!(
-                "--raw-prefix {raw:?} and --compacted-prefix {compacted:?} must be separate, non-empty prefixes"
-            ));
+            return Err(SettingsError::OverlappingPrefixes {
+                raw: raw.to_owned(),
+                compacted: compacted.to_owned(),
+            });
         }
         Ok(())
     }
@@ -174,7 +220,7 @@ impl Settings {
 
 /// Parses a size: a number of bytes with an optional unit (B, KiB, MiB,
 /// GiB, or KB/MB/GB as powers of 1000).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -189,17 +235,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (use B, KiB, MiB or GiB)"
-            ));
+            return Err(SizeError::UnknownUnit {
+                unit: other.to_owned(),
+                input: s.to_owned(),
+            });
         }
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 256MiB"))?;
+    let n: f64 = num.parse().map_err(|_| SizeError::NotASize(s.to_owned()))?;
     let bytes = (n * mult as f64).round();
     if !(1.0..=1e18).contains(&bytes) {
-        return Err(format!("{s:?} is out of range"));
+        return Err(SizeError::OutOfRange(s.to_owned()));
     }
     Ok(bytes as u64)
 }
@@ -219,6 +264,7 @@ mod tests {
         assert!(
             parse_size("12 parsecs")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown unit")
         );
         assert!(parse_size("MiB").is_err());
@@ -231,7 +277,12 @@ mod tests {
         assert_eq!(s.target_file_size, 256 << 20);
         assert!(s.validate().is_ok());
         let same = Settings::from_args(["--raw-prefix", "x", "--compacted-prefix", "x/"]).unwrap();
-        assert!(same.validate().unwrap_err().contains("separate"));
+        assert!(
+            same.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("separate")
+        );
         let nested = Settings::from_args([
             "--raw-prefix",
             "data",
@@ -241,7 +292,12 @@ mod tests {
         .unwrap();
         assert!(nested.validate().is_err());
         let bad = Settings::from_args(["--store-url", "gs://bucket"]).unwrap();
-        assert!(bad.validate().unwrap_err().contains("--store-url"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--store-url")
+        );
         assert!(Settings::from_args(["--shards", "0"]).is_err());
     }
 }

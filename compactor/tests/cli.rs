@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use horizon_relay::sink::{RawPoint, encode_raw_objects};
 use horizon_shared::layout::{Hour, raw_object_key};
 use horizon_shared::proto::Label;
+use horizon_shared::raw::{RawPoint, encode_raw_objects};
 
 const BIN: &str = env!("CARGO_BIN_EXE_telemetry-compactor");
 

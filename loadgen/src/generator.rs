@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use horizon_shared::client::{Batch, Client, ClientConfig, Point, SeriesId, unix_nanos_now};
+use horizon_shared::client::{Batch, Client, ClientConfig, Point, SeriesId};
+use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::devcerts::DevPki;
 use horizon_shared::proto::RejectReason;
 use horizon_shared::tls::TlsMaterial;

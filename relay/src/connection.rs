@@ -268,7 +268,7 @@ async fn read_batches(
             &shared.budgets,
             budget,
             &shared.limits,
-            horizon_shared::client::unix_nanos_now(),
+            horizon_shared::clock::unix_nanos_now(),
             now_secs,
         );
         if outcome.rejects.cardinality() > 0 {

@@ -114,7 +114,7 @@ impl ConnectionIdGenerator for QuicLbCidGenerator {
         if random.fill(nonce).is_err() {
             // Never seen on Linux; unique if not random.
             let n = self.fallback.fetch_add(1, Ordering::Relaxed);
-            let nanos = horizon_shared::client::unix_nanos_now() as u64;
+            let nanos = horizon_shared::clock::unix_nanos_now() as u64;
             for (i, b) in nonce.iter_mut().enumerate() {
                 *b = ((n ^ nanos.rotate_left(17)) >> ((i % 8) * 8)) as u8;
             }

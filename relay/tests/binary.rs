@@ -166,7 +166,7 @@ async fn sighup_reloads_the_budgets() {
     let send = |t: i64| Batch {
         points: series.iter().map(|s| Point::new(*s, t, 1.0)).collect(),
     };
-    let now = horizon_shared::client::unix_nanos_now();
+    let now = horizon_shared::clock::unix_nanos_now();
     let ack = client.send(send(now)).await.unwrap().await.unwrap().ack;
     assert_eq!(
         (ack.accepted, ack.rejected),

@@ -13,6 +13,22 @@
 
 use time::OffsetDateTime;
 
+/// Text that is not an hour.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HourError {
+    /// Not `YYYY-MM-DDTHH`.
+    #[error("{0:?} is not an hour like 2026-11-23T10 (UTC)")]
+    Text(String),
+    /// Not a valid `dt=`/`hour=` pair.
+    #[error("dt={dt}/hour={hour} is not a valid UTC hour")]
+    Partition {
+        /// The `dt=` value.
+        dt: String,
+        /// The `hour=` value.
+        hour: String,
+    },
+}
+
 /// A UTC event hour, the unit of partitioning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hour {
@@ -59,15 +75,18 @@ impl Hour {
     }
 
     /// Parses `YYYY-MM-DDTHH` (UTC), the form [`Hour`] displays as.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let err = || format!("{s:?} is not an hour like 2026-11-23T10 (UTC)");
+    pub fn parse(s: &str) -> Result<Self, HourError> {
+        let err = || HourError::Text(s.to_owned());
         let (dt, hh) = s.split_once(['T', ' ']).ok_or_else(err)?;
         Self::from_parts(dt, hh).map_err(|_| err())
     }
 
     /// The hour of a `dt=` value (`YYYY-MM-DD`) and an `hour=` value (`HH`).
-    pub fn from_parts(dt: &str, hh: &str) -> Result<Self, String> {
-        let err = || format!("dt={dt}/hour={hh} is not a valid UTC hour");
+    pub fn from_parts(dt: &str, hh: &str) -> Result<Self, HourError> {
+        let err = || HourError::Partition {
+            dt: dt.to_owned(),
+            hour: hh.to_owned(),
+        };
         let mut it = dt.splitn(3, '-');
         let (y, m, d) = (it.next(), it.next(), it.next());
         let (Some(y), Some(m), Some(d)) = (y, m, d) else {

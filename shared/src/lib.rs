@@ -9,16 +9,22 @@
 //! - [`devcerts`]: a development CA that issues server and node certificates.
 //! - [`envsubst`]: `${VAR}` expansion for configuration files.
 //! - [`schema`], [`layout`]: the Arrow schema and object keys of raw micro-batches.
+//! - [`raw`] (feature `raw`): the raw Parquet format in one place (schema, sort
+//!   order, metadata, writer properties), its encoder and the reader's check.
+//! - [`clock`]: wall-clock time as Unix timestamps.
 //! - [`store`] (feature `store`): object-store locations and clients.
 //! - [`client`]: the agent client used by agents, the load generator and tests.
 
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod devcerts;
 pub mod envsubst;
 pub mod layout;
 pub mod model;
 pub mod proto;
+#[cfg(feature = "raw")]
+pub mod raw;
 pub mod schema;
 #[cfg(feature = "store")]
 pub mod store;

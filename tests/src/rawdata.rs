@@ -1,14 +1,14 @@
-//! Raw objects for compactor tests, written with the relay's own encoder
-//! (`horizon_relay::sink::encode_raw_objects`), and an independent model of
+//! Raw objects for compactor tests, written with the relays' own encoder
+//! (`horizon_shared::raw::encode_raw_objects`), and an independent model of
 //! what the compacted dataset must hold.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use horizon_relay::sink::{RawPoint, encode_raw_objects};
 use horizon_shared::layout::{Hour, raw_object_key};
 use horizon_shared::model::series_hash;
 use horizon_shared::proto::Label;
+use horizon_shared::raw::{RawPoint, encode_raw_objects};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 

@@ -1,7 +1,8 @@
-//! The compactor against a local directory and against moto (S3 API): raw
-//! objects written by the relay's own encoder, duplicates across objects,
-//! late objects, crashes at every commit step, leases, shards, unreadable
-//! objects; the result read back by pyarrow and checked against a model.
+//! The compactor against a local directory and against moto (S3 API), every
+//! scenario on both (`on_every_store!`): raw objects written by the relays'
+//! own encoder, duplicates across objects, late objects, crashes at every
+//! commit step, leases, shards, unreadable objects; the result read back by
+//! pyarrow and checked against a model.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,11 +11,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use horizon_compactor::{
     Compacted, Compactor, Fault, Outcome, Report, RunOptions, Selection, Settings, UnitResult,
-    unix_ms_now,
 };
 use horizon_e2e::rawdata::{Expected, check_compacted, points, put_raw};
 use horizon_e2e::servers::Moto;
 use horizon_e2e::{ParquetDataset, read_parquet};
+use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::Hour;
 use horizon_shared::store::{S3Options, StoreLocation};
 use object_store::ObjectStore;
@@ -28,7 +29,54 @@ struct TestStore {
     _dir: tempfile::TempDir,
 }
 
+/// The stores every scenario runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    /// A local directory, as `shared::store` opens it.
+    Local,
+    /// S3 on a moto server.
+    Moto,
+}
+
+/// Declares a scenario's tests: one on a local directory, one on S3 (moto).
+/// A scenario is an `async fn(Backend)` of the same name.
+macro_rules! on_every_store {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::Backend;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn local_directory() {
+                super::$scenario(Backend::Local).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3_on_moto() {
+                super::$scenario(Backend::Moto).await;
+            }
+        }
+    )*};
+}
+
+on_every_store!(
+    compacts_closed_hours_and_folds_late_data,
+    a_crash_up_to_the_first_copy_then_a_rerun_gives_the_same_rows,
+    a_crash_after_the_first_copy_then_a_rerun_gives_the_same_rows,
+    a_crash_in_an_hour_s_first_compaction_then_a_rerun_gives_the_same_rows,
+    keep_retention_leaves_raw_objects_and_never_folds_them_twice,
+    shards_split_an_hour_and_raw_objects_go_when_every_shard_has_them,
+    an_unreadable_raw_object_is_quarantined_and_the_rest_compacted,
+    no_unit_starts_after_the_start_deadline,
+);
+
 impl TestStore {
+    async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Local => Self::local(),
+            Backend::Moto => Self::moto().await,
+        }
+    }
+
     fn local() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = dir.path().join("objects").display().to_string();
@@ -199,7 +247,8 @@ fn compacted(r: &Report) -> usize {
     compacted_stats(r).len()
 }
 
-async fn end_to_end(ts: TestStore) {
+async fn compacts_closed_hours_and_folds_late_data(backend: Backend) {
+    let ts = TestStore::new(backend).await;
     let mut want = initial(&ts).await;
     // An hour still open must be left alone.
     let open = Hour::of_secs(unix_ms_now() / 1000);
@@ -258,16 +307,6 @@ async fn end_to_end(ts: TestStore) {
     assert!(all_up_to_date(&r), "{r:#?}");
     assert_eq!(ts.dataset().await, before);
     check_compacted(&ts.read(), &want);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compacts_a_local_directory() {
-    end_to_end(TestStore::local()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compacts_s3_on_moto() {
-    end_to_end(TestStore::moto().await).await;
 }
 
 /// A clock the test moves: leases of "crashed" runs expire without waiting.
@@ -351,29 +390,33 @@ async fn crash_then_rerun(ts: &TestStore, fault: Fault, first_run: bool) {
     assert_eq!(ts.dataset().await, before, "{fault:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_at_any_commit_step_then_a_rerun_gives_the_same_rows() {
-    for fault in Fault::ALL {
-        crash_then_rerun(&TestStore::local(), fault, false).await;
+// Every fault point (`Fault::ALL`) after a late object, in two halves so
+// that each test stays well inside the per-test time limit on moto.
+
+async fn a_crash_up_to_the_first_copy_then_a_rerun_gives_the_same_rows(backend: Backend) {
+    for fault in &Fault::ALL[..3] {
+        crash_then_rerun(&TestStore::new(backend).await, *fault, false).await;
     }
+}
+
+async fn a_crash_after_the_first_copy_then_a_rerun_gives_the_same_rows(backend: Backend) {
+    for fault in &Fault::ALL[3..] {
+        crash_then_rerun(&TestStore::new(backend).await, *fault, false).await;
+    }
+}
+
+async fn a_crash_in_an_hour_s_first_compaction_then_a_rerun_gives_the_same_rows(backend: Backend) {
     for fault in [
         Fault::AfterStaging,
         Fault::AfterCommit,
         Fault::AfterFirstCopy,
     ] {
-        crash_then_rerun(&TestStore::local(), fault, true).await;
+        crash_then_rerun(&TestStore::new(backend).await, fault, true).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_safety_on_s3() {
-    let ts = TestStore::moto().await;
-    crash_then_rerun(&ts, Fault::AfterFirstOldDelete, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_retention_leaves_raw_objects_and_never_folds_them_twice() {
-    let ts = TestStore::local();
+async fn keep_retention_leaves_raw_objects_and_never_folds_them_twice(backend: Backend) {
+    let ts = TestStore::new(backend).await;
     let mut want = initial(&ts).await;
     let c = ts.compactor(&["--raw-retention", "keep"]);
     run(&c, &closed_now()).await;
@@ -392,9 +435,8 @@ async fn keep_retention_leaves_raw_objects_and_never_folds_them_twice() {
     assert_eq!(ts.keys("raw").await.len(), 11);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shards_split_an_hour_and_raw_objects_go_when_every_shard_has_them() {
-    let ts = TestStore::local();
+async fn shards_split_an_hour_and_raw_objects_go_when_every_shard_has_them(backend: Backend) {
+    let ts = TestStore::new(backend).await;
     let want = initial(&ts).await;
     let c = ts.compactor(&["--shards", "3"]);
     let h = hours()[0];
@@ -430,9 +472,8 @@ async fn shards_split_an_hour_and_raw_objects_go_when_every_shard_has_them() {
     assert_eq!(units.len(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreadable_raw_object_is_quarantined_and_the_rest_compacted() {
-    let ts = TestStore::local();
+async fn an_unreadable_raw_object_is_quarantined_and_the_rest_compacted(backend: Backend) {
+    let ts = TestStore::new(backend).await;
     let want = initial(&ts).await;
     let h = hours()[2];
     let bad = Path::from(format!("raw/{}/relay-x-1-00000001.parquet", h.partition()));
@@ -456,9 +497,8 @@ async fn an_unreadable_raw_object_is_quarantined_and_the_rest_compacted() {
     check_compacted(&ts.read(), &want);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_unit_starts_after_the_start_deadline() {
-    let ts = TestStore::local();
+async fn no_unit_starts_after_the_start_deadline(backend: Backend) {
+    let ts = TestStore::new(backend).await;
     initial(&ts).await;
     let c = ts.compactor(&[]);
     let late = RunOptions {

@@ -274,7 +274,7 @@ const DCGM_GPUS: usize = 8;
 /// dcgm-exporter's temperature and power, every minute of `hour`, for
 /// nodes gpu-node-0040.. whose power grows with a scrambled rank.
 struct Dcgm {
-    points: Vec<horizon_relay::sink::RawPoint>,
+    points: Vec<horizon_shared::raw::RawPoint>,
     per_metric: usize,
     nodes_by_power: Vec<&'static str>,
 }
@@ -325,7 +325,7 @@ fn dcgm_points(hour: Hour) -> Dcgm {
                         300.0 + 10.0 * rank(n) as f64 + gpu as f64,
                     ),
                 ] {
-                    points.push(horizon_relay::sink::RawPoint {
+                    points.push(horizon_shared::raw::RawPoint {
                         node: (*node).into(),
                         metric: metric.into(),
                         labels: labels.clone(),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use horizon_compactor::{
     Compactor, Outcome, Progress, RunOptions, Selection, Settings, Unit, UnitReport, UnitResult,
-    unix_ms_now,
 };
+use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::Hour;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -143,17 +143,17 @@ fn line(r: &UnitReport) -> String {
     format!("{unit}: {what} [{} ms]", r.elapsed_ms)
 }
 
-fn hour(flag: &str, v: &str) -> Result<Hour, String> {
-    Hour::parse(v).map_err(|e| format!("--{flag}: {e}"))
+fn hour(flag: &str, v: &str) -> anyhow::Result<Hour> {
+    Hour::parse(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, String> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let selection = match (&cli.hour, &cli.from, &cli.to) {
         (Some(h), _, _) => Selection::Hours(vec![hour("hour", h)?]),
         (None, Some(from), Some(to)) => {
             let (from, to) = (hour("from", from)?, hour("to", to)?);
             if to < from {
-                return Err(format!("--to {to} is before --from {from}"));
+                anyhow::bail!("--to {to} is before --from {from}");
             }
             let mut hours = vec![from];
             while let Some(last) = hours.last().copied()
@@ -256,6 +256,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
+            // The top-level message only: library errors already name their cause.
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

@@ -92,7 +92,7 @@ impl Pipeline {
         let closing = shutdown.signal(Phase::Sinks);
         let health = Arc::new(StoreHealth::default());
         let (tx, rx) = mpsc::channel(settings.backpressure_threshold);
-        let boot_ms = horizon_shared::client::unix_nanos_now() / 1_000_000;
+        let boot_ms = horizon_shared::clock::unix_nanos_now() / 1_000_000;
         let influx = match &settings.influxdb {
             Some(s) => {
                 let (handle, writer) = influx::start(s.clone(), metrics.clone(), closing.clone())?;
@@ -148,7 +148,7 @@ impl Pipeline {
         if let Some(influx) = &self.influx {
             influx.submit(node, &points);
         }
-        let received_at = horizon_shared::client::unix_nanos_now();
+        let received_at = horizon_shared::clock::unix_nanos_now();
         let (done, receipt) = if self.durable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Receipt(Some(rx)))

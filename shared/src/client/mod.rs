@@ -167,15 +167,8 @@ impl Point {
 
     /// A point stamped with the current time.
     pub fn now(series: SeriesId, value: f64) -> Self {
-        Self::new(series, unix_nanos_now(), value)
+        Self::new(series, crate::clock::unix_nanos_now(), value)
     }
-}
-
-/// The current Unix time in nanoseconds.
-pub fn unix_nanos_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A batch of points, sent and acked as one unit.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use horizon_e2e::{TestRelay, queue_values, send_values};
-use horizon_shared::client::{Batch, Client, Point, unix_nanos_now};
+use horizon_shared::client::{Batch, Client, Point};
+use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::codec::{self, FrameReader};
 use horizon_shared::devcerts::DevCa;
 use horizon_shared::proto::{

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use horizon_e2e::servers::{Gate, Influx1, Moto, Victoria};
 use horizon_e2e::{TestPki, TestRelay, queue_values, read_parquet, send_values};
-use horizon_shared::client::{Batch, Client, Point, SeriesId, unix_nanos_now};
+use horizon_shared::client::{Batch, Client, Point, SeriesId};
+use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::proto::{Durability, RejectReason};
 
 mod drain;

@@ -7,33 +7,26 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use horizon_e2e::read_parquet;
+use horizon_e2e::udp_lb::Nginx;
 use horizon_shared::client::{Batch, Client, ClientConfig, Point};
+use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::devcerts::DevPki;
 use horizon_shared::proto::Durability;
 use horizon_shared::tls::TlsMaterial;
 
-const NGINX_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
-
-/// A child process stopped on drop: with SIGKILL (a crashed relay), or
-/// with SIGTERM for nginx, whose master must take its workers down with it.
-struct Killed(Child, bool);
+/// A relay process, killed with SIGKILL on drop (a crash: nothing it holds
+/// is flushed).
+struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-        } else {
-            let _ = self.0.kill();
-        }
+        let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
@@ -68,7 +61,59 @@ fn active_connections(metrics_port: u16) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn start_relay(dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
+/// The `telemetry-relay` binary. A test of another package gets no
+/// `CARGO_BIN_EXE_` for it, so it is built here with the cargo that built
+/// this test, into the same target directory, with the profile and the
+/// workspace-wide feature set of a test build: after `cargo nextest run
+/// --workspace` (which builds the relay's own integration tests, and so
+/// its binary) this is a no-op, where building the relay alone or with the
+/// dev profile would compile many dependencies a second time.
+fn relay_binary() -> PathBuf {
+    // This test runs as <target>/debug/deps/fleet-<hash>.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let target = profile_dir.parent().unwrap();
+    assert_eq!(
+        profile_dir.file_name().and_then(|n| n.to_str()),
+        Some("debug"),
+        "the fleet test runs from a test build"
+    );
+    let mut cargo = Command::new(env!("CARGO"));
+    // The variables cargo sets for this test are not the build's: a build
+    // script that watches one of them (ring's watches CARGO_MANIFEST_DIR)
+    // would rebuild half the tree, and the next plain build again.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_")
+            || k.starts_with("NEXTEST")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            cargo.env_remove(k.as_ref());
+        }
+    }
+    let status = cargo
+        .args(["build", "--quiet", "--workspace", "--tests", "--bins"])
+        .args(["--profile", "test", "--target-dir"])
+        .arg(target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build of telemetry-relay failed");
+    let bin = profile_dir.join("telemetry-relay");
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
+fn start_relay(bin: &Path, dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
     let cfg = dir.join(format!("relay-{i}.yaml"));
     std::fs::write(
         &cfg,
@@ -83,49 +128,12 @@ fn start_relay(dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
     .unwrap();
     let log = std::fs::File::create(dir.join(format!("relay-{i}.log"))).unwrap();
     Killed(
-        Command::new(env!("CARGO_BIN_EXE_telemetry-relay"))
+        Command::new(bin)
             .arg(&cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap(),
-        false,
-    )
-}
-
-fn start_nginx(dir: &Path, listen: u16, relays: &[u16]) -> Killed {
-    assert!(
-        Path::new(NGINX_MODULE).exists(),
-        "nginx stream module missing: run `bash infra/dev/install-test-deps.sh` (installs nginx-light and libnginx-mod-stream)"
-    );
-    let template = include_str!("../../infra/fleet/nginx-udp.conf.template");
-    let upstreams: String = relays
-        .iter()
-        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=10s;\n"))
-        .collect();
-    let conf = template
-        .replace("@MODULE@", NGINX_MODULE)
-        .replace("@DIR@", &dir.display().to_string())
-        .replace("@LISTEN@", &listen.to_string())
-        .replace("@UPSTREAMS@", &upstreams);
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    Killed(
-        Command::new("nginx")
-            .args([
-                "-p",
-                &dir.display().to_string(),
-                "-c",
-                &dir.join("nginx.conf").display().to_string(),
-                "-g",
-                "daemon off;",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start nginx ({e}); run `bash infra/dev/install-test-deps.sh`")
-            }),
-        true,
     )
 }
 
@@ -139,8 +147,8 @@ struct Stored {
 }
 
 fn read_stored(dir: &Path) -> Stored {
-    let data = common::read_parquet_local(dir);
-    let rows = data["rows"].as_array().unwrap();
+    let data = read_parquet(&["local", dir.to_str().unwrap()]);
+    let rows = &data.rows;
     let mut stored = Stored {
         rows: rows.len(),
         keys: BTreeSet::new(),
@@ -176,11 +184,12 @@ fn assert_acked_stored(acked: &BTreeMap<String, Vec<i64>>, stored: &Stored, what
 
 #[tokio::test]
 async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked_is_lost() {
+    let bin = relay_binary();
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
     // The first relay creates the development PKI; the others share it.
     let metrics: Vec<u16> = (0..3).map(|_| free_tcp()).collect();
-    let mut relays = vec![start_relay(dir.path(), 0, ports[0], metrics[0])];
+    let mut relays = vec![start_relay(&bin, dir.path(), 0, ports[0], metrics[0])];
     let pki = DevPki::at(&dir.path().join("certs"));
     for _ in 0..100 {
         if pki.server_key.exists() {
@@ -189,7 +198,7 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (i, p) in ports.iter().enumerate().skip(1) {
-        relays.push(start_relay(dir.path(), i, *p, metrics[i]));
+        relays.push(start_relay(&bin, dir.path(), i, *p, metrics[i]));
     }
     // Every relay answers directly before the balancer starts, so that
     // nginx does not mark a relay that is still starting as failed.
@@ -213,8 +222,12 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         }
         assert!(up, "relay on port {p} came up");
     }
-    let lb = free_udp();
-    let _nginx = start_nginx(dir.path(), lb, &ports);
+    let relay_addrs: Vec<_> = ports
+        .iter()
+        .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let nginx = Nginx::start(&relay_addrs);
+    let lb = nginx.addr;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Twelve agents, each its own connection (and so its own flow through the balancer).
@@ -223,7 +236,7 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         let node = format!("fleet-node-{n}");
         let (cert, key) = pki.client(&node).unwrap();
         let mut cfg = ClientConfig::new(
-            format!("127.0.0.1:{lb}"),
+            lb.to_string(),
             "localhost",
             TlsMaterial::load(&cert, &key, &pki.ca_cert).unwrap(),
         );
@@ -248,7 +261,7 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         tasks.push(tokio::spawn(async move {
             let s = client.series("gpu_util", &[("gpu", "0")]).unwrap();
             let mut pending = Vec::new();
-            let t0 = horizon_shared::client::unix_nanos_now();
+            let t0 = unix_nanos_now();
             for i in 0..250i64 {
                 let p = Point::new(s, t0 + i * 1_000_000, i as f64);
                 pending.push((i, client.send(Batch { points: vec![p] }).await.unwrap()));

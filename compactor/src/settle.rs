@@ -1,0 +1,139 @@
+//! Settling: bringing the store in line with a committed generation (copy
+//! its staged files into place, delete what it does not list), and
+//! deleting raw objects every shard has folded (retention `delete`).
+//! Each step is safe to crash after and to repeat (docs/compaction.md).
+
+use std::collections::HashSet;
+
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use tracing::info;
+
+use crate::commit::{Manifest, StoreError, list_all, load_manifests, store_err};
+use crate::error::UnitError;
+use crate::execute::{Ctx, Fault};
+use crate::keys::Keys;
+use crate::settings::RawRetention;
+use crate::unit::Unit;
+
+/// Brings the store in line with a committed manifest (or with none):
+/// copies its staged files into place, deletes what it does not list, and
+/// deletes the `older` manifests.
+pub(crate) async fn settle(
+    ctx: &Ctx<'_>,
+    unit: Unit,
+    current: Option<&Manifest>,
+    older: &[Path],
+) -> Result<(), UnitError> {
+    let prefix = Keys::part_prefix(unit.shard);
+    let ours = |m: &ObjectMeta| {
+        m.location
+            .filename()
+            .is_some_and(|f| f.starts_with(&prefix))
+    };
+    let finals: Vec<Path> = list_all(ctx.store, &ctx.keys.partition_dir(unit.hour))
+        .await?
+        .into_iter()
+        .filter(ours)
+        .map(|m| m.location)
+        .collect();
+    let staged: Vec<Path> = list_all(ctx.store, &ctx.keys.staging_dir(unit.hour))
+        .await?
+        .into_iter()
+        .filter(ours)
+        .map(|m| m.location)
+        .collect();
+    let final_set: HashSet<&str> = finals.iter().map(|p| p.as_ref()).collect();
+    let staged_set: HashSet<&str> = staged.iter().map(|p| p.as_ref()).collect();
+    let files = current.map(|m| m.files.as_slice()).unwrap_or_default();
+    let mut copied = 0;
+    for f in files {
+        if final_set.contains(f.key.as_str()) {
+            continue;
+        }
+        if !staged_set.contains(f.staged.as_str()) {
+            return Err(UnitError::Missing(f.key.clone()));
+        }
+        let (from, to) = (Path::from(f.staged.as_str()), Path::from(f.key.as_str()));
+        ctx.store
+            .copy(&from, &to)
+            .await
+            .map_err(store_err("copy", &from))?;
+        copied += 1;
+        if copied == 1 {
+            ctx.check(Fault::AfterFirstCopy)?;
+        }
+    }
+    let listed: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
+    let mut deleted = 0;
+    for key in finals.iter().filter(|k| !listed.contains(k.as_ref())) {
+        delete(ctx, key).await?;
+        deleted += 1;
+        if deleted == 1 {
+            ctx.check(Fault::AfterFirstOldDelete)?;
+        }
+    }
+    for key in staged.iter().chain(older) {
+        delete(ctx, key).await?;
+    }
+    if copied + deleted > 0 {
+        info!(unit = %unit, copied, deleted, "settled the committed generation");
+    }
+    Ok(())
+}
+
+/// Deletes an object; one already gone is not an error.
+pub(crate) async fn delete(ctx: &Ctx<'_>, key: &Path) -> Result<(), StoreError> {
+    match ctx.store.delete(key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(store_err("delete", key)(e)),
+    }
+}
+
+/// Deletes raw objects every shard has folded (retention `delete`), and
+/// drops them from `raw`. Returns how many.
+pub(crate) async fn delete_folded_raw(
+    ctx: &Ctx<'_>,
+    unit: Unit,
+    current: Option<&Manifest>,
+    raw: &mut Vec<ObjectMeta>,
+) -> Result<usize, UnitError> {
+    let Some(m) = current else { return Ok(0) };
+    if ctx.settings.raw_retention != RawRetention::Delete {
+        return Ok(0);
+    }
+    let done = folded_by_all(ctx, unit, m).await?;
+    let mut n = 0;
+    for obj in raw.iter().filter(|o| done.contains(o.location.as_ref())) {
+        delete(ctx, &obj.location).await?;
+        n += 1;
+        if n == 1 {
+            ctx.check(Fault::AfterFirstRawDelete)?;
+        }
+    }
+    raw.retain(|o| !done.contains(o.location.as_ref()));
+    Ok(n)
+}
+
+/// Raw keys folded by every shard of the hour (deletable under `delete`).
+async fn folded_by_all(
+    ctx: &Ctx<'_>,
+    unit: Unit,
+    own: &Manifest,
+) -> Result<HashSet<String>, StoreError> {
+    let mut all: HashSet<String> = own.raw_folded.iter().cloned().collect();
+    for s in 0..unit.shards {
+        if s == unit.shard {
+            continue;
+        }
+        let other = Unit { shard: s, ..unit };
+        match load_manifests(ctx.store, ctx.keys, other).await?.0 {
+            Some(m) => {
+                let theirs: HashSet<&String> = m.raw_folded.iter().collect();
+                all.retain(|k| theirs.contains(k));
+            }
+            None => return Ok(HashSet::new()),
+        }
+    }
+    Ok(all)
+}

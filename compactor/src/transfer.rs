@@ -1,0 +1,197 @@
+//! Moving bytes between the store and the work directory: downloading the
+//! current generation's files, fetching and decoding the new raw objects
+//! (moving unreadable ones aside), spilling sorted runs, and uploading the
+//! output files.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use futures::StreamExt;
+use horizon_shared::raw;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tokio::io::AsyncWriteExt;
+use tracing::warn;
+
+use crate::commit::store_err;
+use crate::error::{DecodeError, UnitError};
+use crate::execute::{Ctx, blocking};
+use crate::merge::{self, LocalFile, MergeError, Orderer, OutputFiles};
+use crate::settle::delete;
+use crate::unit::Unit;
+
+/// Streams an object into a local file.
+pub(crate) async fn download(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+    to: &FsPath,
+) -> Result<(), UnitError> {
+    let local = |source| UnitError::Local {
+        path: to.to_owned(),
+        source,
+    };
+    let mut stream = store
+        .get(key)
+        .await
+        .map_err(store_err("get", key))?
+        .into_stream();
+    let mut file = tokio::fs::File::create(to).await.map_err(local)?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(store_err("get", key))?;
+        file.write_all(&chunk).await.map_err(local)?;
+    }
+    file.flush().await.map_err(local)?;
+    Ok(())
+}
+
+/// Streams a local file into an object (multipart when large).
+pub(crate) async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    from: &FsPath,
+    key: &Path,
+) -> Result<(), UnitError> {
+    let local = |source| UnitError::Local {
+        path: from.to_owned(),
+        source,
+    };
+    // BufWriter reports store failures as io::Error.
+    let put = |e: std::io::Error| {
+        UnitError::Store(store_err("put", key)(object_store::Error::Generic {
+            store: "upload",
+            source: Box::new(e),
+        }))
+    };
+    let mut file = tokio::fs::File::open(from).await.map_err(local)?;
+    let mut w = BufWriter::new(Arc::clone(store), key.clone());
+    if let Err(e) = tokio::io::copy(&mut file, &mut w).await {
+        let _ = w.abort().await;
+        return Err(put(e));
+    }
+    w.shutdown().await.map_err(put)
+}
+
+/// Decodes one raw object into this shard's batches, or says why it cannot.
+fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    raw::check_schema(reader.schema())?;
+    let reader = reader.with_batch_size(64 * 1024).build()?;
+    let mut out = Vec::new();
+    for b in reader {
+        let b = merge::filter_shard(&b?, unit.shard, unit.shards)?;
+        if b.num_rows() > 0 {
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// The new raw objects, sorted into runs.
+#[derive(Debug, Default)]
+pub(crate) struct SortedRaw {
+    /// Sorted, deduplicated run files.
+    pub runs: Vec<PathBuf>,
+    /// Rows read (this shard's).
+    pub rows: u64,
+    /// Keys of unreadable objects, moved to the quarantine prefix.
+    pub quarantined: Vec<String>,
+    /// Keys of the objects whose rows are in the runs.
+    pub folded: Vec<String>,
+    /// Their size.
+    pub folded_bytes: u64,
+}
+
+/// Fetches the new raw objects (bounded concurrency), sorts them in chunks
+/// of bounded memory and spills each chunk as a sorted run.
+pub(crate) async fn sort_raw(
+    ctx: &Ctx<'_>,
+    unit: Unit,
+    new: &[ObjectMeta],
+    dir: &FsPath,
+) -> Result<SortedRaw, UnitError> {
+    let chunk_limit = ctx.settings.sort_chunk_bytes();
+    let store = Arc::clone(ctx.store);
+    let mut fetched = futures::stream::iter(new.iter().cloned())
+        .map(|meta| {
+            let store = Arc::clone(&store);
+            async move {
+                let bytes = store
+                    .get(&meta.location)
+                    .await
+                    .map_err(store_err("get", &meta.location))?
+                    .bytes()
+                    .await
+                    .map_err(store_err("get", &meta.location))?;
+                let decoded = blocking(move || decode_raw(bytes, unit)).await?;
+                Ok::<_, UnitError>((meta, decoded))
+            }
+        })
+        .buffered(ctx.settings.read_concurrency as usize);
+
+    let mut out = SortedRaw::default();
+    let mut chunk: Vec<RecordBatch> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    while let Some(item) = fetched.next().await {
+        let (meta, decoded) = item?;
+        let key = meta.location;
+        match decoded {
+            Ok(batches) => {
+                for b in batches {
+                    out.rows += b.num_rows() as u64;
+                    chunk_bytes += merge::batch_bytes(&b);
+                    chunk.push(b);
+                }
+                out.folded.push(key.to_string());
+                out.folded_bytes += meta.size;
+            }
+            Err(reason) => {
+                quarantine(ctx, &key, &reason).await?;
+                out.quarantined.push(key.to_string());
+            }
+        }
+        if chunk_bytes >= chunk_limit {
+            let n = out.runs.len();
+            out.runs
+                .extend(spill(std::mem::take(&mut chunk), dir, n).await?);
+            chunk_bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        let n = out.runs.len();
+        out.runs.extend(spill(chunk, dir, n).await?);
+    }
+    Ok(out)
+}
+
+/// Moves an unreadable raw object to the quarantine prefix (copy, then delete).
+async fn quarantine(ctx: &Ctx<'_>, key: &Path, reason: &DecodeError) -> Result<(), UnitError> {
+    let to = ctx.keys.quarantine(key);
+    warn!(object = %key, quarantine = %to, %reason, "raw object is unreadable; moving it aside");
+    ctx.store
+        .copy(key, &to)
+        .await
+        .map_err(store_err("copy", key))?;
+    delete(ctx, key).await?;
+    Ok(())
+}
+
+/// Sorts and deduplicates a chunk and writes it as a local run file.
+async fn spill(chunk: Vec<RecordBatch>, dir: &FsPath, n: usize) -> Result<Vec<PathBuf>, UnitError> {
+    let dir = dir.to_owned();
+    let files = blocking(move || -> Result<Vec<LocalFile>, MergeError> {
+        let orderer = Orderer::new()?;
+        let mut out = OutputFiles::new(
+            &dir,
+            &format!("run-{n:04}"),
+            merge::spill_properties(),
+            u64::MAX,
+        );
+        merge::sort_dedup(&orderer, &chunk, |b| out.write(&b))?;
+        out.finish()
+    })
+    .await??;
+    Ok(files.into_iter().map(|f| f.path).collect())
+}

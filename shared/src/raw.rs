@@ -1,0 +1,328 @@
+//! The raw micro-batch format, in one place: the relays write it, the
+//! compactor reads it (docs/data.md describes it).
+//!
+//! - the Arrow schema: [`raw_schema`] (from [`crate::schema`]);
+//! - the sort order: [`SORT_KEY`] ascending, then [`TIE_BREAKS`] descending;
+//! - the key-value metadata: [`SCHEMA_KEY`] (and [`COMPACTED_KEY`] on the
+//!   compactor's output);
+//! - the writer properties of a raw object: [`raw_writer_properties`];
+//! - the encoder: [`encode_by_hour`] from borrowed rows, [`encode_raw_objects`]
+//!   from owned points (tools and tests that need raw objects without a relay);
+//! - the reader's check: [`check_schema`].
+
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::WriterProperties;
+
+use crate::layout::Hour;
+use crate::model::series_hash;
+use crate::proto::Label;
+pub use crate::schema::{RawRow, SCHEMA_VERSION, build_raw_batch, raw_schema};
+use arrow_schema::{ArrowError, Schema};
+
+/// Key-value metadata key holding [`SCHEMA_VERSION`].
+pub const SCHEMA_KEY: &str = "horizon.schema";
+
+/// Key-value metadata key marking a compacted file (`"true"`).
+pub const COMPACTED_KEY: &str = "horizon.compacted";
+
+/// The sort key, ascending: the order raw objects and compacted files are
+/// written in, the order readers prune and merge by, and (as a whole) the
+/// identity of a point.
+pub const SORT_KEY: [&str; 4] = ["metric", "node", "series_id", "time"];
+
+/// Tie-breaks after the key, descending: of several copies of a point, the
+/// first in this order is kept (docs/data.md, "Deduplication").
+pub const TIE_BREAKS: [&str; 3] = ["received_at", "relay", "value"];
+
+/// Indices in [`raw_schema`] of the named columns.
+pub fn column_indices<const N: usize>(names: [&str; N]) -> Result<[usize; N], ArrowError> {
+    let schema = raw_schema();
+    let mut out = [0; N];
+    for (slot, name) in out.iter_mut().zip(names) {
+        *slot = schema.index_of(name)?;
+    }
+    Ok(out)
+}
+
+/// The declared sort order ([`SORT_KEY`], ascending) as Parquet sorting columns.
+pub fn sorting_columns() -> Vec<SortingColumn> {
+    let schema = raw_schema();
+    SORT_KEY
+        .iter()
+        .filter_map(|n| schema.index_of(n).ok())
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: false,
+        })
+        .collect()
+}
+
+/// The key-value metadata: the schema version, and the compacted mark if
+/// `compacted`.
+pub fn metadata(compacted: bool) -> Vec<KeyValue> {
+    let mut kv = vec![KeyValue::new(SCHEMA_KEY.into(), SCHEMA_VERSION.to_owned())];
+    if compacted {
+        kv.push(KeyValue::new(COMPACTED_KEY.into(), "true".to_owned()));
+    }
+    kv
+}
+
+/// Writer properties of a raw object: zstd or snappy, the schema version in
+/// the metadata, the sort order declared.
+pub fn raw_writer_properties(zstd: bool) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(if zstd {
+            Compression::ZSTD(ZstdLevel::default())
+        } else {
+            Compression::SNAPPY
+        })
+        .set_key_value_metadata(Some(metadata(false)))
+        .set_sorting_columns(Some(sorting_columns()))
+        .build()
+}
+
+/// Why rows could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The rows do not make a batch of the raw schema.
+    #[error("building the record batch: {0}")]
+    Batch(#[source] ArrowError),
+    /// The Parquet writer could not start.
+    #[error("starting the Parquet writer: {0}")]
+    Start(#[source] ParquetError),
+    /// Writing the batch failed.
+    #[error("writing Parquet: {0}")]
+    Write(#[source] ParquetError),
+    /// Closing the file failed.
+    #[error("finishing Parquet: {0}")]
+    Finish(#[source] ParquetError),
+}
+
+/// One encoded object: its event hour, rows and bytes.
+pub type RawObject = (Hour, usize, Bytes);
+
+/// Sorts `rows` by event hour then [`SORT_KEY`], splits them by event hour,
+/// and encodes one Parquet object per hour with [`raw_writer_properties`].
+/// CPU-bound: run it off the async threads.
+pub fn encode_by_hour(
+    mut rows: Vec<RawRow<'_>>,
+    relay: &str,
+    zstd: bool,
+) -> Result<Vec<RawObject>, EncodeError> {
+    rows.sort_unstable_by(|a, b| {
+        Hour::of_nanos(a.time)
+            .cmp(&Hour::of_nanos(b.time))
+            .then_with(|| a.metric.cmp(b.metric))
+            .then_with(|| a.node.cmp(b.node))
+            .then_with(|| a.series_id.cmp(&b.series_id))
+            .then_with(|| a.time.cmp(&b.time))
+    });
+    let props = raw_writer_properties(zstd);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let hour = Hour::of_nanos(rows[start].time);
+        let end = start
+            + rows[start..]
+                .iter()
+                .take_while(|r| Hour::of_nanos(r.time) == hour)
+                .count();
+        let slice = &rows[start..end];
+        let batch = build_raw_batch(slice.iter().copied(), relay).map_err(EncodeError::Batch)?;
+        let mut buf = Vec::with_capacity(slice.len() * 8);
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
+            .map_err(EncodeError::Start)?;
+        w.write(&batch).map_err(EncodeError::Write)?;
+        w.close().map_err(EncodeError::Finish)?;
+        out.push((hour, slice.len(), Bytes::from(buf)));
+        start = end;
+    }
+    Ok(out)
+}
+
+/// A point for [`encode_raw_objects`].
+#[derive(Debug, Clone)]
+pub struct RawPoint {
+    /// Node identity.
+    pub node: String,
+    /// Metric name.
+    pub metric: String,
+    /// Labels, in canonical order (sorted by key).
+    pub labels: Vec<Label>,
+    /// Event time, Unix ns.
+    pub time: i64,
+    /// Value.
+    pub value: f64,
+    /// When a relay received the point, Unix ns.
+    pub received_at: i64,
+}
+
+/// Encodes points exactly as a relay's Parquet sink does (sorted, split by
+/// event hour, one object per hour, snappy), for tools and tests that need
+/// raw objects without running a relay. Returns each hour with its row
+/// count and object bytes.
+pub fn encode_raw_objects(points: &[RawPoint], relay: &str) -> Result<Vec<RawObject>, EncodeError> {
+    let rows = points
+        .iter()
+        .map(|p| RawRow {
+            node: &p.node,
+            metric: &p.metric,
+            labels: &p.labels,
+            series_id: series_hash(&p.metric, &p.labels) as i64,
+            time: p.time,
+            value: p.value,
+            received_at: p.received_at,
+        })
+        .collect();
+    encode_by_hour(rows, relay, false)
+}
+
+/// A schema that is not the raw schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaMismatch {
+    /// The column count differs.
+    #[error("{got} columns, the raw schema has {want}")]
+    Columns {
+        /// Columns found.
+        got: usize,
+        /// Columns of the raw schema.
+        want: usize,
+    },
+    /// A column differs in name or type.
+    #[error(
+        "column {got:?} of type {got_type} where the raw schema has {want:?} of type {want_type}"
+    )]
+    Column {
+        /// The column's name.
+        got: String,
+        /// Its type.
+        got_type: String,
+        /// The raw schema's column at that position.
+        want: String,
+        /// Its type.
+        want_type: String,
+    },
+}
+
+/// Checks that a schema read from a raw object is the raw schema (names
+/// and types; metadata aside).
+pub fn check_schema(schema: &Schema) -> Result<(), SchemaMismatch> {
+    let want = raw_schema();
+    if schema.fields().len() != want.fields().len() {
+        return Err(SchemaMismatch::Columns {
+            got: schema.fields().len(),
+            want: want.fields().len(),
+        });
+    }
+    for (got, want) in schema.fields().iter().zip(want.fields()) {
+        if got.name() != want.name() || got.data_type() != want.data_type() {
+            return Err(SchemaMismatch::Column {
+                got: got.name().clone(),
+                got_type: got.data_type().to_string(),
+                want: want.name().clone(),
+                want_type: want.data_type().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn the_declared_order_is_the_one_objects_always_had() {
+        // Objects written before the order had a name declared 1, 0, 3, 4.
+        let idx: Vec<i32> = sorting_columns().iter().map(|c| c.column_idx).collect();
+        assert_eq!(idx, [1, 0, 3, 4]);
+        assert_eq!(column_indices(SORT_KEY).unwrap(), [1, 0, 3, 4]);
+    }
+
+    #[test]
+    fn encodes_one_sorted_object_per_hour() {
+        let label = |v: &str| {
+            vec![Label {
+                key: "gpu".into(),
+                value: v.into(),
+            }]
+        };
+        let hour = 3_600_000_000_000i64 * 490_000;
+        let p = |node: &str, metric: &str, gpu: &str, time: i64| RawPoint {
+            node: node.into(),
+            metric: metric.into(),
+            labels: label(gpu),
+            time,
+            value: 1.0,
+            received_at: time + 5,
+        };
+        let points = [
+            p("b", "m", "0", hour + 2),
+            p("a", "m", "0", hour + 1),
+            p("a", "l", "0", hour + 3_600_000_000_000),
+            p("a", "m", "0", hour),
+        ];
+        let objects = encode_raw_objects(&points, "relay-1").unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].0, Hour::of_nanos(hour));
+        assert_eq!((objects[0].1, objects[1].1), (3, 1));
+        let reader = SerializedFileReader::new(objects[0].2.clone()).unwrap();
+        let meta = reader.metadata().file_metadata();
+        let kv = meta.key_value_metadata().unwrap();
+        assert_eq!(kv[0].key, SCHEMA_KEY);
+        assert_eq!(kv[0].value.as_deref(), Some(SCHEMA_VERSION));
+        let sorted = reader.metadata().row_group(0).sorting_columns().unwrap();
+        assert_eq!(sorted, &sorting_columns());
+        let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            objects[0].2.clone(),
+            1024,
+        )
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+        check_schema(&batch.schema()).unwrap();
+        let time = batch
+            .column(4)
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(time.values(), &[hour, hour + 1, hour + 2]);
+    }
+
+    #[test]
+    fn schema_check_names_the_column() {
+        let ok = raw_schema();
+        assert!(check_schema(&ok).is_ok());
+        let other = Schema::new(vec![arrow_schema::Field::new(
+            "x",
+            arrow_schema::DataType::Int64,
+            false,
+        )]);
+        assert!(
+            check_schema(&other)
+                .unwrap_err()
+                .to_string()
+                .contains("columns")
+        );
+    }
+
+    #[test]
+    fn a_different_schema_is_named() {
+        let s = Schema::new(vec![arrow_schema::Field::new(
+            "x",
+            arrow_schema::DataType::Int64,
+            false,
+        )]);
+        assert_eq!(
+            check_schema(&s).unwrap_err().to_string(),
+            "1 columns, the raw schema has 8"
+        );
+    }
+}
