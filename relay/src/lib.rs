@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod config;
 mod connection;
+mod handshake;
 pub mod ingest;
 pub mod loadgen;
 pub mod metrics;

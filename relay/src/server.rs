@@ -18,7 +18,8 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::budget::Budgets;
 use crate::config::{Settings, TlsSource};
 use crate::connection;
-use crate::ingest::IngestLimits;
+use crate::handshake::{Decision, Handshakes};
+use crate::ingest::{ByteBudget, IngestLimits};
 use crate::metrics::{self, RelayMetrics};
 use crate::ratelimit::RateLimited;
 
@@ -61,6 +62,12 @@ pub(crate) struct Shared {
     pub(crate) handshake_log: RateLimited,
     pub(crate) refused_log: RateLimited,
     pub(crate) pipeline: crate::sink::Pipeline,
+    /// Handshakes in progress (`server.max_handshakes_in_progress`).
+    pub(crate) handshakes: Arc<Handshakes>,
+    /// Authenticated connections (`server.max_connections`).
+    pub(crate) connection_slots: Arc<Semaphore>,
+    /// Every series dictionary's bytes (`limits.max_dictionary_bytes_total`).
+    pub(crate) dictionary_bytes: Arc<ByteBudget>,
 }
 
 /// A bound relay, ready to [`run`](Relay::run).
@@ -161,7 +168,19 @@ impl Relay {
         let pipeline =
             crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), shutdown.clone())
                 .map_err(RelayError::Sink)?;
+        let handshakes = Handshakes::new(
+            settings.max_handshakes_in_progress,
+            metrics.handshakes_in_progress.clone(),
+        );
+        let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
+        let dictionary_bytes = Arc::new(ByteBudget::with_gauge(
+            settings.dictionary.total,
+            metrics.dictionary_bytes.clone(),
+        ));
         let shared = Arc::new(Shared {
+            handshakes,
+            connection_slots,
+            dictionary_bytes,
             settings,
             limits,
             budgets,
@@ -239,7 +258,7 @@ impl Relay {
             });
         }
         tracker.spawn(sweep_budgets(shared.clone()));
-        let conn_limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+        tracker.spawn(watch_endpoint(endpoint.clone(), shared.clone()));
         let connections = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
@@ -250,26 +269,7 @@ impl Relay {
                     None => break,
                 },
             };
-            match conn_limit.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let span = info_span!("conn", remote = %incoming.remote_address());
-                    connections.spawn(
-                        connection::handle(incoming, shared.clone(), permit).instrument(span),
-                    );
-                }
-                Err(_) => {
-                    shared.metrics.connection_refused("limit");
-                    if let Some(suppressed) = shared.refused_log.allow() {
-                        warn!(
-                            remote = %incoming.remote_address(),
-                            max_connections = shared.settings.max_connections,
-                            suppressed,
-                            "connection refused: at server.max_connections"
-                        );
-                    }
-                    incoming.refuse();
-                }
-            }
+            admit(incoming, &shared, &connections);
         }
 
         info!("shutting down: refusing new connections, draining streams");
@@ -295,6 +295,70 @@ impl Relay {
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
         info!("relay stopped");
         Ok(())
+    }
+}
+
+/// Decides what to do with a new Initial: refuse it while every
+/// authenticated connection slot is taken (before any TLS work), else start
+/// its handshake within `server.max_handshakes_in_progress` (see
+/// [`crate::handshake`] for what happens when that bound is full).
+fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, connections: &TaskTracker) {
+    let remote = incoming.remote_address();
+    if shared.connection_slots.available_permits() == 0 {
+        refuse_at_limit(shared, remote);
+        incoming.refuse();
+        return;
+    }
+    let (decision, evicted) = shared
+        .handshakes
+        .admit(incoming.remote_address_validated(), incoming.may_retry());
+    if evicted {
+        shared.metrics.handshake_refused("evicted");
+    }
+    match decision {
+        Decision::Retry => match incoming.retry() {
+            Ok(()) => {
+                shared.metrics.handshake_retries.inc();
+            }
+            Err(e) => {
+                shared.metrics.handshake_refused("retry_failed");
+                e.into_incoming().refuse();
+            }
+        },
+        Decision::Start(ticket) => {
+            let span = info_span!("conn", %remote);
+            connections
+                .spawn(connection::handle(incoming, shared.clone(), ticket).instrument(span));
+        }
+    }
+}
+
+/// Counts and (rate-limited) logs a connection refused at `server.max_connections`.
+pub(crate) fn refuse_at_limit(shared: &Shared, remote: SocketAddr) {
+    shared.metrics.connection_refused("limit");
+    if let Some(suppressed) = shared.refused_log.allow() {
+        warn!(
+            %remote,
+            max_connections = shared.settings.max_connections,
+            suppressed,
+            "connection refused: at server.max_connections"
+        );
+    }
+}
+
+/// Shows how many connections the QUIC endpoint holds state for, so that
+/// half-open handshakes dropped by the relay are seen to leave it.
+async fn watch_endpoint(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let open = i64::try_from(endpoint.open_connections()).unwrap_or(i64::MAX);
+                shared.metrics.quic_connections.set(open);
+            }
+            () = shared.shutdown.cancelled() => return,
+        }
     }
 }
 
