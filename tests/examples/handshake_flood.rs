@@ -72,8 +72,8 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let packets = capture_initials(initials).await?;
             println!("sending {}", packets.len());
-            let sent = send_half_open(target, &packets, rate, 4096).await?;
-            println!("sent {}", sent.len());
+            let _held = send_half_open(target, &packets, rate, 4096).await?;
+            println!("sent {}", packets.len());
             tokio::time::sleep(Duration::from_secs(hold_secs)).await;
             Ok(())
         }
