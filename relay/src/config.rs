@@ -90,8 +90,17 @@ pub struct Config {
 pub struct ServerConfig {
     /// UDP address to listen on.
     pub listen_addr: String,
-    /// Connections held at once; handshakes beyond this are refused.
+    /// Authenticated connections held at once (handshake and node identity
+    /// passed); beyond this new connections are refused. Handshakes in
+    /// progress do not count here.
     pub max_connections: usize,
+    /// QUIC handshakes in progress at once. When full, an Initial from an
+    /// address not yet validated gets a stateless Retry; one from a
+    /// validated address takes the place of the oldest half-open handshake.
+    pub max_handshakes_in_progress: usize,
+    /// A handshake not finished within this many seconds is dropped (the
+    /// idle timeout of established connections is separate).
+    pub handshake_timeout_secs: u64,
     /// A connection with no packets from the peer for this long is closed.
     pub connection_timeout_secs: u64,
     /// Interval of QUIC keep-alive packets; must stay well under the 120 s a
@@ -124,6 +133,8 @@ impl Default for ServerConfig {
         Self {
             listen_addr: "0.0.0.0:5001".into(),
             max_connections: 1000,
+            max_handshakes_in_progress: 512,
+            handshake_timeout_secs: 5,
             connection_timeout_secs: 300,
             keep_alive_secs: 15,
             max_streams_per_connection: 16,
@@ -288,6 +299,15 @@ pub struct LimitsConfig {
     pub max_frame_bytes: usize,
     /// Series-dictionary ids one stream may use (ids are `0..this`).
     pub max_series_per_stream: u32,
+    /// Memory one stream's series dictionary may hold, in bytes (labels,
+    /// names and bookkeeping); definitions beyond it are refused.
+    pub max_dictionary_bytes_per_stream: usize,
+    /// Memory the series dictionaries of one connection's streams may hold
+    /// together, in bytes.
+    pub max_dictionary_bytes_per_connection: usize,
+    /// Memory the series dictionaries of all connections may hold together,
+    /// in bytes.
+    pub max_dictionary_bytes_total: usize,
     /// Most labels on one series.
     pub max_labels_per_series: usize,
     /// Longest metric name, bytes.
@@ -311,6 +331,9 @@ impl Default for LimitsConfig {
             backpressure_threshold: 5000,
             max_frame_bytes: horizon_shared::codec::DEFAULT_MAX_FRAME_BYTES,
             max_series_per_stream: 65_536,
+            max_dictionary_bytes_per_stream: 16 << 20,
+            max_dictionary_bytes_per_connection: 32 << 20,
+            max_dictionary_bytes_total: 2 << 30,
             max_labels_per_series: series.max_labels,
             max_metric_name_bytes: series.max_metric_len,
             max_label_key_bytes: series.max_label_key_len,
@@ -443,8 +466,12 @@ pub struct BudgetSettings {
 pub struct Settings {
     /// QUIC listen address.
     pub listen_addr: SocketAddr,
-    /// Connection cap.
+    /// Authenticated connection cap.
     pub max_connections: usize,
+    /// Handshakes in progress cap.
+    pub max_handshakes_in_progress: usize,
+    /// Time a handshake may take.
+    pub handshake_timeout: Duration,
     /// Idle timeout.
     pub idle_timeout: Duration,
     /// Keep-alive interval.
@@ -469,6 +496,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Dictionary ids per stream.
     pub max_series_per_stream: u32,
+    /// Series dictionary memory bounds.
+    pub dictionary: DictionaryLimits,
     /// Series validation limits.
     pub series_limits: SeriesLimits,
     /// Accepted timestamp window.
@@ -491,6 +520,17 @@ pub struct Settings {
     pub backpressure_threshold: usize,
     /// Store failing this long makes `/readyz` fail (`None`: never).
     pub unready_after_store_failure: Option<Duration>,
+}
+
+/// Bounds on series dictionary memory, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DictionaryLimits {
+    /// One stream's dictionary.
+    pub per_stream: usize,
+    /// One connection's dictionaries together.
+    pub per_connection: usize,
+    /// Every dictionary of the relay together.
+    pub total: usize,
 }
 
 /// Which InfluxDB write API to use.
@@ -598,6 +638,21 @@ impl Config {
             )
         })?;
         positive("server.max_connections", s.max_connections)?;
+        if !(1..=65_536).contains(&s.max_handshakes_in_progress) {
+            return Err(invalid(
+                "server.max_handshakes_in_progress",
+                format!(
+                    "{} must be between 1 and 65536",
+                    s.max_handshakes_in_progress
+                ),
+            ));
+        }
+        if !(1..=60).contains(&s.handshake_timeout_secs) {
+            return Err(invalid(
+                "server.handshake_timeout_secs",
+                format!("{} must be between 1 and 60", s.handshake_timeout_secs),
+            ));
+        }
         positive(
             "server.max_streams_per_connection",
             s.max_streams_per_connection as usize,
@@ -733,6 +788,28 @@ impl Config {
             "limits.max_series_per_stream",
             l.max_series_per_stream as usize,
         )?;
+        positive(
+            "limits.max_dictionary_bytes_per_stream",
+            l.max_dictionary_bytes_per_stream,
+        )?;
+        if l.max_dictionary_bytes_per_connection < l.max_dictionary_bytes_per_stream {
+            return Err(invalid(
+                "limits.max_dictionary_bytes_per_connection",
+                format!(
+                    "{} must be at least limits.max_dictionary_bytes_per_stream ({})",
+                    l.max_dictionary_bytes_per_connection, l.max_dictionary_bytes_per_stream
+                ),
+            ));
+        }
+        if l.max_dictionary_bytes_total < l.max_dictionary_bytes_per_connection {
+            return Err(invalid(
+                "limits.max_dictionary_bytes_total",
+                format!(
+                    "{} must be at least limits.max_dictionary_bytes_per_connection ({})",
+                    l.max_dictionary_bytes_total, l.max_dictionary_bytes_per_connection
+                ),
+            ));
+        }
         positive("limits.max_metric_name_bytes", l.max_metric_name_bytes)?;
         positive("limits.max_label_key_bytes", l.max_label_key_bytes)?;
         positive("limits.max_label_value_bytes", l.max_label_value_bytes)?;
@@ -785,6 +862,8 @@ impl Config {
         Ok(Settings {
             listen_addr,
             max_connections: s.max_connections,
+            max_handshakes_in_progress: s.max_handshakes_in_progress,
+            handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),
             idle_timeout: Duration::from_secs(s.connection_timeout_secs),
             keep_alive: Duration::from_secs(s.keep_alive_secs),
             drain_grace: Duration::from_secs(s.drain_grace_secs),
@@ -797,6 +876,11 @@ impl Config {
             max_batch_size: l.max_batch_size,
             max_frame_bytes: l.max_frame_bytes,
             max_series_per_stream: l.max_series_per_stream,
+            dictionary: DictionaryLimits {
+                per_stream: l.max_dictionary_bytes_per_stream,
+                per_connection: l.max_dictionary_bytes_per_connection,
+                total: l.max_dictionary_bytes_total,
+            },
             series_limits: SeriesLimits {
                 max_metric_len: l.max_metric_name_bytes,
                 max_labels: l.max_labels_per_series,

@@ -26,7 +26,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::budget::NodeBudget;
-use crate::ingest::{BatchOutcome, StreamDictionary, process_batch};
+use crate::handshake::Ticket;
+use crate::ingest::{BatchOutcome, ByteBudget, StreamDictionary, process_batch};
 use crate::metrics::{StreamErrorKind, Throttle};
 use crate::server::Shared;
 use crate::sink::{Receipt, SinkError};
@@ -47,22 +48,49 @@ impl Drop for GaugeGuard {
     }
 }
 
-pub(crate) async fn handle(
-    incoming: quinn::Incoming,
-    shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
-) {
+/// Runs one handshake, within `server.handshake_timeout_secs` and until
+/// evicted; then checks the node identity and takes one of the
+/// `server.max_connections` slots, and serves the connection. A handshake
+/// dropped here (timed out, evicted, relay stopping) is closed by quinn,
+/// which then forgets it.
+pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticket: Ticket) {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
+    let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
             shared.metrics.connection_refused("handshake");
-            if let Some(suppressed) = shared.handshake_log.allow() {
-                warn!(%remote, error = %e, suppressed, "handshake failed (client certificate missing, from an unknown CA or expired?)");
-            }
+            debug!(%remote, error = %e, "handshake could not start");
             return;
         }
     };
+    let handshake = tokio::time::timeout(shared.settings.handshake_timeout, connecting);
+    let conn = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                shared.metrics.connection_refused("handshake");
+                if let Some(suppressed) = shared.handshake_log.allow() {
+                    warn!(%remote, error = %e, suppressed, "handshake failed (client certificate missing, from an unknown CA or expired?)");
+                }
+                return;
+            }
+            Err(_) => {
+                shared.metrics.handshakes_timed_out.inc();
+                debug!(%remote, "handshake timed out");
+                return;
+            }
+        },
+        // Counted where the eviction was decided.
+        () = ticket.evicted() => {
+            debug!(%remote, "half-open handshake evicted for a newer one");
+            return;
+        }
+        () = shared.drain.cancelled() => {
+            shared.metrics.handshake_refused("shutting_down");
+            return;
+        }
+    };
+    drop(ticket);
     let node = match peer_identity(&conn) {
         Ok(n) => n,
         Err(e) => {
@@ -75,15 +103,31 @@ pub(crate) async fn handle(
             return;
         }
     };
+    // Only now, authenticated, does the connection take a slot.
+    let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
+        crate::server::refuse_at_limit(&shared, remote);
+        conn.close(
+            error_code::SERVER_BUSY.into(),
+            b"relay at server.max_connections",
+        );
+        return;
+    };
     let span = info_span!("node", node = %node);
-    serve(conn, node, shared).instrument(span).await;
+    serve(conn, node, shared, permit).instrument(span).await;
 }
 
-async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>) {
+async fn serve(
+    conn: quinn::Connection,
+    node: String,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+) {
     shared.metrics.connections_accepted.inc();
     let _active = GaugeGuard::new(&shared.metrics.connections_active);
     let budget = shared.budgets.node(&node);
     let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight_per_connection));
+    // The connection's streams share one dictionary byte budget.
+    let dictionary = Arc::new(ByteBudget::new(shared.settings.dictionary.per_connection));
     debug!("connected");
     let streams = TaskTracker::new();
     loop {
@@ -91,9 +135,10 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>) {
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
                     let span = info_span!("stream", id = %send.id());
-                    let (shared, budget, slots) = (shared.clone(), budget.clone(), slots.clone());
+                    let (shared, budget, slots, dictionary) =
+                        (shared.clone(), budget.clone(), slots.clone(), dictionary.clone());
                     streams.spawn(async move {
-                        if let Err(e) = handle_stream(send, recv, &shared, &budget, slots).await {
+                        if let Err(e) = handle_stream(send, recv, &shared, &budget, slots, dictionary).await {
                             info!(error = %e, "stream ended with an error");
                         }
                     }.instrument(span));
@@ -178,12 +223,13 @@ async fn handle_stream(
     shared: &Shared,
     budget: &NodeBudget,
     slots: Arc<Semaphore>,
+    dictionary: Arc<ByteBudget>,
 ) -> Result<(), StreamError> {
     let _active = GaugeGuard::new(&shared.metrics.streams_active);
     // Room for every slot plus a GoAway and a reset: acks never wait here.
     let (tx, rx) = mpsc::channel(shared.settings.max_in_flight_per_connection + 2);
     let (read, write) = tokio::join!(
-        read_batches(recv, tx, shared, budget, &slots),
+        read_batches(recv, tx, shared, budget, &slots, dictionary),
         write_acks(send, rx, shared)
     );
     read?;
@@ -198,9 +244,15 @@ async fn read_batches(
     shared: &Shared,
     budget: &NodeBudget,
     slots: &Arc<Semaphore>,
+    dictionary: Arc<ByteBudget>,
 ) -> Result<(), StreamError> {
     let mut reader = FrameReader::new(recv, shared.settings.max_frame_bytes);
-    let mut dict = StreamDictionary::new(shared.settings.max_series_per_stream);
+    let mut dict = StreamDictionary::bounded(
+        shared.settings.max_series_per_stream,
+        shared.settings.dictionary.per_stream,
+        dictionary,
+        shared.dictionary_bytes.clone(),
+    );
     let mut draining = false;
     let mut deadline = std::pin::pin!(tokio::time::sleep(std::time::Duration::from_secs(
         86_400 * 365

@@ -24,6 +24,7 @@
 pub mod budget;
 pub mod config;
 mod connection;
+mod handshake;
 pub mod http;
 pub mod ingest;
 pub mod log_limit;

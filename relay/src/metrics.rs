@@ -53,6 +53,8 @@ pub enum StreamErrorKind {
     UnknownFrame,
     /// A series definition that could not be stored.
     BadSeriesDef,
+    /// A series definition refused by a dictionary memory bound.
+    DictionaryFull,
 }
 
 impl StreamErrorKind {
@@ -63,6 +65,7 @@ impl StreamErrorKind {
             Self::TruncatedFrame => "truncated_frame",
             Self::UnknownFrame => "unknown_frame",
             Self::BadSeriesDef => "bad_series_def",
+            Self::DictionaryFull => "dictionary_full",
         }
     }
 }
@@ -97,6 +100,17 @@ pub struct RelayMetrics {
     /// Connections established (handshake and identity passed).
     pub connections_accepted: Counter,
     refused: Family<Reason, Counter>,
+    /// QUIC handshakes in progress now.
+    pub handshakes_in_progress: Gauge,
+    /// Handshakes dropped at `server.handshake_timeout_secs`.
+    pub handshakes_timed_out: Counter,
+    handshakes_refused: Family<Reason, Counter>,
+    /// Stateless QUIC Retry packets sent (handshake bound full).
+    pub handshake_retries: Counter,
+    /// Connections quinn holds state for (handshaking, open or closing).
+    pub quic_connections: Gauge,
+    /// Bytes held by every stream's series dictionary.
+    pub dictionary_bytes: Gauge,
     /// Streams open now.
     pub streams_active: Gauge,
     /// Batches processed.
@@ -147,6 +161,42 @@ impl RelayMetrics {
             "connections_refused",
             "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; identity: no usable node name)",
             refused.clone(),
+        );
+        let handshakes_in_progress = Gauge::default();
+        r.register(
+            "handshakes_in_progress",
+            "QUIC handshakes in progress (at most server.max_handshakes_in_progress); they hold no connection slot",
+            handshakes_in_progress.clone(),
+        );
+        let handshakes_timed_out = Counter::default();
+        r.register(
+            "handshakes_timed_out",
+            "Handshakes dropped unfinished after server.handshake_timeout_secs",
+            handshakes_timed_out.clone(),
+        );
+        let handshakes_refused = Family::<Reason, Counter>::default();
+        r.register(
+            "handshakes_refused",
+            "Handshakes ended by the relay before they finished, by reason (evicted: the oldest half-open one, to make room for an Initial from a validated address when server.max_handshakes_in_progress was full; retry_failed: a Retry could not be sent; shutting_down)",
+            handshakes_refused.clone(),
+        );
+        let handshake_retries = Counter::default();
+        r.register(
+            "handshake_retries",
+            "Stateless QUIC Retry packets sent to validate an address while server.max_handshakes_in_progress was full",
+            handshake_retries.clone(),
+        );
+        let quic_connections = Gauge::default();
+        r.register(
+            "quic_connections",
+            "Connections the QUIC endpoint holds state for: handshaking, established or closing",
+            quic_connections.clone(),
+        );
+        let dictionary_bytes = Gauge::default();
+        r.register(
+            "dictionary_bytes",
+            "Bytes held by the series dictionaries of every stream (at most limits.max_dictionary_bytes_total)",
+            dictionary_bytes.clone(),
         );
         let streams_active = Gauge::default();
         r.register("streams_active", "Streams open now", streams_active.clone());
@@ -223,11 +273,15 @@ impl RelayMetrics {
         let limits = Family::<LimitLabel, Gauge>::default();
         r.register(
             "limit",
-            "Configured limits: connections (server.max_connections), streams_per_connection, in_flight_batches_per_connection, sink_queue_batches (limits.backpressure_threshold)",
+            "Configured limits: connections (server.max_connections), handshakes_in_progress (server.max_handshakes_in_progress), streams_per_connection, in_flight_batches_per_connection, sink_queue_batches (limits.backpressure_threshold), dictionary_bytes_per_stream, dictionary_bytes_per_connection, dictionary_bytes_total (limits.max_dictionary_bytes_*)",
             limits.clone(),
         );
         for (limit, value) in [
             ("connections", settings.max_connections),
+            (
+                "handshakes_in_progress",
+                settings.max_handshakes_in_progress,
+            ),
             (
                 "streams_per_connection",
                 settings.max_streams_per_connection as usize,
@@ -237,6 +291,15 @@ impl RelayMetrics {
                 settings.max_in_flight_per_connection,
             ),
             ("sink_queue_batches", settings.backpressure_threshold),
+            (
+                "dictionary_bytes_per_stream",
+                settings.dictionary.per_stream,
+            ),
+            (
+                "dictionary_bytes_per_connection",
+                settings.dictionary.per_connection,
+            ),
+            ("dictionary_bytes_total", settings.dictionary.total),
         ] {
             limits
                 .get_or_create(&LimitLabel {
@@ -264,12 +327,18 @@ impl RelayMetrics {
                 reason: reason.into(),
             });
         }
+        for reason in ["evicted", "retry_failed", "shutting_down"] {
+            let _ = handshakes_refused.get_or_create(&Reason {
+                reason: reason.into(),
+            });
+        }
         for kind in [
             StreamErrorKind::FrameTooLarge,
             StreamErrorKind::MalformedFrame,
             StreamErrorKind::TruncatedFrame,
             StreamErrorKind::UnknownFrame,
             StreamErrorKind::BadSeriesDef,
+            StreamErrorKind::DictionaryFull,
         ] {
             let _ = stream_errors.get_or_create(&Kind {
                 kind: kind.as_str().into(),
@@ -285,6 +354,12 @@ impl RelayMetrics {
             connections_active,
             connections_accepted,
             refused,
+            handshakes_in_progress,
+            handshakes_timed_out,
+            handshakes_refused,
+            handshake_retries,
+            quic_connections,
+            dictionary_bytes,
             streams_active,
             batches,
             points_received,
@@ -317,6 +392,16 @@ impl RelayMetrics {
     /// Counts a refused connection (`limit`, `handshake` or `identity`).
     pub fn connection_refused(&self, reason: &str) {
         self.refused
+            .get_or_create(&Reason {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a handshake the relay ended (`evicted`, `retry_failed` or
+    /// `shutting_down`).
+    pub fn handshake_refused(&self, reason: &str) {
+        self.handshakes_refused
             .get_or_create(&Reason {
                 reason: reason.into(),
             })
@@ -378,6 +463,9 @@ impl RelayMetrics {
         }
         if out.bad_defs > 0 {
             self.stream_error(StreamErrorKind::BadSeriesDef, u64::from(out.bad_defs));
+        }
+        if out.refused_defs > 0 {
+            self.stream_error(StreamErrorKind::DictionaryFull, u64::from(out.refused_defs));
         }
     }
 

@@ -19,11 +19,12 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::budget::Budgets;
 use crate::config::{Settings, TlsSource};
 use crate::connection;
+use crate::handshake::{Decision, Handshakes};
 use crate::http::{self, Readiness};
-use crate::ingest::IngestLimits;
+use crate::ingest::{ByteBudget, IngestLimits};
 use crate::log_limit::LogLimiter;
 use crate::metrics::RelayMetrics;
-use crate::shutdown::{Deadlines, Phase, Shutdown};
+use crate::shutdown::{Deadlines, Phase, Registration, Shutdown};
 
 /// Errors that stop the relay from starting.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,12 @@ pub(crate) struct Shared {
     pub(crate) handshake_log: LogLimiter,
     pub(crate) refused_log: LogLimiter,
     pub(crate) pipeline: crate::sink::Pipeline,
+    /// Handshakes in progress (`server.max_handshakes_in_progress`).
+    pub(crate) handshakes: Arc<Handshakes>,
+    /// Authenticated connections (`server.max_connections`).
+    pub(crate) connection_slots: Arc<Semaphore>,
+    /// Every series dictionary's bytes (`limits.max_dictionary_bytes_total`).
+    pub(crate) dictionary_bytes: Arc<ByteBudget>,
 }
 
 /// A bound relay, ready to [`run`](Relay::run).
@@ -190,7 +197,19 @@ impl Relay {
         let shutdown = Shutdown::new();
         let pipeline =
             crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), &shutdown)?;
+        let handshakes = Handshakes::new(
+            settings.max_handshakes_in_progress,
+            metrics.handshakes_in_progress.clone(),
+        );
+        let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
+        let dictionary_bytes = Arc::new(ByteBudget::with_gauge(
+            settings.dictionary.total,
+            metrics.dictionary_bytes.clone(),
+        ));
         let shared = Arc::new(Shared {
+            handshakes,
+            connection_slots,
+            dictionary_bytes,
             settings,
             limits,
             budgets,
@@ -280,6 +299,15 @@ impl Relay {
             "budget sweeper",
             sweep_budgets(shared.clone(), coordinator.signal(Phase::Accept)),
         );
+        coordinator.spawn(
+            Phase::Accept,
+            "endpoint watcher",
+            watch_endpoint(
+                endpoint.clone(),
+                shared.clone(),
+                coordinator.signal(Phase::Accept),
+            ),
+        );
         {
             let (endpoint, exit) = (endpoint.clone(), coordinator.signal(Phase::Exit));
             coordinator.spawn(Phase::Exit, "QUIC endpoint", async move {
@@ -289,7 +317,6 @@ impl Relay {
             });
         }
         let accepting = coordinator.register(Phase::Accept, "accept loop");
-        let conn_limit = Arc::new(Semaphore::new(shared.settings.max_connections));
         tokio::pin!(shutdown);
         loop {
             let incoming = tokio::select! {
@@ -299,34 +326,7 @@ impl Relay {
                     None => break,
                 },
             };
-            match conn_limit.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let remote = incoming.remote_address();
-                    let span = info_span!("conn", %remote);
-                    let registration = coordinator
-                        .register(Phase::Connections, format!("connection from {remote}"));
-                    let shared = shared.clone();
-                    tokio::spawn(
-                        async move {
-                            connection::handle(incoming, shared, permit).await;
-                            drop(registration);
-                        }
-                        .instrument(span),
-                    );
-                }
-                Err(_) => {
-                    shared.metrics.connection_refused("limit");
-                    if let Some(suppressed) = shared.refused_log.allow() {
-                        warn!(
-                            remote = %incoming.remote_address(),
-                            max_connections = shared.settings.max_connections,
-                            suppressed,
-                            "connection refused: at server.max_connections"
-                        );
-                    }
-                    incoming.refuse();
-                }
-            }
+            admit(incoming, &shared, &coordinator);
         }
 
         info!("shutting down: refusing new connections, draining streams");
@@ -346,6 +346,78 @@ impl Relay {
         }
         info!("relay stopped");
         Ok(())
+    }
+}
+
+/// Decides what to do with a new Initial: refuse it while every
+/// authenticated connection slot is taken (before any TLS work), else start
+/// its handshake within `server.max_handshakes_in_progress` (see
+/// [`crate::handshake`] for what happens when that bound is full).
+fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, coordinator: &Shutdown) {
+    let remote = incoming.remote_address();
+    if shared.connection_slots.available_permits() == 0 {
+        refuse_at_limit(shared, remote);
+        incoming.refuse();
+        return;
+    }
+    let (decision, evicted) = shared
+        .handshakes
+        .admit(incoming.remote_address_validated(), incoming.may_retry());
+    if evicted {
+        shared.metrics.handshake_refused("evicted");
+    }
+    match decision {
+        Decision::Retry => match incoming.retry() {
+            Ok(()) => {
+                shared.metrics.handshake_retries.inc();
+            }
+            Err(e) => {
+                shared.metrics.handshake_refused("retry_failed");
+                e.into_incoming().refuse();
+            }
+        },
+        Decision::Start(ticket) => {
+            let span = info_span!("conn", %remote);
+            let registration: Registration =
+                coordinator.register(Phase::Connections, format!("connection from {remote}"));
+            let shared = shared.clone();
+            tokio::spawn(
+                async move {
+                    connection::handle(incoming, shared, ticket).await;
+                    drop(registration);
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+/// Counts and (rate-limited) logs a connection refused at `server.max_connections`.
+pub(crate) fn refuse_at_limit(shared: &Shared, remote: SocketAddr) {
+    shared.metrics.connection_refused("limit");
+    if let Some(suppressed) = shared.refused_log.allow() {
+        warn!(
+            %remote,
+            max_connections = shared.settings.max_connections,
+            suppressed,
+            "connection refused: at server.max_connections"
+        );
+    }
+}
+
+/// Shows how many connections the QUIC endpoint holds state for, so that
+/// half-open handshakes dropped by the relay are seen to leave it.
+async fn watch_endpoint(endpoint: quinn::Endpoint, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let open = i64::try_from(endpoint.open_connections()).unwrap_or(i64::MAX);
+                shared.metrics.quic_connections.set(open);
+            }
+            () = stop.cancelled() => return,
+        }
     }
 }
 

@@ -248,3 +248,65 @@ fn quic_lb_server_id_is_checked_and_off_by_default() {
         );
     }
 }
+
+#[test]
+fn handshake_bound_and_timeout_are_read_and_checked() {
+    let s = parse("").unwrap();
+    assert_eq!(s.max_handshakes_in_progress, 512);
+    assert_eq!(s.handshake_timeout, Duration::from_secs(5));
+    let s =
+        parse("server:\n  max_handshakes_in_progress: 8\n  handshake_timeout_secs: 2\n").unwrap();
+    assert_eq!(
+        (s.max_handshakes_in_progress, s.handshake_timeout),
+        (8, Duration::from_secs(2))
+    );
+    for bad in ["0", "65537"] {
+        assert_eq!(
+            invalid_key(&format!("server:\n  max_handshakes_in_progress: {bad}\n")),
+            "server.max_handshakes_in_progress"
+        );
+    }
+    for bad in ["0", "61"] {
+        assert_eq!(
+            invalid_key(&format!("server:\n  handshake_timeout_secs: {bad}\n")),
+            "server.handshake_timeout_secs"
+        );
+    }
+}
+
+#[test]
+fn dictionary_bounds_are_read_and_ordered() {
+    let s = parse("").unwrap();
+    assert_eq!(
+        s.dictionary,
+        DictionaryLimits {
+            per_stream: 16 << 20,
+            per_connection: 32 << 20,
+            total: 2 << 30,
+        }
+    );
+    let s = parse(
+        "limits:\n  max_dictionary_bytes_per_stream: 1000\n  max_dictionary_bytes_per_connection: 2000\n  max_dictionary_bytes_total: 3000\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            s.dictionary.per_stream,
+            s.dictionary.per_connection,
+            s.dictionary.total
+        ),
+        (1000, 2000, 3000)
+    );
+    assert_eq!(
+        invalid_key("limits:\n  max_dictionary_bytes_per_stream: 0\n"),
+        "limits.max_dictionary_bytes_per_stream"
+    );
+    assert_eq!(
+        invalid_key("limits:\n  max_dictionary_bytes_per_connection: 1000\n"),
+        "limits.max_dictionary_bytes_per_connection"
+    );
+    assert_eq!(
+        invalid_key("limits:\n  max_dictionary_bytes_total: 1000\n"),
+        "limits.max_dictionary_bytes_total"
+    );
+}

@@ -288,3 +288,120 @@ mod properties {
         }
     }
 }
+
+/// An ordinary GPU node: 100 GPUs, 60 series each, labels like an exporter's.
+fn ordinary_node_defs() -> Vec<SeriesDef> {
+    let mut defs = Vec::new();
+    for gpu in 0..100u32 {
+        let uuid = format!("GPU-{gpu:08x}-3c2e-4f1a-9b7d-52e1c0a4d9f{}", gpu % 10);
+        let gpu_s = gpu.to_string();
+        for m in 0..60u32 {
+            let metric = format!("dcgm_fi_dev_metric_number_{m:02}");
+            defs.push(def(
+                gpu * 60 + m,
+                &metric,
+                &[
+                    ("gpu", &gpu_s),
+                    ("uuid", &uuid),
+                    ("model", "NVIDIA H100 80GB HBM3"),
+                    ("pci_bus_id", "00000000:18:00.0"),
+                    ("job", "train-llm-7b"),
+                ],
+            ));
+        }
+    }
+    defs
+}
+
+#[test]
+fn an_ordinary_node_uses_a_small_part_of_the_dictionary_bounds() {
+    let b = budgets(10_000);
+    let mut d = StreamDictionary::new(65_536);
+    let out = run(&b, &mut d, batch(ordinary_node_defs(), &[]));
+    assert_eq!((out.bad_defs, out.refused_defs), (0, 0));
+    let bytes = d.bytes();
+    println!(
+        "100 GPUs x 60 series: {bytes} dictionary bytes, {} per series",
+        bytes / 6000
+    );
+    let defaults = crate::config::Config::default()
+        .validate()
+        .unwrap()
+        .dictionary;
+    // Under a fifth of the stream's bound, a tenth of the connection's.
+    assert!(bytes * 5 < defaults.per_stream, "{bytes}");
+    assert!(bytes * 10 < defaults.per_connection, "{bytes}");
+}
+
+#[test]
+fn an_invalid_definition_keeps_its_reason_not_its_labels() {
+    let b = budgets(100);
+    let mut d = StreamDictionary::new(10);
+    let labels: Vec<(String, String)> = (0..5000)
+        .map(|i| (format!("k{i}"), "v".repeat(50)))
+        .collect();
+    let labels: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let out = run(
+        &b,
+        &mut d,
+        batch(vec![def(3, "m", &labels)], &[(3, NOW, 1.0)]),
+    );
+    assert_eq!(reasons(&out.ack), vec![(RejectReason::Invalid, 1)]);
+    assert!(out.ack.rejections[0].message.contains("series 3"));
+    assert!(d.bytes() < 1024, "{} bytes for 5000 labels", d.bytes());
+}
+
+#[test]
+fn definitions_past_a_byte_bound_are_refused_and_their_points_say_why() {
+    let b = budgets(10_000);
+    let conn = Arc::new(ByteBudget::new(20_000));
+    let relay = Arc::new(ByteBudget::new(1 << 20));
+    let mut d1 = StreamDictionary::bounded(1000, 12_000, conn.clone(), relay.clone());
+    let long = "x".repeat(1000);
+    let defs = |from: u32| {
+        (from..from + 20)
+            .map(|i| def(i, "m", &[("a", long.as_str())]))
+            .collect::<Vec<_>>()
+    };
+    let out = run(
+        &b,
+        &mut d1,
+        batch(defs(0), &[(0, NOW, 1.0), (19, NOW, 1.0)]),
+    );
+    assert!(out.refused_defs > 0 && out.refused_defs < 20);
+    assert_eq!((out.ack.accepted, out.ack.rejected), (1, 1));
+    let msg = &out.ack.rejections[0].message;
+    assert!(
+        msg.contains("limits.max_dictionary_bytes_per_stream = 12000"),
+        "{msg}"
+    );
+    assert!(d1.bytes() <= 12_000);
+    assert_eq!(conn.used(), d1.bytes());
+
+    // A second stream of the connection runs into the connection's bound.
+    let mut d2 = StreamDictionary::bounded(1000, 12_000, conn.clone(), relay.clone());
+    let out = run(&b, &mut d2, batch(defs(0), &[(19, NOW, 1.0)]));
+    assert!(out.refused_defs > 0);
+    assert!(
+        out.ack.rejections[0]
+            .message
+            .contains("max_dictionary_bytes_per_connection"),
+    );
+    assert!(conn.used() <= 20_000);
+    assert_eq!(conn.used(), d1.bytes() + d2.bytes());
+    assert_eq!(relay.used(), conn.used());
+
+    // Redefining an id gives its old bytes back first: same size, no growth.
+    let before = d1.bytes();
+    let out = run(&b, &mut d1, batch(defs(0)[..1].to_vec(), &[(0, NOW, 2.0)]));
+    assert_eq!((out.refused_defs, out.ack.accepted), (0, 1));
+    assert_eq!(d1.bytes(), before);
+
+    // A closed stream gives everything back.
+    drop(d1);
+    drop(d2);
+    assert_eq!((conn.used(), relay.used()), (0, 0));
+}

@@ -1,0 +1,288 @@
+//! The relay under abuse: half-open handshake floods and series
+//! dictionaries grown without bound. Loopback only; every loop is bounded
+//! in count and time.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use horizon_e2e::flood::{
+    DefinitionShape, OpenStream, capture_initials, definitions_frame, raw_connect, send_half_open,
+};
+use horizon_e2e::{Metrics, TestRelay, send_values};
+use horizon_shared::proto::RejectReason;
+
+const IN_PROGRESS: &str = "horizon_relay_handshakes_in_progress";
+const TIMED_OUT: &str = "horizon_relay_handshakes_timed_out_total";
+const RETRIES: &str = "horizon_relay_handshake_retries_total";
+const EVICTED: &str = r#"horizon_relay_handshakes_refused_total{reason="evicted"}"#;
+const QUIC_CONNECTIONS: &str = "horizon_relay_quic_connections";
+const LIMIT_REFUSED: &str = r#"horizon_relay_connections_refused_total{reason="limit"}"#;
+
+/// Scrapes until `done` holds, at most 200 times 50 ms; returns the last
+/// scrape either way (the caller asserts on it).
+async fn scrape_until(relay: &TestRelay, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    let mut m = relay.scrape().await;
+    for _ in 0..200 {
+        if done(&m) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m = relay.scrape().await;
+    }
+    m
+}
+
+/// One batch with one point on a fresh raw connection's new stream: the
+/// number of points accepted.
+async fn one_point(conn: &quinn::Connection) -> u32 {
+    let shape = DefinitionShape {
+        labels: 0,
+        value_bytes: 0,
+    };
+    let mut stream = OpenStream::open(conn).await.unwrap();
+    let acks = stream
+        .exchange(std::iter::once(definitions_frame(1, 1..1, shape, 0)))
+        .await
+        .unwrap();
+    acks.iter().map(|a| a.accepted).sum()
+}
+
+#[tokio::test]
+async fn half_open_handshakes_do_not_lock_agents_out() {
+    // More half-open Initials than max_connections, and than the handshake bound.
+    let relay = TestRelay::start(
+        "server:\n  max_connections: 20\n  max_handshakes_in_progress: 8\n  handshake_timeout_secs: 60\n",
+    )
+    .await;
+    let steady = relay.client("steady").await;
+    let series = steady.series("gpu_util", &[("gpu", "0")]).unwrap();
+    assert_eq!(send_values(&steady, series, 0..1).await[0].ack.accepted, 1);
+
+    let initials = capture_initials(60).await.unwrap();
+    let _flood = send_half_open(relay.addr, &initials, 0, 60).await.unwrap();
+    // 8 fill the handshake bound; the other 52 come from unvalidated
+    // addresses and get a stateless Retry, which they never answer.
+    let m = scrape_until(&relay, |m| {
+        m.get(IN_PROGRESS) == 8.0 && m.get(RETRIES) == 52.0
+    })
+    .await;
+    assert_eq!(m.get(IN_PROGRESS), 8.0, "the handshake bound is full");
+    assert_eq!(
+        m.get(RETRIES),
+        52.0,
+        "one Retry per Initial beyond the bound"
+    );
+
+    // A new agent is admitted on its first attempt: quinn answers the
+    // Retry, comes back validated and takes the oldest half-open's place.
+    let newcomer = raw_connect(
+        relay.addr,
+        &relay.node_tls("newcomer"),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("a legitimate agent connects during the flood");
+    assert_eq!(one_point(&newcomer).await, 1);
+    // The agent already connected keeps streaming and getting acks.
+    let acks = send_values(&steady, series, 1..4).await;
+    assert!(acks.iter().all(|a| a.ack.accepted == 1), "{acks:?}");
+
+    let m = relay.scrape().await;
+    assert_eq!(m.get(EVICTED), 1.0, "the newcomer evicted one half-open");
+    assert_eq!(m.get(RETRIES), 53.0, "the newcomer was retried once too");
+    assert_eq!(m.get(IN_PROGRESS), 7.0);
+    assert_eq!(m.get("horizon_relay_connections_active"), 2.0);
+    assert_eq!(m.get(LIMIT_REFUSED), 0.0);
+    newcomer.close(0u32.into(), b"done");
+    steady.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn half_open_handshakes_are_freed_within_the_handshake_timeout() {
+    let relay = TestRelay::start(
+        "server:\n  max_connections: 4\n  max_handshakes_in_progress: 64\n  handshake_timeout_secs: 2\n",
+    )
+    .await;
+    let initials = capture_initials(12).await.unwrap();
+    let _flood = send_half_open(relay.addr, &initials, 0, 12).await.unwrap();
+    let m = scrape_until(&relay, |m| m.get(IN_PROGRESS) + m.get(TIMED_OUT) == 12.0).await;
+    assert_eq!(
+        m.get(IN_PROGRESS) + m.get(TIMED_OUT),
+        12.0,
+        "every Initial started a handshake (the bound is not full)"
+    );
+    assert_eq!(m.get(RETRIES), 0.0);
+    // More half-open handshakes than max_connections, yet an agent gets in.
+    let agent = relay.client("agent").await;
+
+    // The timeout ends them, and quinn lets go of their state.
+    let m = scrape_until(&relay, |m| {
+        m.get(TIMED_OUT) == 12.0 && m.get(QUIC_CONNECTIONS) == 1.0
+    })
+    .await;
+    assert_eq!(m.get(TIMED_OUT), 12.0);
+    assert_eq!(m.get(IN_PROGRESS), 0.0);
+    assert_eq!(
+        m.get(QUIC_CONNECTIONS),
+        1.0,
+        "only the agent's connection is left in the QUIC endpoint"
+    );
+    assert_eq!(m.get("horizon_relay_connections_active"), 1.0);
+    assert_eq!(
+        m.get(r#"horizon_relay_limit{limit="handshakes_in_progress"}"#),
+        64.0
+    );
+    agent.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn connection_limit_counts_authenticated_connections_only() {
+    let relay =
+        TestRelay::start("server:\n  max_connections: 2\n  max_handshakes_in_progress: 64\n").await;
+    let initials = capture_initials(10).await.unwrap();
+    let _flood = send_half_open(relay.addr, &initials, 0, 10).await.unwrap();
+    scrape_until(&relay, |m| m.get(IN_PROGRESS) == 10.0).await;
+    let a = relay.client("a").await;
+    let b = relay.client("b").await;
+    // The third authenticated connection is over the limit.
+    let c = raw_connect(relay.addr, &relay.node_tls("c"), Duration::from_secs(10)).await;
+    assert!(c.is_err(), "third connection refused");
+    let m = relay.scrape().await;
+    assert_eq!(m.get(LIMIT_REFUSED), 1.0);
+    assert_eq!(m.get("horizon_relay_connections_active"), 2.0);
+    a.close().await;
+    b.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn series_definitions_past_the_byte_bounds_are_refused_and_counted() {
+    const STREAM: f64 = 262_144.0;
+    const CONNECTION: f64 = 524_288.0;
+    let relay = TestRelay::start(
+        "limits:\n  max_dictionary_bytes_per_stream: 262144\n  max_dictionary_bytes_per_connection: 524288\n",
+    )
+    .await;
+    let bystander = relay.client("bystander").await;
+    let series = relay_series(&bystander);
+    assert_eq!(
+        send_values(&bystander, series, 0..1).await[0].ack.accepted,
+        1
+    );
+
+    let hog = raw_connect(relay.addr, &relay.node_tls("hog"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Valid series: 32 labels of 1000 bytes, about 33 KB each: 40 of them
+    // are 1.3 MB, over the stream's bound. Each batch also has one good point.
+    let valid = DefinitionShape {
+        labels: 32,
+        value_bytes: 1000,
+    };
+    let mut first = OpenStream::open(&hog).await.unwrap();
+    let acks = first
+        .exchange(
+            (0..8u32).map(move |i| definitions_frame(u64::from(i), 1 + i * 5..6 + i * 5, valid, 0)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        acks.iter().all(|a| a.accepted == 1),
+        "the good point always goes through"
+    );
+    let refused_after_stream = relay.scrape().await.get(DICTIONARY_FULL);
+    assert!(
+        refused_after_stream > 0.0,
+        "definitions past the stream bound are refused"
+    );
+
+    // Points on a refused series say why.
+    let mut probe = definitions_frame(
+        9,
+        1..1,
+        DefinitionShape {
+            labels: 0,
+            value_bytes: 0,
+        },
+        0,
+    );
+    if let Some(horizon_shared::proto::agent_frame::Kind::Batch(b)) = &mut probe.kind {
+        b.series_ids = vec![0, 40];
+        b.time_deltas = vec![0, 0];
+        b.values = vec![1.0, 2.0];
+    }
+    let ack = first
+        .exchange(std::iter::once(probe))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((ack.accepted, ack.rejected), (1, 1));
+    assert_eq!(ack.rejections[0].reason, RejectReason::Invalid as i32);
+    assert!(
+        ack.rejections[0]
+            .message
+            .contains("max_dictionary_bytes_per_stream"),
+        "{:?}",
+        ack.rejections[0].message
+    );
+
+    // Invalid series (100 labels, over the 32 allowed) keep their reason
+    // and id, not their labels; thousands of them still reach the bound.
+    let invalid = DefinitionShape {
+        labels: 100,
+        value_bytes: 50,
+    };
+    let mut second = OpenStream::open(&hog).await.unwrap();
+    let acks = second
+        .exchange((0..20u32).map(move |i| {
+            definitions_frame(100 + u64::from(i), 1 + i * 400..401 + i * 400, invalid, 0)
+        }))
+        .await
+        .unwrap();
+    assert!(acks.iter().all(|a| a.accepted == 1));
+    // Two full streams hold the connection's bound: a third stream's
+    // definitions are refused at once.
+    let before = relay.scrape().await.get(DICTIONARY_FULL);
+    let mut third = OpenStream::open(&hog).await.unwrap();
+    let acks = third
+        .exchange(std::iter::once(definitions_frame(200, 1..4, valid, 0)))
+        .await
+        .unwrap();
+    assert_eq!(acks[0].accepted, 1);
+
+    let m = relay.scrape().await;
+    let bytes = m.get("horizon_relay_dictionary_bytes");
+    assert!(
+        bytes <= CONNECTION + STREAM,
+        "dictionaries hold {bytes} bytes: the hog's bound plus the bystander's few series"
+    );
+    assert!(
+        m.get(DICTIONARY_FULL) >= before + 3.0,
+        "the third stream's three definitions are refused"
+    );
+    assert_eq!(
+        m.get(r#"horizon_relay_limit{limit="dictionary_bytes_per_connection"}"#),
+        CONNECTION
+    );
+    // The other agent keeps streaming.
+    let acks = send_values(&bystander, series, 1..4).await;
+    assert!(acks.iter().all(|a| a.ack.accepted == 1));
+
+    // Closing the connection frees its dictionaries.
+    drop((first, second, third));
+    hog.close(0u32.into(), b"done");
+    let m = scrape_until(&relay, |m| m.get("horizon_relay_dictionary_bytes") < STREAM).await;
+    assert!(m.get("horizon_relay_dictionary_bytes") < STREAM);
+    bystander.close().await;
+    relay.stop().await;
+}
+
+const DICTIONARY_FULL: &str = r#"horizon_relay_stream_errors_total{kind="dictionary_full"}"#;
+
+fn relay_series(c: &horizon_shared::client::Client) -> horizon_shared::client::SeriesId {
+    c.series("gpu_util", &[("gpu", "0"), ("model", "H100")])
+        .unwrap()
+}
