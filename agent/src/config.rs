@@ -205,9 +205,14 @@ pub struct TargetConfig {
     pub deny: Vec<String>,
     /// Label keys removed from every sample.
     pub drop_labels: Vec<String>,
-    /// Values at or above this are DCGM "blank" placeholders and dropped
-    /// (counted); `0` disables the rule. Default 9.2e18.
+    /// Values at or above this, of metrics matching `placeholder_metrics`,
+    /// are DCGM "blank" placeholders and dropped (counted); `0` disables the
+    /// rule. Default 9.2e18.
     pub placeholder_min: Option<f64>,
+    /// Metric-name patterns the placeholder rule applies to; default
+    /// `["DCGM_*"]` (node_exporter legitimately reports 2^63−1 and 2^64 for
+    /// "unlimited", e.g. `process_virtual_memory_max_bytes`).
+    pub placeholder_metrics: Option<Vec<String>>,
 }
 
 /// `gpu`: NVML.
@@ -293,11 +298,15 @@ pub struct Target {
     pub drop_labels: Vec<String>,
     /// Placeholder threshold (`None`: rule disabled).
     pub placeholder_min: Option<f64>,
+    /// Metric names the placeholder rule applies to.
+    pub placeholder_metrics: Vec<String>,
 }
 
 /// DCGM writes `DCGM_INT64_BLANK` (0x7ffffffffffffff0) and its neighbours
 /// up to 2^63−1 for fields without a value; as doubles they are all about
-/// 9.223e18. Any value at or above this threshold is taken as a placeholder.
+/// 9.223e18. A value at or above this threshold, of a metric whose name
+/// matches the target's `placeholder_metrics` (default `DCGM_*`), is taken
+/// as a placeholder.
 pub const DEFAULT_PLACEHOLDER_MIN: f64 = 9.2e18;
 
 /// Validated settings.
@@ -636,6 +645,10 @@ impl Config {
                 deny: t.deny.clone(),
                 drop_labels: t.drop_labels.clone(),
                 placeholder_min,
+                placeholder_metrics: t
+                    .placeholder_metrics
+                    .clone()
+                    .unwrap_or_else(|| vec!["DCGM_*".to_owned()]),
             });
         }
 

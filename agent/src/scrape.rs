@@ -103,7 +103,8 @@ pub fn allowed(t: &Target, name: &str) -> bool {
 /// - empty label values removed (Prometheus treats them as absent);
 /// - the reserved keys `node`, `time` and `_*` renamed `exported_<key>`;
 /// - target labels added where the sample lacks the key;
-/// - placeholders (value ≥ the target's `placeholder_min`) and non-finite
+/// - placeholders (value ≥ the target's `placeholder_min`, names matching
+///   `placeholder_metrics`) and non-finite
 ///   values dropped and counted;
 /// - the sample's own timestamp used when present, else the scrape time.
 pub fn convert(t: &Target, expo: Exposition, scrape_time_ns: i64) -> Converted {
@@ -114,7 +115,9 @@ pub fn convert(t: &Target, expo: Exposition, scrape_time_ns: i64) -> Converted {
             c.denied += 1;
             continue;
         }
-        if t.placeholder_min.is_some_and(|min| s.value >= min) {
+        if t.placeholder_min.is_some_and(|min| s.value >= min)
+            && t.placeholder_metrics.iter().any(|p| glob(p, &s.name))
+        {
             c.placeholder += 1;
             continue;
         }
@@ -324,6 +327,7 @@ mod tests {
             deny: vec!["*_PROF_*".into()],
             drop_labels: vec!["Hostname".into()],
             placeholder_min: Some(DEFAULT_PLACEHOLDER_MIN),
+            placeholder_metrics: vec!["DCGM_*".into()],
         }
     }
 
@@ -343,6 +347,7 @@ mod tests {
 DCGM_FI_DEV_GPU_TEMP{gpu=\"0\",UUID=\"GPU-1\",Hostname=\"h\",node=\"n1\",empty=\"\"} 40
 DCGM_FI_DEV_ECC_SBE_VOL_TOTAL{gpu=\"0\",UUID=\"GPU-1\"} 9223372036854775794
 DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu=\"0\"} 0.5
+process_virtual_memory_max_bytes 1.8446744073709552e+19
 nan_metric NaN
 bad{a=\"x\\ny\"} 1
 stamped 1 1700000000123
@@ -352,7 +357,8 @@ stamped 1 1700000000123
             (c.placeholder, c.denied, c.non_finite, c.invalid),
             (1, 1, 1, 1)
         );
-        assert_eq!(c.points.len(), 2);
+        assert_eq!(c.points.len(), 3);
+        assert_eq!(c.points[1].value, 1.844_674_407_370_955_2e19);
         let p = &c.points[0];
         assert_eq!(
             p.labels,
@@ -364,7 +370,7 @@ stamped 1 1700000000123
             ]
         );
         assert_eq!(p.time_unix_nano, 42);
-        assert_eq!(c.points[1].time_unix_nano, 1_700_000_000_123_000_000);
+        assert_eq!(c.points[2].time_unix_nano, 1_700_000_000_123_000_000);
     }
 
     #[test]
