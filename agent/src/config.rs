@@ -783,6 +783,32 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_states_the_defaults() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../infra/agent.example.yaml"
+        ));
+        let from_file = load(text).unwrap();
+        let defaults = load("").unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+        // The commented-out targets are valid too.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("  # - ") {
+                Some(rest) => format!("    - {rest}\n"),
+                None => match l.strip_prefix("  #   ") {
+                    Some(rest) => format!("      {rest}\n"),
+                    None => format!("{l}\n"),
+                },
+            })
+            .collect::<String>()
+            .replace("targets: []", "targets:");
+        let s = load(&uncommented).unwrap();
+        assert_eq!(s.targets.len(), 2);
+        assert_eq!(s.targets[0].deny, vec!["DCGM_FI_PROF_*".to_owned()]);
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let mut c = Config::from_yaml("relay:\n  addr: a:1\n", "t").unwrap();
         c.apply(&Overrides {
