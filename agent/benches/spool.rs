@@ -4,6 +4,8 @@
 //!
 //!   cargo bench -p horizon-agent --bench spool
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

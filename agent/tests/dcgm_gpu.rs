@@ -3,6 +3,8 @@
 //! in the test into a real relay: labels arrive, placeholders are dropped
 //! and counted, and with no GPU the agent says `gpu_up 0` and keeps going.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

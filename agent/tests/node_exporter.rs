@@ -4,6 +4,8 @@
 //! `prometheus_client` parser reads the very body the agent got, is in the
 //! relay's Parquet with the same name, labels and value.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! with SIGKILL and restarted; the relay comes back. After a compaction,
 //! every point the agent counted as collected is stored exactly once.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

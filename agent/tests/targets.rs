@@ -1,6 +1,8 @@
 //! Targets that hang, return 500 or return garbage are counted, logged by
 //! name with the reason, and do not delay the other targets.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{AgentProc, Reply, Target, node_certs};

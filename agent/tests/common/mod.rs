@@ -2,7 +2,7 @@
 //! test, the agent binary as a child process, the compactor CLI, and an
 //! independent exposition parser (Python's `prometheus_client`).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
