@@ -5,6 +5,9 @@
 #   cargo build --release -p horizon-agent -p horizon-relay
 #   bash agent/benches/agent-load.sh [SECONDS]      (default 60)
 #
+# RELAY_BIN overrides the relay binary (only the agent is measured, so a
+# debug relay does as well).
+#
 # Serves a dcgm-exporter exposition of that size (480 samples, the labels
 # dcgm-exporter writes) with python3 -m http.server, runs Debian's
 # prometheus-node-exporter, a relay and the agent on free ports in a
@@ -39,7 +42,7 @@ cat > "$work/relay.yaml" <<YAML
 server: {listen_addr: "127.0.0.1:$quic_port"}
 observability: {metrics_port: $relay_metrics, metrics_bind: 127.0.0.1, log_level: warn}
 YAML
-(cd "$work" && exec "$bin/telemetry-relay" relay.yaml >relay.log 2>&1) & pids+=($!)
+(cd "$work" && exec "${RELAY_BIN:-$bin/telemetry-relay}" relay.yaml >relay.log 2>&1) & pids+=($!)
 sleep 2
 cat > "$work/agent.yaml" <<YAML
 relay: {addr: "127.0.0.1:$quic_port", server_name: localhost}
