@@ -7,9 +7,11 @@
 #   influxdb (Debian)          InfluxDB 1.x, for the v1 sink tests
 #   victoria-metrics (Debian)  accepts the InfluxDB v2 write API, for the v2 sink tests
 #   nginx-light, libnginx-mod-stream (Debian)  the UDP load balancer of the fleet test
+#   prometheus-node-exporter (Debian)  a real exporter for the agent's tests
 #   moto[server] (PyPI)        an S3 API, for the object-store tests
 #   pyarrow (PyPI)             the independent Parquet reader the tests use
 #   duckdb (PyPI)              the query engine of README's one-liner (tested)
+#   prometheus-client (PyPI)   the independent exposition parser of the agent's tests
 #   cargo-lambda (PyPI)        the Lambda runtime emulator the compactor's test uses
 #   python-hcl2 (PyPI)         parses terraform/ (no terraform binary can run here)
 #   checkov (PyPI, in /opt/horizon-checkov)  the Terraform policy checks; its own
@@ -28,6 +30,7 @@ command -v influxd >/dev/null 2>&1 || apt_missing+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || apt_missing+=(victoria-metrics)
 command -v nginx >/dev/null 2>&1 || apt_missing+=(nginx-light)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || apt_missing+=(libnginx-mod-stream)
+command -v prometheus-node-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-node-exporter)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     say "installing ${apt_missing[*]} (apt)"
     apt-get update -qq >/dev/null
@@ -38,6 +41,7 @@ pip_missing=()
 command -v moto_server >/dev/null 2>&1 || pip_missing+=("moto[server]")
 python3 -c "import pyarrow" >/dev/null 2>&1 || pip_missing+=(pyarrow)
 python3 -c "import duckdb" >/dev/null 2>&1 || pip_missing+=(duckdb)
+python3 -c "import prometheus_client" >/dev/null 2>&1 || pip_missing+=(prometheus-client)
 command -v cargo-lambda >/dev/null 2>&1 || pip_missing+=(cargo-lambda)
 python3 -c "import hcl2" >/dev/null 2>&1 || pip_missing+=("python-hcl2==8.1.4")
 if [ "${#pip_missing[@]}" -gt 0 ]; then

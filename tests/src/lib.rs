@@ -2,6 +2,7 @@
 //! with its own PKI in a temporary directory, makes clients for any node
 //! name, and scrapes the relay's metrics.
 
+pub mod bins;
 pub mod flood;
 pub mod quiclb;
 pub mod rawdata;

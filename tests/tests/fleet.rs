@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -59,58 +59,6 @@ fn active_connections(metrics_port: u16) -> f64 {
         .find_map(|l| l.strip_prefix("horizon_relay_connections_active "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-/// The `telemetry-relay` binary. A test of another package gets no
-/// `CARGO_BIN_EXE_` for it, so it is built here with the cargo that built
-/// this test, into the same target directory, with the profile and the
-/// workspace-wide feature set of a test build: after `cargo nextest run
-/// --workspace` (which builds the relay's own integration tests, and so
-/// its binary) this is a no-op, where building the relay alone or with the
-/// dev profile would compile many dependencies a second time.
-fn relay_binary() -> PathBuf {
-    // This test runs as <target>/debug/deps/fleet-<hash>.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let target = profile_dir.parent().unwrap();
-    assert_eq!(
-        profile_dir.file_name().and_then(|n| n.to_str()),
-        Some("debug"),
-        "the fleet test runs from a test build"
-    );
-    let mut cargo = Command::new(env!("CARGO"));
-    // The variables cargo sets for this test are not the build's: a build
-    // script that watches one of them (ring's watches CARGO_MANIFEST_DIR)
-    // would rebuild half the tree, and the next plain build again.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("CARGO_PKG_")
-            || k.starts_with("CARGO_BIN_")
-            || k.starts_with("NEXTEST")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_PRIMARY_PACKAGE",
-                "OUT_DIR",
-            ]
-            .contains(&k.as_ref())
-        {
-            cargo.env_remove(k.as_ref());
-        }
-    }
-    let status = cargo
-        .args(["build", "--quiet", "--workspace", "--tests", "--bins"])
-        .args(["--profile", "test", "--target-dir"])
-        .arg(target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build of telemetry-relay failed");
-    let bin = profile_dir.join("telemetry-relay");
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
 }
 
 fn start_relay(bin: &Path, dir: &Path, i: usize, port: u16, metrics: u16) -> Killed {
@@ -184,7 +132,7 @@ fn assert_acked_stored(acked: &BTreeMap<String, Vec<i64>>, stored: &Stored, what
 
 #[tokio::test]
 async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked_is_lost() {
-    let bin = relay_binary();
+    let bin = horizon_e2e::bins::workspace_binary("telemetry-relay");
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_udp()).collect();
     // The first relay creates the development PKI; the others share it.

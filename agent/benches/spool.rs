@@ -1,0 +1,93 @@
+//! Spool throughput: appending batches (as the scraper does) under each
+//! sync policy, and replaying them at start (open, read every record,
+//! decode). A batch is 1000 points shaped like dcgm-exporter samples.
+//!
+//!   cargo bench -p horizon-agent --bench spool
+
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use horizon_agent::record::{self, OwnedPoint};
+use horizon_agent::spool::{Spool, SpoolOptions, SyncPolicy};
+
+fn batch() -> Vec<u8> {
+    let points: Vec<OwnedPoint> = (0..1000)
+        .map(|i| OwnedPoint {
+            metric: format!("DCGM_FI_DEV_FIELD_{}", i % 60),
+            labels: vec![
+                (
+                    "UUID".into(),
+                    format!("GPU-604ac76c-d9cf-fef3-62e9-d92044ab6e5{}", i % 8),
+                ),
+                ("device".into(), format!("nvidia{}", i % 8)),
+                ("gpu".into(), (i % 8).to_string()),
+                ("modelName".into(), "NVIDIA H100 80GB HBM3".into()),
+            ],
+            time_unix_nano: 1_700_000_000_000_000_000 + i,
+            value: i as f64 * 1.5,
+        })
+        .collect();
+    record::encode(&points)
+}
+
+fn bench(c: &mut Criterion) {
+    let payload = batch();
+    println!(
+        "spool record: {} bytes for 1000 points ({:.1} bytes per point, framing included)",
+        payload.len() + 16,
+        (payload.len() + 16) as f64 / 1000.0
+    );
+    let mut g = c.benchmark_group("spool");
+    g.throughput(Throughput::Elements(1000));
+    g.measurement_time(Duration::from_secs(5));
+    for (name, sync) in [
+        ("append_sync_never", SyncPolicy::Never),
+        (
+            "append_sync_interval_1s",
+            SyncPolicy::Interval(Duration::from_secs(1)),
+        ),
+        ("append_sync_every_batch", SyncPolicy::EveryBatch),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SpoolOptions {
+            max_bytes: 256 << 20,
+            segment_bytes: 8 << 20,
+            sync,
+        };
+        let mut spool = Spool::open(dir.path(), opts, record::points_of).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| spool.append(black_box(&payload)).unwrap())
+        });
+    }
+    // Replay: 100 batches (100,000 points) on disk, opened and read back.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        max_bytes: 1 << 30,
+        segment_bytes: 8 << 20,
+        sync: SyncPolicy::Never,
+    };
+    {
+        let mut s = Spool::open(dir.path(), opts, record::points_of).unwrap();
+        for _ in 0..100 {
+            s.append(&payload).unwrap();
+        }
+    }
+    g.throughput(Throughput::Elements(100_000));
+    g.bench_function("replay_open_read_decode", |b| {
+        b.iter(|| {
+            let mut s = Spool::open(dir.path(), opts, record::points_of).unwrap();
+            let mut n = 0;
+            while let Some(r) = s.next_unsent().unwrap() {
+                n += record::decode(&r.payload).unwrap().len();
+            }
+            assert_eq!(n, 100_000);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
