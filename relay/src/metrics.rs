@@ -7,18 +7,20 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::budget::Budgets;
 use crate::config::Settings;
 use crate::ingest::BatchOutcome;
+
+mod budget;
+
+use budget::BudgetCollector;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
@@ -33,11 +35,6 @@ struct Kind {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabel {
     limit: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NodeLabel {
-    node: String,
 }
 
 /// Kinds of stream errors counted in `horizon_relay_stream_errors_total`.
@@ -475,71 +472,5 @@ impl RelayMetrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-/// Per-node budget usage, computed at scrape time for the top nodes only.
-#[derive(Debug)]
-struct BudgetCollector {
-    budgets: Arc<Budgets>,
-    top_nodes: usize,
-}
-
-impl Collector for BudgetCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let g = |v: usize| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
-        g(self.budgets.total()).encode(encoder.encode_descriptor(
-            "budget_series",
-            "Live series across all nodes (relay-wide budget usage)",
-            None,
-            MetricType::Gauge,
-        )?)?;
-        g(self.budgets.max_total()).encode(encoder.encode_descriptor(
-            "budget_series_limit",
-            "Relay-wide series cap (limits.max_cardinality)",
-            None,
-            MetricType::Gauge,
-        )?)?;
-        g(self.budgets.node_count()).encode(encoder.encode_descriptor(
-            "budget_nodes",
-            "Nodes with budget state on this relay",
-            None,
-            MetricType::Gauge,
-        )?)?;
-        let top = self.budgets.top_nodes(self.top_nodes);
-        let mut live = encoder.encode_descriptor(
-            "budget_node_series",
-            "Live series of a node (top nodes by usage and by rejections only)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for u in &top {
-            g(u.live).encode(live.encode_family(&NodeLabel {
-                node: u.node.to_string(),
-            })?)?;
-        }
-        let mut limit = encoder.encode_descriptor(
-            "budget_node_series_limit",
-            "Series budget of a node (same nodes as budget_node_series)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for u in &top {
-            g(u.limit).encode(limit.encode_family(&NodeLabel {
-                node: u.node.to_string(),
-            })?)?;
-        }
-        let mut rejected = encoder.encode_descriptor(
-            "budget_node_rejected_points",
-            "Points of new series refused for a node since it was first seen (same nodes as budget_node_series)",
-            None,
-            MetricType::Counter,
-        )?;
-        for u in &top {
-            ConstCounter::new(u.rejected_points).encode(rejected.encode_family(&NodeLabel {
-                node: u.node.to_string(),
-            })?)?;
-        }
-        Ok(())
     }
 }

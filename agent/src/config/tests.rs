@@ -1,0 +1,116 @@
+use super::*;
+
+fn load(yaml: &str) -> Result<Settings, ConfigError> {
+    Config::from_yaml_with_env(yaml, "test.yaml", |v| {
+        (v == "RELAY").then(|| "relay.example:5001".to_owned())
+    })?
+    .validate()
+}
+
+#[test]
+fn defaults_are_valid_and_point_at_a_local_dev_relay() {
+    let s = load("").unwrap();
+    assert_eq!(s.relay_addr, "127.0.0.1:5001");
+    assert_eq!(s.server_name, "127.0.0.1");
+    assert!(matches!(s.tls, TlsSource::Dev { .. }));
+    assert!(s.targets.is_empty());
+    assert_eq!(s.spool.max_bytes, 1024 << 20);
+}
+
+#[test]
+fn a_full_file_with_variables_is_read() {
+    let s = load(
+        "relay:\n  addr: ${RELAY}\nscrape:\n  interval_secs: 10\n  targets:\n    - url: http://127.0.0.1:9400/metrics\n      name: dcgm\n      interval_secs: 1\n      labels: {cluster: a}\n      deny: [\"DCGM_FI_PROF_*\"]\n      drop_labels: [Hostname]\nspool:\n  sync: every_batch\n",
+    )
+    .unwrap();
+    assert_eq!(s.relay_addr, "relay.example:5001");
+    assert_eq!(s.server_name, "relay.example");
+    let t = &s.targets[0];
+    assert_eq!(t.name, "dcgm");
+    assert_eq!(t.interval, Duration::from_secs(1));
+    assert_eq!(t.timeout, Duration::from_secs(1));
+    assert_eq!(t.labels, vec![("cluster".into(), "a".into())]);
+    assert_eq!(t.placeholder_min, Some(DEFAULT_PLACEHOLDER_MIN));
+    assert_eq!(s.spool.sync, SyncPolicy::EveryBatch);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases = [
+        ("relay:\n  adr: x:1\n", "adr"),
+        ("relay:\n  addr: nope\n", "relay.addr"),
+        (
+            "scrape:\n  targets:\n    - url: ftp://x/\n",
+            "scrape.targets[0].url",
+        ),
+        (
+            "scrape:\n  targets:\n    - url: http://x/\n      interval_secs: 1\n      timeout_secs: 2\n",
+            "scrape.targets[0].timeout_secs",
+        ),
+        (
+            "scrape:\n  targets:\n    - url: http://x/\n      labels: {node: a}\n",
+            "scrape.targets[0].labels.node",
+        ),
+        ("spool:\n  sync: sometimes\n", "spool.sync"),
+        (
+            "spool:\n  max_mib: 1\n  segment_mib: 2\n",
+            "spool.segment_mib",
+        ),
+        (
+            "observability:\n  metrics_addr: localhost\n",
+            "observability.metrics_addr",
+        ),
+        (
+            "security:\n  tls_cert_path: a.pem\n",
+            "security.tls_key_path",
+        ),
+        ("relay:\n  addr: ${UNSET_VAR}\n", "UNSET_VAR"),
+    ];
+    for (yaml, key) in cases {
+        let e = load(yaml).unwrap_err().to_string();
+        assert!(e.contains(key), "{yaml:?}: {e:?} does not name {key}");
+    }
+}
+
+#[test]
+fn the_example_file_is_valid_and_states_the_defaults() {
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/agent.example.yaml"
+    ));
+    let from_file = load(text).unwrap();
+    let defaults = load("").unwrap();
+    assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    // The commented-out targets are valid too.
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("  # - ") {
+            Some(rest) => format!("    - {rest}\n"),
+            None => match l.strip_prefix("  #   ") {
+                Some(rest) => format!("      {rest}\n"),
+                None => format!("{l}\n"),
+            },
+        })
+        .collect::<String>()
+        .replace("targets: []", "targets:");
+    let s = load(&uncommented).unwrap();
+    assert_eq!(s.targets.len(), 2);
+    assert_eq!(s.targets[0].deny, vec!["DCGM_FI_PROF_*".to_owned()]);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let mut c = Config::from_yaml("relay:\n  addr: a:1\n", "t").unwrap();
+    c.apply(&Overrides {
+        relay: Some("b:2".into()),
+        scrape: vec!["http://127.0.0.1:9100/metrics".into()],
+        interval_secs: Some(2.0),
+        no_gpu: true,
+        ..Overrides::default()
+    });
+    let s = c.validate().unwrap();
+    assert_eq!(s.relay_addr, "b:2");
+    assert_eq!(s.targets.len(), 1);
+    assert_eq!(s.targets[0].interval, Duration::from_secs(2));
+    assert!(!s.gpu_enabled);
+}

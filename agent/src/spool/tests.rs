@@ -1,0 +1,140 @@
+use super::*;
+
+fn points(p: &[u8]) -> u64 {
+    p.first().copied().unwrap_or(0).into()
+}
+
+fn opts(max: u64, seg: u64) -> SpoolOptions {
+    SpoolOptions {
+        max_bytes: max,
+        segment_bytes: seg,
+        sync: SyncPolicy::Never,
+    }
+}
+
+fn drain(s: &mut Spool) -> Vec<Record> {
+    std::iter::from_fn(|| s.next_unsent().unwrap()).collect()
+}
+
+#[test]
+fn appended_records_are_handed_out_once_and_replayed_until_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 100), points).unwrap();
+    for i in 0..10u8 {
+        assert_eq!(s.append(&[i; 20]).unwrap(), u64::from(i) + 1);
+    }
+    let got = drain(&mut s);
+    assert_eq!(got.len(), 10);
+    assert_eq!(got[3].payload, vec![3; 20]);
+    assert!(s.next_unsent().unwrap().is_none());
+    // Acks out of order: 1..=4 and 6 acked, 5 not.
+    for seq in [2, 1, 4, 3, 6] {
+        s.ack(seq).unwrap();
+    }
+    assert_eq!(s.stats().watermark, 4);
+    assert_eq!(s.stats().records, 5);
+    drop(s);
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 100), points).unwrap();
+    let seqs: Vec<u64> = drain(&mut s).iter().map(|r| r.seq).collect();
+    // 6 was acked out of order before the restart: it is sent again.
+    assert_eq!(seqs, vec![5, 6, 7, 8, 9, 10]);
+    for seq in 5..=10 {
+        s.ack(seq).unwrap();
+    }
+    // Everything acked: only the active segment is left.
+    assert!(fs::read_dir(dir.path()).unwrap().count() <= 2);
+    assert_eq!(s.append(&[1]).unwrap(), 11);
+}
+
+#[test]
+fn a_torn_last_record_is_cut_off_and_only_it_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 1 << 20), points).unwrap();
+    for i in 0..5u8 {
+        s.append(&[i; 100]).unwrap();
+    }
+    drop(s);
+    let seg = dir.path().join(seg_name(1));
+    let len = fs::metadata(&seg).unwrap().len();
+    // Cut the last record in the middle of its body.
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 50).unwrap();
+    drop(f);
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 1 << 20), points).unwrap();
+    assert_eq!(s.stats().torn_records, 1);
+    let got = drain(&mut s);
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(got.iter().all(|r| r.payload.len() == 100));
+    // Appending continues after the cut, with the torn sequence reused.
+    assert_eq!(s.append(&[9; 3]).unwrap(), 5);
+    assert_eq!(drain(&mut s)[0].payload, vec![9; 3]);
+}
+
+#[test]
+fn a_corrupt_byte_is_detected_by_the_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 1 << 20), points).unwrap();
+    for i in 0..3u8 {
+        s.append(&[i; 10]).unwrap();
+    }
+    drop(s);
+    let seg = dir.path().join(seg_name(1));
+    let mut bytes = fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0xff;
+    fs::write(&seg, bytes).unwrap();
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 1 << 20), points).unwrap();
+    assert_eq!(s.stats().torn_records, 1);
+    assert_eq!(drain(&mut s).len(), 2);
+}
+
+#[test]
+fn a_full_spool_drops_the_oldest_and_counts_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // Records of 8 + 8 + 40 = 56 bytes; segments hold 5 (280 of 300
+    // bytes); the cap of 1000 bytes holds 3 full segments.
+    let o = opts(1000, 300);
+    let mut s = Spool::open(dir.path(), o, points).unwrap();
+    let n = 100u64;
+    for i in 0..n {
+        let mut p = vec![0u8; 40];
+        p[0] = 7; // seven points per record
+        p[1..9].copy_from_slice(&i.to_le_bytes());
+        s.append(&p).unwrap();
+    }
+    let st = s.stats();
+    assert!(st.bytes <= 1000 + 300, "{st:?}");
+    let kept = drain(&mut s);
+    assert_eq!(st.dropped_records + kept.len() as u64, n);
+    assert_eq!(st.dropped_points, st.dropped_records * 7);
+    assert_eq!(st.records, kept.len() as u64);
+    // The newest are kept, in order, without a gap.
+    let seqs: Vec<u64> = kept.iter().map(|r| r.seq).collect();
+    let expect: Vec<u64> = (n - kept.len() as u64 + 1..=n).collect();
+    assert_eq!(seqs, expect);
+    // After a restart the same records are there, and no more.
+    drop(s);
+    let mut s = Spool::open(dir.path(), o, points).unwrap();
+    assert_eq!(drain(&mut s).len(), kept.len());
+}
+
+#[test]
+fn records_sent_before_a_drop_are_not_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), opts(200, 100), points).unwrap();
+    for _ in 0..3 {
+        s.append(&[1; 30]).unwrap();
+    }
+    let first = s.next_unsent().unwrap().unwrap();
+    s.ack(first.seq).unwrap();
+    for _ in 0..20 {
+        s.append(&[1; 30]).unwrap();
+    }
+    let st = s.stats();
+    let rest = drain(&mut s).len() as u64;
+    // One acked, the rest either dropped or still to send.
+    assert_eq!(1 + st.dropped_records + rest, 23);
+}
