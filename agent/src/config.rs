@@ -13,49 +13,8 @@ use serde::Deserialize;
 
 use crate::spool::{SpoolOptions, SyncPolicy};
 
-/// A configuration that could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A `${VAR}` reference could not be expanded.
-    #[error("{path}: {source}")]
-    Env {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: horizon_shared::envsubst::EnvError,
-    },
-    /// The YAML is malformed, has an unknown key or a value of the wrong type.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message, with line and column.
-        message: String,
-    },
-    /// A value is out of range or inconsistent.
-    #[error("invalid value for {key}: {message}")]
-    Invalid {
-        /// The dotted key, e.g. `scrape.targets[0].url`.
-        key: String,
-        /// What is wrong, with the value.
-        message: String,
-    },
-}
-
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
-}
+pub use horizon_shared::config::ConfigError;
+use horizon_shared::config::invalid;
 
 /// The whole agent configuration, as written in the file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -385,12 +344,8 @@ fn duration(key: &str, secs: f64) -> Result<Duration, ConfigError> {
 impl Config {
     /// Reads, expands and parses a YAML file (not yet validated).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        Self::from_yaml(&text, &p)
+        let (text, origin) = horizon_shared::config::read_file(path)?;
+        Self::from_yaml(&text, &origin)
     }
 
     /// Expands (with the process environment) and parses YAML text; `origin`
@@ -405,19 +360,7 @@ impl Config {
         origin: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let text = horizon_shared::envsubst::expand_with(text, env).map_err(|source| {
-            ConfigError::Env {
-                path: origin.to_owned(),
-                source,
-            }
-        })?;
-        if text.trim().is_empty() {
-            return Ok(Self::default());
-        }
-        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: e.to_string(),
-        })
+        horizon_shared::config::parse_yaml(text, origin, env)
     }
 
     /// Applies command-line overrides.

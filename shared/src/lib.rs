@@ -7,7 +7,8 @@
 //! - [`model`]: series identity, canonical label order, validation rules.
 //! - [`tls`]: certificate loading, rustls/quinn configs, node identity.
 //! - [`devcerts`]: a development CA that issues server and node certificates.
-//! - [`envsubst`]: `${VAR}` expansion for configuration files.
+//! - [`envsubst`]: `${VAR}` expansion for configuration files; [`config`]
+//!   (feature `config`): loading them (YAML, one error type).
 //! - [`schema`], [`layout`]: the Arrow schema and object keys of raw micro-batches.
 //! - [`raw`] (feature `raw`): the raw Parquet format in one place (schema, sort
 //!   order, metadata, writer properties), its encoder and the reader's check.
@@ -18,6 +19,8 @@
 pub mod client;
 pub mod clock;
 pub mod codec;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod devcerts;
 pub mod envsubst;
 pub mod layout;
