@@ -70,6 +70,10 @@ pub struct ServerConfig {
     /// Batches one connection may have read and not yet acked, across its
     /// streams; beyond this its streams stop being read until acks go out.
     pub max_in_flight_batches_per_connection: usize,
+    /// QUIC receive window of one connection, in bytes: data the agent may
+    /// send ahead of what the relay has read. Bounds what the transport
+    /// buffers per connection while its streams are not being read.
+    pub receive_window_bytes: u64,
     /// Name of this relay in logs and object names; defaults to the host name.
     pub relay_id: String,
     /// On SIGTERM: how long agents get to finish the batches they are
@@ -98,6 +102,7 @@ impl Default for ServerConfig {
             keep_alive_secs: 15,
             max_streams_per_connection: 16,
             max_in_flight_batches_per_connection: 1024,
+            receive_window_bytes: 1 << 20,
             relay_id: String::new(),
             drain_grace_secs: 5,
             drain_flush_secs: 10,
@@ -267,6 +272,16 @@ pub struct LimitsConfig {
     /// Memory the series dictionaries of all connections may hold together,
     /// in bytes.
     pub max_dictionary_bytes_total: usize,
+    /// Bytes of frames being read that one connection's streams may hold
+    /// together; a stream whose next frame does not fit waits (QUIC flow
+    /// control holds the agent). At least `max_frame_bytes`.
+    pub max_frame_buffer_bytes_per_connection: usize,
+    /// Bytes of frames being read that all connections may hold together.
+    pub max_frame_buffer_bytes_total: usize,
+    /// A frame whose payload has not all arrived this many seconds after it
+    /// got room in the frame buffers resets its stream (`FRAME_TIMEOUT`), so
+    /// a stalled sender cannot hold buffer room others need.
+    pub frame_read_timeout_secs: u64,
     /// Most labels on one series.
     pub max_labels_per_series: usize,
     /// Longest metric name, bytes.
@@ -293,6 +308,9 @@ impl Default for LimitsConfig {
             max_dictionary_bytes_per_stream: 16 << 20,
             max_dictionary_bytes_per_connection: 32 << 20,
             max_dictionary_bytes_total: 2 << 30,
+            max_frame_buffer_bytes_per_connection: 16 << 20,
+            max_frame_buffer_bytes_total: 256 << 20,
+            frame_read_timeout_secs: 15,
             max_labels_per_series: series.max_labels,
             max_metric_name_bytes: series.max_metric_len,
             max_label_key_bytes: series.max_label_key_len,
@@ -443,6 +461,8 @@ pub struct Settings {
     pub max_streams_per_connection: u32,
     /// Read and unacked batches per connection.
     pub max_in_flight_per_connection: usize,
+    /// QUIC receive window of one connection, bytes.
+    pub receive_window: u64,
     /// Server ID and connection ID length for QUIC-LB routing, if set.
     pub quic_lb: Option<(crate::quic_lb::ServerId, usize)>,
     /// This relay's name.
@@ -457,6 +477,10 @@ pub struct Settings {
     pub max_series_per_stream: u32,
     /// Series dictionary memory bounds.
     pub dictionary: DictionaryLimits,
+    /// Bounds on the bytes of frames being read.
+    pub frame_buffer: FrameBufferLimits,
+    /// Time a frame's payload may take to arrive once it has buffer room.
+    pub frame_read_timeout: Duration,
     /// Series validation limits.
     pub series_limits: SeriesLimits,
     /// Accepted timestamp window.
@@ -489,6 +513,16 @@ pub struct DictionaryLimits {
     /// One connection's dictionaries together.
     pub per_connection: usize,
     /// Every dictionary of the relay together.
+    pub total: usize,
+}
+
+/// Bounds on the bytes of frames being read (a frame's bytes are held from
+/// its length prefix until its batch has been processed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameBufferLimits {
+    /// One connection's streams together.
+    pub per_connection: usize,
+    /// Every connection together.
     pub total: usize,
 }
 
@@ -606,6 +640,15 @@ impl Config {
                 format!(
                     "{} must be between 1 and 65536 (each in-flight batch holds up to limits.max_batch_size points in memory)",
                     s.max_in_flight_batches_per_connection
+                ),
+            ));
+        }
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&s.receive_window_bytes) {
+            return Err(invalid(
+                "server.receive_window_bytes",
+                format!(
+                    "{} must be between 65536 and 268435456",
+                    s.receive_window_bytes
                 ),
             ));
         }
@@ -753,6 +796,36 @@ impl Config {
                 ),
             ));
         }
+        if l.max_frame_buffer_bytes_per_connection < l.max_frame_bytes {
+            return Err(invalid(
+                "limits.max_frame_buffer_bytes_per_connection",
+                format!(
+                    "{} must be at least limits.max_frame_bytes ({}), or no frame of the largest size could be read",
+                    l.max_frame_buffer_bytes_per_connection, l.max_frame_bytes
+                ),
+            ));
+        }
+        if l.max_frame_buffer_bytes_total < l.max_frame_buffer_bytes_per_connection {
+            return Err(invalid(
+                "limits.max_frame_buffer_bytes_total",
+                format!(
+                    "{} must be at least limits.max_frame_buffer_bytes_per_connection ({})",
+                    l.max_frame_buffer_bytes_total, l.max_frame_buffer_bytes_per_connection
+                ),
+            ));
+        }
+        if u32::try_from(l.max_frame_buffer_bytes_total).is_err() {
+            return Err(invalid(
+                "limits.max_frame_buffer_bytes_total",
+                format!("{} must be under 4 GiB", l.max_frame_buffer_bytes_total),
+            ));
+        }
+        if !(1..=300).contains(&l.frame_read_timeout_secs) {
+            return Err(invalid(
+                "limits.frame_read_timeout_secs",
+                format!("{} must be between 1 and 300", l.frame_read_timeout_secs),
+            ));
+        }
         positive("limits.max_metric_name_bytes", l.max_metric_name_bytes)?;
         positive("limits.max_label_key_bytes", l.max_label_key_bytes)?;
         positive("limits.max_label_value_bytes", l.max_label_value_bytes)?;
@@ -813,6 +886,7 @@ impl Config {
             drain_flush: Duration::from_secs(s.drain_flush_secs),
             max_streams_per_connection: s.max_streams_per_connection,
             max_in_flight_per_connection: s.max_in_flight_batches_per_connection,
+            receive_window: s.receive_window_bytes,
             quic_lb,
             relay_id,
             tls,
@@ -824,6 +898,11 @@ impl Config {
                 per_connection: l.max_dictionary_bytes_per_connection,
                 total: l.max_dictionary_bytes_total,
             },
+            frame_buffer: FrameBufferLimits {
+                per_connection: l.max_frame_buffer_bytes_per_connection,
+                total: l.max_frame_buffer_bytes_total,
+            },
+            frame_read_timeout: Duration::from_secs(l.frame_read_timeout_secs),
             series_limits: SeriesLimits {
                 max_metric_len: l.max_metric_name_bytes,
                 max_labels: l.max_labels_per_series,

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use horizon_shared::codec::{self, FrameError, FrameReader};
+use horizon_shared::codec::{self, FrameError};
 use horizon_shared::proto::{
-    AgentFrame, BatchAck, Durability, GoAway, RejectReason, Rejection, RelayFrame, agent_frame,
-    error_code, relay_frame,
+    BatchAck, Durability, GoAway, RejectReason, Rejection, RelayFrame, agent_frame, error_code,
+    relay_frame,
 };
 use horizon_shared::tls::peer_identity;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -31,6 +31,10 @@ use crate::ingest::{BatchOutcome, ByteBudget, StreamDictionary, process_batch};
 use crate::metrics::{StreamErrorKind, Throttle};
 use crate::server::Shared;
 use crate::sink::{Receipt, SinkError};
+
+mod frames;
+
+use frames::{FrameBudget, Frames};
 
 /// Decrements a gauge when dropped.
 struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
@@ -126,8 +130,14 @@ async fn serve(
     let _active = GaugeGuard::new(&shared.metrics.connections_active);
     let budget = shared.budgets.node(&node);
     let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight_per_connection));
-    // The connection's streams share one dictionary byte budget.
+    // The connection's streams share one dictionary byte budget, and one
+    // budget for the frames they are reading.
     let dictionary = Arc::new(ByteBudget::new(shared.settings.dictionary.per_connection));
+    let frame_budget = FrameBudget {
+        connection: Arc::new(Semaphore::new(shared.settings.frame_buffer.per_connection)),
+        total: shared.frame_bytes.clone(),
+        gauge: shared.metrics.frame_buffer_bytes.clone(),
+    };
     debug!("connected");
     let streams = TaskTracker::new();
     loop {
@@ -137,8 +147,9 @@ async fn serve(
                     let span = info_span!("stream", id = %send.id());
                     let (shared, budget, slots, dictionary) =
                         (shared.clone(), budget.clone(), slots.clone(), dictionary.clone());
+                    let frames = Frames::new(recv, shared.settings.max_frame_bytes, shared.settings.frame_read_timeout, frame_budget.clone());
                     streams.spawn(async move {
-                        if let Err(e) = handle_stream(send, recv, &shared, &budget, slots, dictionary).await {
+                        if let Err(e) = handle_stream(send, frames, &shared, &budget, slots, dictionary).await {
                             info!(error = %e, "stream ended with an error");
                         }
                     }.instrument(span));
@@ -178,11 +189,17 @@ struct Slot {
     _gauge: GaugeGuard,
 }
 
-impl Slot {
-    /// Takes a slot, waiting for one while the connection is at its limit;
-    /// returns it with the time waited (`None` only if the semaphore was
-    /// closed, which the relay never does).
-    async fn take(slots: &Arc<Semaphore>, shared: &Shared) -> Option<(Self, Duration)> {
+/// A slot reserved before the stream's next frame is read, so that a
+/// decoded frame never waits for one.
+struct Reserved {
+    permit: OwnedSemaphorePermit,
+    waited: Duration,
+}
+
+impl Reserved {
+    /// Waits for a slot while the connection is at its limit (`None` only
+    /// if the semaphore was closed, which the relay never does).
+    async fn take(slots: &Arc<Semaphore>) -> Option<Self> {
         let (permit, waited) = match slots.clone().try_acquire_owned() {
             Ok(p) => (p, Duration::ZERO),
             Err(_) => {
@@ -191,17 +208,23 @@ impl Slot {
                 (p, t.elapsed())
             }
         };
+        Some(Self { permit, waited })
+    }
+
+    /// Admits a batch that has been read into this slot; returns the slot
+    /// and the time waited for it.
+    fn admit(self, slots: &Semaphore, shared: &Shared) -> (Slot, Duration) {
         let limit = shared.settings.max_in_flight_per_connection;
         let held = limit.saturating_sub(slots.available_permits());
         shared.metrics.connection_in_flight.observe(held as f64);
-        if !waited.is_zero() {
-            shared.metrics.throttled(Throttle::InFlight, waited);
+        if !self.waited.is_zero() {
+            shared.metrics.throttled(Throttle::InFlight, self.waited);
         }
-        let slot = Self {
-            _permit: permit,
+        let slot = Slot {
+            _permit: self.permit,
             _gauge: GaugeGuard::new(&shared.metrics.in_flight_batches),
         };
-        Some((slot, waited))
+        (slot, self.waited)
     }
 }
 
@@ -219,7 +242,7 @@ enum Out {
 
 async fn handle_stream(
     send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    frames: Frames,
     shared: &Shared,
     budget: &NodeBudget,
     slots: Arc<Semaphore>,
@@ -229,7 +252,7 @@ async fn handle_stream(
     // Room for every slot plus a GoAway and a reset: acks never wait here.
     let (tx, rx) = mpsc::channel(shared.settings.max_in_flight_per_connection + 2);
     let (read, write) = tokio::join!(
-        read_batches(recv, tx, shared, budget, &slots, dictionary),
+        read_batches(frames, tx, shared, budget, &slots, dictionary),
         write_acks(send, rx, shared)
     );
     read?;
@@ -239,14 +262,13 @@ async fn handle_stream(
 
 /// Reads, validates and hands over batches, in order.
 async fn read_batches(
-    recv: quinn::RecvStream,
+    mut reader: Frames,
     tx: mpsc::Sender<Out>,
     shared: &Shared,
     budget: &NodeBudget,
     slots: &Arc<Semaphore>,
     dictionary: Arc<ByteBudget>,
 ) -> Result<(), StreamError> {
-    let mut reader = FrameReader::new(recv, shared.settings.max_frame_bytes);
     let mut dict = StreamDictionary::bounded(
         shared.settings.max_series_per_stream,
         shared.settings.dictionary.per_stream,
@@ -257,9 +279,14 @@ async fn read_batches(
     let mut deadline = std::pin::pin!(tokio::time::sleep(std::time::Duration::from_secs(
         86_400 * 365
     )));
+    // The in-flight slot of the next batch, taken before it is read; waits
+    // here while the connection has its limit of unacked batches.
+    let Some(mut reserved) = Reserved::take(slots).await else {
+        return Ok(());
+    };
     loop {
         let next = tokio::select! {
-            f = reader.next::<AgentFrame>() => f,
+            f = reader.next() => f,
             () = shared.drain.cancelled(), if !draining => {
                 // Ask the agent to finish; keep acking what it already sent.
                 draining = true;
@@ -274,7 +301,11 @@ async fn read_batches(
                 return Ok(());
             }
         };
-        let frame = match next {
+        let frames::Frame {
+            frame,
+            held,
+            waited: buffer_wait,
+        } = match next {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
             Err(e) => {
@@ -288,6 +319,9 @@ async fn read_batches(
                     FrameError::Truncated { .. } => {
                         (StreamErrorKind::TruncatedFrame, error_code::MALFORMED_FRAME)
                     }
+                    FrameError::Stalled { .. } => {
+                        (StreamErrorKind::FrameTimeout, error_code::FRAME_TIMEOUT)
+                    }
                     // The agent reset the stream or the connection went away.
                     FrameError::Io(_) => {
                         debug!(error = %e, "stream closed by the agent");
@@ -295,7 +329,7 @@ async fn read_batches(
                     }
                 };
                 shared.metrics.stream_error(kind, 1);
-                let _ = reader.get_mut().stop(code.into());
+                let _ = reader.recv_mut().stop(code.into());
                 let _ = tx.send(Out::Reset(code)).await;
                 return Err(e.into());
             }
@@ -308,11 +342,11 @@ async fn read_batches(
             debug!("skipped a frame of unknown kind");
             continue;
         };
+        if !buffer_wait.is_zero() {
+            shared.metrics.throttled(Throttle::FrameBuffer, buffer_wait);
+        }
         let started = Instant::now();
-        // Waits here while the connection has its limit of unacked batches.
-        let Some((slot, in_flight_wait)) = Slot::take(slots, shared).await else {
-            return Ok(());
-        };
+        let (slot, in_flight_wait) = reserved.admit(slots, shared);
         let now_secs = shared.budgets.now();
         let mut outcome = process_batch(
             batch,
@@ -323,6 +357,8 @@ async fn read_batches(
             horizon_shared::clock::unix_nanos_now(),
             now_secs,
         );
+        // The frame is decoded and processed: its bytes go back to the budgets.
+        drop(held);
         if outcome.rejects.cardinality() > 0 {
             let warning = shared.budgets.lock(budget).take_warning(now_secs, 60);
             if let Some(w) = warning {
@@ -357,6 +393,10 @@ async fn read_batches(
         {
             return Ok(());
         }
+        let Some(next) = Reserved::take(slots).await else {
+            return Ok(());
+        };
+        reserved = next;
     }
 }
 

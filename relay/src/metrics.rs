@@ -46,6 +46,9 @@ pub enum StreamErrorKind {
     MalformedFrame,
     /// The stream ended inside a frame.
     TruncatedFrame,
+    /// A frame's payload did not arrive within
+    /// `limits.frame_read_timeout_secs`.
+    FrameTimeout,
     /// A frame of a kind this relay does not know (newer agent).
     UnknownFrame,
     /// A series definition that could not be stored.
@@ -60,6 +63,7 @@ impl StreamErrorKind {
             Self::FrameTooLarge => "frame_too_large",
             Self::MalformedFrame => "malformed_frame",
             Self::TruncatedFrame => "truncated_frame",
+            Self::FrameTimeout => "frame_timeout",
             Self::UnknownFrame => "unknown_frame",
             Self::BadSeriesDef => "bad_series_def",
             Self::DictionaryFull => "dictionary_full",
@@ -77,6 +81,9 @@ pub enum Throttle {
     /// The connection had `server.max_in_flight_batches_per_connection`
     /// batches unacked.
     InFlight,
+    /// The next frame did not fit in the connection's or the relay's frame
+    /// buffer (`limits.max_frame_buffer_bytes_*`); waited before it was read.
+    FrameBuffer,
 }
 
 impl Throttle {
@@ -84,6 +91,7 @@ impl Throttle {
         match self {
             Self::SinkQueue => "sink_queue",
             Self::InFlight => "in_flight",
+            Self::FrameBuffer => "frame_buffer",
         }
     }
 }
@@ -108,6 +116,8 @@ pub struct RelayMetrics {
     pub quic_connections: Gauge,
     /// Bytes held by every stream's series dictionary.
     pub dictionary_bytes: Gauge,
+    /// Bytes of frames being read, all connections.
+    pub frame_buffer_bytes: Gauge,
     /// Streams open now.
     pub streams_active: Gauge,
     /// Batches processed.
@@ -195,6 +205,12 @@ impl RelayMetrics {
             "Bytes held by the series dictionaries of every stream (at most limits.max_dictionary_bytes_total)",
             dictionary_bytes.clone(),
         );
+        let frame_buffer_bytes = Gauge::default();
+        r.register(
+            "frame_buffer_bytes",
+            "Bytes of frames being read, from length prefix to processed batch, all connections (at most limits.max_frame_buffer_bytes_total)",
+            frame_buffer_bytes.clone(),
+        );
         let streams_active = Gauge::default();
         r.register("streams_active", "Streams open now", streams_active.clone());
         let batches = Counter::default();
@@ -258,7 +274,7 @@ impl RelayMetrics {
         let throttled = Family::<LimitLabel, Counter>::default();
         r.register(
             "throttled_batches",
-            "Batches that waited after being read, by the limit they waited for (sink_queue: limits.backpressure_threshold; in_flight: server.max_in_flight_batches_per_connection); the ack reports the wait",
+            "Batches that waited, by the limit they waited for (sink_queue: limits.backpressure_threshold; in_flight: server.max_in_flight_batches_per_connection; frame_buffer: limits.max_frame_buffer_bytes_*, before the frame was read); the ack reports the sink_queue and in_flight waits",
             throttled.clone(),
         );
         let throttled_seconds = Family::<LimitLabel, Counter<f64, AtomicU64>>::default();
@@ -270,7 +286,7 @@ impl RelayMetrics {
         let limits = Family::<LimitLabel, Gauge>::default();
         r.register(
             "limit",
-            "Configured limits: connections (server.max_connections), handshakes_in_progress (server.max_handshakes_in_progress), streams_per_connection, in_flight_batches_per_connection, sink_queue_batches (limits.backpressure_threshold), dictionary_bytes_per_stream, dictionary_bytes_per_connection, dictionary_bytes_total (limits.max_dictionary_bytes_*)",
+            "Configured limits: connections (server.max_connections), handshakes_in_progress (server.max_handshakes_in_progress), streams_per_connection, in_flight_batches_per_connection, sink_queue_batches (limits.backpressure_threshold), dictionary_bytes_per_stream, dictionary_bytes_per_connection, dictionary_bytes_total (limits.max_dictionary_bytes_*), frame_buffer_bytes_per_connection, frame_buffer_bytes_total (limits.max_frame_buffer_bytes_*), receive_window_bytes (server.receive_window_bytes)",
             limits.clone(),
         );
         for (limit, value) in [
@@ -297,6 +313,15 @@ impl RelayMetrics {
                 settings.dictionary.per_connection,
             ),
             ("dictionary_bytes_total", settings.dictionary.total),
+            (
+                "frame_buffer_bytes_per_connection",
+                settings.frame_buffer.per_connection,
+            ),
+            ("frame_buffer_bytes_total", settings.frame_buffer.total),
+            (
+                "receive_window_bytes",
+                usize::try_from(settings.receive_window).unwrap_or(usize::MAX),
+            ),
         ] {
             limits
                 .get_or_create(&LimitLabel {
@@ -304,7 +329,11 @@ impl RelayMetrics {
                 })
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
         }
-        for t in [Throttle::SinkQueue, Throttle::InFlight] {
+        for t in [
+            Throttle::SinkQueue,
+            Throttle::InFlight,
+            Throttle::FrameBuffer,
+        ] {
             let label = LimitLabel {
                 limit: t.as_str().into(),
             };
@@ -357,6 +386,7 @@ impl RelayMetrics {
             handshake_retries,
             quic_connections,
             dictionary_bytes,
+            frame_buffer_bytes,
             streams_active,
             batches,
             points_received,

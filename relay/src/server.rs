@@ -73,6 +73,17 @@ pub(crate) struct Shared {
     pub(crate) connection_slots: Arc<Semaphore>,
     /// Every series dictionary's bytes (`limits.max_dictionary_bytes_total`).
     pub(crate) dictionary_bytes: Arc<ByteBudget>,
+    /// Bytes of frames being read, all connections
+    /// (`limits.max_frame_buffer_bytes_total`).
+    pub(crate) frame_bytes: Arc<Semaphore>,
+}
+
+/// Per-stream receive window (quinn's default), capped by the connection's.
+const STREAM_RECEIVE_WINDOW: u64 = 1_250_000;
+
+/// A receive window as a QUIC varint (validated to at most 256 MiB).
+fn receive_window(bytes: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u64(bytes).unwrap_or(quinn::VarInt::MAX)
 }
 
 /// A bound relay, ready to [`run`](Relay::run).
@@ -149,7 +160,13 @@ impl Relay {
             ))
             .keep_alive_interval(Some(settings.keep_alive))
             .max_concurrent_bidi_streams(settings.max_streams_per_connection.into())
-            .max_concurrent_uni_streams(0u32.into());
+            .max_concurrent_uni_streams(0u32.into())
+            // What the transport buffers for a connection whose streams are
+            // not being read: its receive window, not quinn's unbounded default.
+            .receive_window(receive_window(settings.receive_window))
+            .stream_receive_window(receive_window(
+                settings.receive_window.min(STREAM_RECEIVE_WINDOW),
+            ));
         let transport = Arc::new(transport);
         server.transport_config(transport.clone());
         let bind_err = |source| RelayError::Bind {
@@ -206,7 +223,9 @@ impl Relay {
             settings.dictionary.total,
             metrics.dictionary_bytes.clone(),
         ));
+        let frame_bytes = Arc::new(Semaphore::new(settings.frame_buffer.total));
         let shared = Arc::new(Shared {
+            frame_bytes,
             handshakes,
             connection_slots,
             dictionary_bytes,

@@ -41,6 +41,16 @@ pub enum FrameError {
         /// Bytes the frame needed (prefix included), if the prefix was whole.
         expected: usize,
     },
+    /// The rest of a frame did not arrive within the reader's time limit.
+    #[error("frame stalled: {buffered} of {expected} bytes received in {after:?}")]
+    Stalled {
+        /// Bytes of the frame (prefix included) received.
+        buffered: usize,
+        /// Bytes the frame needed (prefix included).
+        expected: usize,
+        /// The time limit.
+        after: std::time::Duration,
+    },
     /// Reading from the underlying stream failed.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
@@ -84,6 +94,12 @@ pub fn decode<M: Message + Default>(
     let mut frame = buf.split_to(total);
     frame.advance(HEADER_LEN);
     Ok(Some(M::decode(frame.freeze())?))
+}
+
+/// Decodes a frame's payload (the bytes after its length prefix), for
+/// readers that take the prefix and the payload apart.
+pub fn decode_payload<M: Message + Default>(payload: &[u8]) -> Result<M, FrameError> {
+    Ok(M::decode(payload)?)
 }
 
 /// Appends `msg` to `dst` as one frame.

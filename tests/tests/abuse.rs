@@ -1,5 +1,5 @@
-//! The relay under abuse: half-open handshake floods and series
-//! dictionaries grown without bound. Loopback only; every loop is bounded
+//! The relay under abuse: half-open handshake floods, series dictionaries
+//! grown without bound, and frames that are announced and never finished. Loopback only; every loop is bounded
 //! in count and time.
 
 #![allow(clippy::unwrap_used)]
@@ -276,6 +276,107 @@ async fn series_definitions_past_the_byte_bounds_are_refused_and_counted() {
     hog.close(0u32.into(), b"done");
     let m = scrape_until(&relay, |m| m.get("horizon_relay_dictionary_bytes") < STREAM).await;
     assert!(m.get("horizon_relay_dictionary_bytes") < STREAM);
+    bystander.close().await;
+    relay.stop().await;
+}
+
+const FRAME_BUFFER: &str = "horizon_relay_frame_buffer_bytes";
+const FRAME_TIMEOUTS: &str = r#"horizon_relay_stream_errors_total{kind="frame_timeout"}"#;
+
+/// Opens `streams` streams on `conn`, and on each announces a frame of
+/// `len` bytes and sends all of it but the last byte. Returns the streams'
+/// sending halves (kept open: the frames stay unfinished).
+async fn stall_frames(
+    conn: &quinn::Connection,
+    streams: usize,
+    len: u32,
+) -> Vec<quinn::SendStream> {
+    let mut held = Vec::new();
+    for _ in 0..streams {
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.resize(4 + len as usize - 1, 0x0a);
+        // Flow control may hold part of it back: write in the background.
+        let _ = tokio::time::timeout(Duration::from_millis(200), send.write_all(&bytes)).await;
+        held.push(send);
+    }
+    held
+}
+
+#[tokio::test]
+async fn frames_being_read_are_bounded_per_connection_and_relay_wide() {
+    const FRAME: u32 = 262_144;
+    const CONNECTION: f64 = 524_288.0;
+    const TOTAL: f64 = 1_048_576.0;
+    let relay = TestRelay::start(
+        "limits:\n  max_frame_bytes: 262144\n  max_frame_buffer_bytes_per_connection: 524288\n  max_frame_buffer_bytes_total: 1048576\n  frame_read_timeout_secs: 2\n",
+    )
+    .await;
+    let bystander = relay.client("bystander").await;
+    let series = relay_series(&bystander);
+    assert_eq!(
+        send_values(&bystander, series, 0..1).await[0].ack.accepted,
+        1
+    );
+
+    // One agent announces six full frames and finishes none: only two fit
+    // in its connection's bound; the other four are not read at all.
+    let first = raw_connect(
+        relay.addr,
+        &relay.node_tls("hog-1"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut stalled = stall_frames(&first, 6, FRAME - 8).await;
+    let m = scrape_until(&relay, |m| m.get(FRAME_BUFFER) >= CONNECTION - 16.0).await;
+    // Two frames fill the bound; without it all six would be held.
+    assert!(
+        (2.0 * f64::from(FRAME - 8)..=CONNECTION).contains(&m.get(FRAME_BUFFER)),
+        "one connection holds {} bytes of frames, its bound is {CONNECTION}",
+        m.get(FRAME_BUFFER)
+    );
+    assert_eq!(
+        m.get(r#"horizon_relay_limit{limit="frame_buffer_bytes_per_connection"}"#),
+        CONNECTION
+    );
+
+    // Three more agents do the same: together they reach the relay's bound
+    // and no further.
+    let mut hogs = vec![first];
+    for name in ["hog-2", "hog-3", "hog-4"] {
+        let conn = raw_connect(relay.addr, &relay.node_tls(name), Duration::from_secs(10))
+            .await
+            .unwrap();
+        stalled.extend(stall_frames(&conn, 6, FRAME - 8).await);
+        hogs.push(conn);
+    }
+    let m = scrape_until(&relay, |m| m.get(FRAME_BUFFER) >= TOTAL - 64.0).await;
+    assert!(
+        (4.0 * f64::from(FRAME - 8)..=TOTAL).contains(&m.get(FRAME_BUFFER)),
+        "frames being read hold {} bytes, over the relay's bound of {TOTAL}",
+        m.get(FRAME_BUFFER)
+    );
+
+    // The stalled frames time out and are reset with FRAME_TIMEOUT, so the
+    // agent that is sending real batches gets through.
+    let acks = send_values(&bystander, series, 1..4).await;
+    assert!(acks.iter().all(|a| a.ack.accepted == 1));
+    let m = relay.scrape().await;
+    assert!(m.get(FRAME_TIMEOUTS) >= 4.0, "{}", m.get(FRAME_TIMEOUTS));
+    let code = stalled[0].stopped().await.unwrap();
+    assert_eq!(
+        code,
+        Some(horizon_shared::proto::error_code::FRAME_TIMEOUT.into())
+    );
+
+    // Closing the connections gives every byte back.
+    drop(stalled);
+    for conn in hogs {
+        conn.close(0u32.into(), b"done");
+    }
+    let m = scrape_until(&relay, |m| m.get(FRAME_BUFFER) == 0.0).await;
+    assert_eq!(m.get(FRAME_BUFFER), 0.0);
     bystander.close().await;
     relay.stop().await;
 }

@@ -310,3 +310,69 @@ fn dictionary_bounds_are_read_and_ordered() {
         "limits.max_dictionary_bytes_total"
     );
 }
+
+#[test]
+fn frame_buffer_bounds_and_receive_window_are_read_and_checked() {
+    let s = parse("").unwrap();
+    assert_eq!(
+        s.frame_buffer,
+        FrameBufferLimits {
+            per_connection: 16 << 20,
+            total: 256 << 20,
+        }
+    );
+    assert_eq!(s.receive_window, 1 << 20);
+    let s = parse(
+        "server:\n  receive_window_bytes: 524288\nlimits:\n  max_frame_bytes: 65536\n  max_frame_buffer_bytes_per_connection: 65536\n  max_frame_buffer_bytes_total: 131072\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            s.frame_buffer.per_connection,
+            s.frame_buffer.total,
+            s.receive_window
+        ),
+        (65_536, 131_072, 512 << 10)
+    );
+    // A connection must be able to read one frame of the largest size.
+    assert_eq!(
+        invalid_key("limits:\n  max_frame_buffer_bytes_per_connection: 1048576\n"),
+        "limits.max_frame_buffer_bytes_per_connection"
+    );
+    assert_eq!(
+        invalid_key("limits:\n  max_frame_buffer_bytes_total: 8388608\n"),
+        "limits.max_frame_buffer_bytes_total"
+    );
+    assert_eq!(
+        invalid_key(
+            "limits:\n  max_frame_buffer_bytes_per_connection: 4294967296\n  max_frame_buffer_bytes_total: 4294967296\n"
+        ),
+        "limits.max_frame_buffer_bytes_total"
+    );
+    for bad in [0, 1000, 1 << 30] {
+        assert_eq!(
+            invalid_key(&format!("server:\n  receive_window_bytes: {bad}\n")),
+            "server.receive_window_bytes"
+        );
+    }
+}
+
+#[test]
+fn frame_read_timeout_is_read_and_checked() {
+    assert_eq!(
+        parse("").unwrap().frame_read_timeout,
+        std::time::Duration::from_secs(15)
+    );
+    assert_eq!(
+        parse("limits:\n  frame_read_timeout_secs: 2\n")
+            .unwrap()
+            .frame_read_timeout,
+        std::time::Duration::from_secs(2)
+    );
+    for bad in [0, 301] {
+        assert_eq!(
+            invalid_key(&format!("limits:\n  frame_read_timeout_secs: {bad}\n")),
+            "limits.frame_read_timeout_secs"
+        );
+    }
+}

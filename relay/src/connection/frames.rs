@@ -1,0 +1,263 @@
+//! Reading a stream's frames within the relay's frame-buffer bounds.
+//!
+//! A frame's bytes are held against two budgets from the moment its length
+//! prefix is read until its batch has been processed: the connection's
+//! (`limits.max_frame_buffer_bytes_per_connection`) and the relay's
+//! (`limits.max_frame_buffer_bytes_total`). A stream whose next frame does
+//! not fit waits before reading the payload, so the bytes stay with the
+//! agent (QUIC flow control) instead of in the relay's memory. Taking the
+//! connection's share first means one connection never holds more than its
+//! bound of the relay's. Once it has room, the payload must arrive within
+//! `limits.frame_read_timeout_secs`, or the stream is reset
+//! (`FRAME_TIMEOUT`): a sender that stalls mid-frame cannot keep room that
+//! others wait for.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use horizon_shared::codec::{self, FrameError, HEADER_LEN};
+use horizon_shared::proto::AgentFrame;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A frame's bytes, held against the budgets until dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    _connection: OwnedSemaphorePermit,
+    _total: OwnedSemaphorePermit,
+    gauge: Gauge,
+    bytes: i64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
+    }
+}
+
+/// The budgets a stream's frames are read within.
+#[derive(Debug, Clone)]
+pub(crate) struct FrameBudget {
+    /// This connection's streams together.
+    pub(crate) connection: Arc<Semaphore>,
+    /// Every connection together.
+    pub(crate) total: Arc<Semaphore>,
+    /// Bytes held now, all connections (`horizon_relay_frame_buffer_bytes`).
+    pub(crate) gauge: Gauge,
+}
+
+impl FrameBudget {
+    /// Takes `bytes` from the connection's budget, then the relay's,
+    /// waiting while either is short; returns the hold and the time waited.
+    async fn hold(&self, bytes: usize) -> (Held, Duration) {
+        // Validated: the budgets are under 4 GiB and at least one frame.
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let start = Instant::now();
+        let connection = match self.connection.clone().try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => acquire(&self.connection, n).await,
+        };
+        let total = match self.total.clone().try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => acquire(&self.total, n).await,
+        };
+        let held = i64::from(n);
+        self.gauge.inc_by(held);
+        let hold = Held {
+            _connection: connection,
+            _total: total,
+            gauge: self.gauge.clone(),
+            bytes: held,
+        };
+        (hold, start.elapsed())
+    }
+}
+
+async fn acquire(budget: &Arc<Semaphore>, n: u32) -> OwnedSemaphorePermit {
+    budget
+        .clone()
+        .acquire_many_owned(n)
+        .await
+        .expect("frame budgets are never closed")
+}
+
+/// A stream's frames, read one at a time within a [`FrameBudget`].
+///
+/// [`next`](Self::next) is cancel-safe: a frame read in part is kept and
+/// finished by the next call.
+#[derive(Debug)]
+pub(crate) struct Frames {
+    recv: quinn::RecvStream,
+    max_frame_bytes: usize,
+    timeout: Duration,
+    budget: FrameBudget,
+    header: [u8; HEADER_LEN],
+    header_read: usize,
+    payload: Option<Payload>,
+}
+
+/// The payload of the frame being read.
+#[derive(Debug)]
+struct Payload {
+    bytes: Vec<u8>,
+    read: usize,
+    /// The payload must have arrived by then.
+    deadline: tokio::time::Instant,
+    held: Held,
+    waited: Duration,
+}
+
+/// One frame read off a stream.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    /// The decoded frame.
+    pub(crate) frame: AgentFrame,
+    /// Its bytes, held until the batch has been processed.
+    pub(crate) held: Held,
+    /// Time the stream waited for room in the budgets before reading it.
+    pub(crate) waited: Duration,
+}
+
+impl Frames {
+    pub(crate) fn new(
+        recv: quinn::RecvStream,
+        max_frame_bytes: usize,
+        timeout: Duration,
+        budget: FrameBudget,
+    ) -> Self {
+        Self {
+            recv,
+            max_frame_bytes,
+            timeout,
+            budget,
+            header: [0; HEADER_LEN],
+            header_read: 0,
+            payload: None,
+        }
+    }
+
+    /// Reads the next frame; `Ok(None)` when the stream ended cleanly at a
+    /// frame boundary. A prefix over `limits.max_frame_bytes` (or zero) is
+    /// refused before any of the payload is read, and the payload is read
+    /// only once its bytes fit in the budgets.
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, FrameError> {
+        while self.header_read < HEADER_LEN {
+            match self.recv.read(&mut self.header[self.header_read..]).await {
+                Ok(Some(n)) => self.header_read += n,
+                Ok(None) if self.header_read == 0 => return Ok(None),
+                Ok(None) => {
+                    return Err(FrameError::Truncated {
+                        buffered: self.header_read,
+                        expected: HEADER_LEN,
+                    });
+                }
+                Err(e) => return Err(FrameError::Io(e.into())),
+            }
+        }
+        if self.payload.is_none() {
+            codec::check(&self.header, self.max_frame_bytes)?;
+            let len = u32::from_be_bytes(self.header) as usize;
+            let (held, waited) = self.budget.hold(len).await;
+            self.payload = Some(Payload {
+                bytes: vec![0; len],
+                read: 0,
+                deadline: tokio::time::Instant::now() + self.timeout,
+                held,
+                waited,
+            });
+        }
+        let p = self.payload.as_mut().expect("set above");
+        while p.read < p.bytes.len() {
+            let read = tokio::time::timeout_at(p.deadline, self.recv.read(&mut p.bytes[p.read..]));
+            let Ok(read) = read.await else {
+                return Err(FrameError::Stalled {
+                    buffered: HEADER_LEN + p.read,
+                    expected: HEADER_LEN + p.bytes.len(),
+                    after: self.timeout,
+                });
+            };
+            match read {
+                Ok(Some(n)) => p.read += n,
+                Ok(None) => {
+                    return Err(FrameError::Truncated {
+                        buffered: HEADER_LEN + p.read,
+                        expected: HEADER_LEN + p.bytes.len(),
+                    });
+                }
+                Err(e) => return Err(FrameError::Io(e.into())),
+            }
+        }
+        let Payload {
+            bytes,
+            held,
+            waited,
+            ..
+        } = self.payload.take().expect("set above");
+        self.header_read = 0;
+        let frame = codec::decode_payload::<AgentFrame>(&bytes)?;
+        Ok(Some(Frame {
+            frame,
+            held,
+            waited,
+        }))
+    }
+
+    /// The stream's receiving half.
+    pub(crate) fn recv_mut(&mut self) -> &mut quinn::RecvStream {
+        &mut self.recv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(connection: usize, total: usize) -> FrameBudget {
+        FrameBudget {
+            connection: Arc::new(Semaphore::new(connection)),
+            total: Arc::new(Semaphore::new(total)),
+            gauge: Gauge::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn holds_count_against_both_budgets_until_dropped() {
+        let b = budget(100, 150);
+        let (first, _) = b.hold(60).await;
+        assert_eq!(b.gauge.get(), 60);
+        assert_eq!(b.connection.available_permits(), 40);
+        assert_eq!(b.total.available_permits(), 90);
+        // A second connection shares only the total.
+        let other = FrameBudget {
+            connection: Arc::new(Semaphore::new(100)),
+            ..b.clone()
+        };
+        let (second, _) = other.hold(90).await;
+        assert_eq!(b.total.available_permits(), 0);
+        assert_eq!(b.gauge.get(), 150);
+        drop((first, second));
+        assert_eq!(b.gauge.get(), 0);
+        assert_eq!(b.total.available_permits(), 150);
+        assert_eq!(b.connection.available_permits(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_does_not_fit_waits_for_room() {
+        let b = budget(100, 100);
+        let (first, _) = b.hold(70).await;
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.hold(50).await }
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "50 more bytes do not fit beside 70");
+        assert_eq!(b.gauge.get(), 70);
+        drop(first);
+        let (second, waited) = waiting.await.unwrap();
+        assert!(!waited.is_zero());
+        assert_eq!(b.gauge.get(), 50);
+        drop(second);
+        assert_eq!(b.gauge.get(), 0);
+    }
+}
