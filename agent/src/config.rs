@@ -48,6 +48,14 @@ pub struct RelayConfig {
     pub max_batch_points: usize,
     /// Longest pause between connection attempts, seconds.
     pub max_backoff_secs: u64,
+    /// The relay is taken for gone, and the agent reconnects through the
+    /// balancer from a fresh UDP port, when nothing at all (not even the
+    /// QUIC acknowledgement of a ping) has come from it for this long.
+    pub liveness_timeout_secs: u64,
+    /// A batch unacked this long while the relay still answers pings makes
+    /// the agent reconnect (a relay alive but stuck); above the relay's
+    /// flush age, which durable acks wait for.
+    pub ack_timeout_secs: u64,
 }
 
 impl Default for RelayConfig {
@@ -58,6 +66,8 @@ impl Default for RelayConfig {
             window: 64,
             max_batch_points: 1000,
             max_backoff_secs: 30,
+            liveness_timeout_secs: 3,
+            ack_timeout_secs: 30,
         }
     }
 }
@@ -281,6 +291,10 @@ pub struct Settings {
     pub max_batch_points: usize,
     /// Reconnect backoff cap.
     pub max_backoff: Duration,
+    /// Silence after which the relay is taken for gone.
+    pub liveness_timeout: Duration,
+    /// Unacked time after which a relay that answers is taken for stuck.
+    pub ack_timeout: Duration,
     /// Certificates.
     pub tls: TlsSource,
     /// Spool directory.
@@ -432,6 +446,21 @@ impl Config {
         }
         if r.max_backoff_secs == 0 {
             return Err(invalid("relay.max_backoff_secs", "must be at least 1"));
+        }
+        if !(1..=60).contains(&r.liveness_timeout_secs) {
+            return Err(invalid(
+                "relay.liveness_timeout_secs",
+                format!("{} must be between 1 and 60", r.liveness_timeout_secs),
+            ));
+        }
+        if r.ack_timeout_secs <= r.liveness_timeout_secs {
+            return Err(invalid(
+                "relay.ack_timeout_secs",
+                format!(
+                    "{} must be above relay.liveness_timeout_secs ({})",
+                    r.ack_timeout_secs, r.liveness_timeout_secs
+                ),
+            ));
         }
 
         let s = &self.security;
@@ -632,6 +661,8 @@ impl Config {
             window: r.window,
             max_batch_points: r.max_batch_points,
             max_backoff: Duration::from_secs(r.max_backoff_secs),
+            liveness_timeout: Duration::from_secs(r.liveness_timeout_secs),
+            ack_timeout: Duration::from_secs(r.ack_timeout_secs),
             tls,
             spool_dir: PathBuf::from(&sp.dir),
             spool: SpoolOptions {

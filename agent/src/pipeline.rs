@@ -381,6 +381,8 @@ impl Agent {
         cfg.window = settings.window;
         cfg.max_batch_points = settings.max_batch_points;
         cfg.max_backoff = settings.max_backoff;
+        cfg.liveness_timeout = settings.liveness_timeout;
+        cfg.ack_timeout = settings.ack_timeout;
         tasks.push(tokio::spawn(run_sender(
             cfg,
             sink,

@@ -9,12 +9,13 @@
 #   curl -s 127.0.0.1:9101/metrics                   # relay 1 (9102, 9103, ...)
 #   kill -9 "$(cat .dev/fleet/relay-2.pid)"          # agents move to the others
 #
-# Needs what `bash infra/dev/install-test-deps.sh` installs.
+# Needs what `bash infra/dev/install-test-deps.sh` installs. BIN_DIR picks
+# the binaries (default target/release, built if missing).
 set -euo pipefail
 n=${1:-3}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 run="$root/.dev/fleet"
-bin="$root/target/release"
+bin="${BIN_DIR:-$root/target/release}"
 rm -rf "$run"
 mkdir -p "$run"
 [ -x "$bin/telemetry-relay" ] || cargo build --release --bins --manifest-path "$root/Cargo.toml"
@@ -79,6 +80,9 @@ influxdb:
   url: http://127.0.0.1:8086
   api: v1
   database: telemetry
+parquet:
+  # Durable acks within about a second (the 5 s default spends fewer PUTs).
+  rotation_interval_secs: 1
 observability:
   metrics_port: $((9100 + i))
   metrics_bind: 127.0.0.1
@@ -88,7 +92,7 @@ CONF
     echo $! >"$run/relay-$i.pid"
     # The first relay creates the development CA; the others share it.
     wait_http "http://127.0.0.1:$((9100 + i))/readyz" "relay $i"
-    upstreams+="        server 127.0.0.1:$((5100 + i)) max_fails=1 fail_timeout=10s;"$'\n'
+    upstreams+="        server 127.0.0.1:$((5100 + i)) max_fails=1 fail_timeout=30s;"$'\n'
 done
 
 template=$(cat "$root/infra/fleet/nginx-udp.conf.template")

@@ -88,6 +88,9 @@ pub struct Report {
     pub throttled: Throttled,
     /// Nodes that could not connect at all.
     pub nodes_failed: u64,
+    /// How long nodes went without an ack: the failover time of those
+    /// that reconnected (a relay killed, drained or unreachable).
+    pub failover: Failover,
     /// Wall-clock seconds from the first send to the last ack.
     pub elapsed_secs: f64,
 }
@@ -119,6 +122,36 @@ pub struct Throttled {
     pub in_flight_ms: u64,
 }
 
+/// Each node's longest time between two acks in a row, over the nodes that
+/// reconnected during the run and over the others. For a node whose relay
+/// died, it is the time from its last ack on that relay to its first ack
+/// on the next one.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Failover {
+    /// Nodes that reconnected at least once.
+    pub nodes_moved: u64,
+    /// Longest ack gap of each node that reconnected, percentiles over them, ms.
+    pub moved_gap_ms: Latency,
+    /// The same over the nodes that never reconnected (the steady ack cadence), ms.
+    pub stayed_gap_ms: Latency,
+}
+
+/// Percentiles of `values` (nearest rank), all zero when empty.
+fn percentiles(values: &mut [f64]) -> Latency {
+    if values.is_empty() {
+        return Latency::default();
+    }
+    values.sort_by(f64::total_cmp);
+    let at =
+        |q: f64| values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+    Latency {
+        p50: at(0.5),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: values[values.len() - 1],
+    }
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Latency {
@@ -135,6 +168,9 @@ pub struct Latency {
 struct Tally {
     report: Report,
     latency_us: Histogram<u64>,
+    /// Each node's longest ack gap, ms: nodes that reconnected, and the others.
+    gaps_moved: Vec<f64>,
+    gaps_stayed: Vec<f64>,
 }
 
 impl Tally {
@@ -194,6 +230,8 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
     let tally = Arc::new(Mutex::new(Tally {
         report: Report::default(),
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        gaps_moved: Vec::new(),
+        gaps_stayed: Vec::new(),
     }));
     let per_node_rate = spec.rate as f64 / spec.nodes as f64;
     let started = Instant::now();
@@ -240,7 +278,13 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
             max: h.max() as f64 / 1000.0,
         }
     };
+    let failover = Failover {
+        nodes_moved: t.gaps_moved.len() as u64,
+        moved_gap_ms: percentiles(&mut t.gaps_moved),
+        stayed_gap_ms: percentiles(&mut t.gaps_stayed),
+    };
     let r = &mut t.report;
+    r.failover = failover;
     r.ack_latency_ms = latency;
     r.nodes_failed = nodes_failed;
     r.elapsed_secs = elapsed;
@@ -284,14 +328,23 @@ async fn node_task(
     // Acks are awaited in send order by a companion task.
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<horizon_shared::client::PendingAck>();
     let t2 = tally.clone();
+    // It also measures the node's longest time between two acks.
     let acker = tokio::spawn(async move {
+        let mut last: Option<Instant> = None;
+        let mut longest = Duration::ZERO;
         while let Some(p) = ack_rx.recv().await {
             if let Ok(a) = p.await {
+                let now = Instant::now();
+                if let Some(l) = last {
+                    longest = longest.max(now - l);
+                }
+                last = Some(now);
                 t2.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .record(&a);
             }
         }
+        longest
     });
 
     // Like an agent, send about one scrape of the node's series per tick
@@ -351,7 +404,15 @@ async fn node_task(
         t.report.resends += stats.resends;
     }
     client.close().await;
-    let _ = acker.await;
+    let longest = acker.await.unwrap_or_default().as_secs_f64() * 1000.0;
+    let mut t = tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if stats.connects > 1 {
+        t.gaps_moved.push(longest);
+    } else {
+        t.gaps_stayed.push(longest);
+    }
     Ok(())
 }
 
@@ -370,7 +431,8 @@ impl Report {
              throughput       {:.0} points/s over {:.1} s\n\
              ack latency      p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n\
              relay pushback   {} batches waited for the sink queue ({} ms), {} for in-flight slots ({} ms)\n\
-             connections      {} errors, {} batches resent, {} nodes failed\n",
+             connections      {} errors, {} batches resent, {} nodes failed\n\
+             ack gaps         {} nodes reconnected: longest gap p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; others p50 {:.0} ms, max {:.0} ms\n",
             self.points_sent,
             self.points_acked,
             r.cardinality,
@@ -392,6 +454,12 @@ impl Report {
             self.connection_errors,
             self.resends,
             self.nodes_failed,
+            self.failover.nodes_moved,
+            self.failover.moved_gap_ms.p50,
+            self.failover.moved_gap_ms.p99,
+            self.failover.moved_gap_ms.max,
+            self.failover.stayed_gap_ms.p50,
+            self.failover.stayed_gap_ms.max,
         )
     }
 }

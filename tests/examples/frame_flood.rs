@@ -170,9 +170,7 @@ async fn bench(
         now as f64 / 1024.0
     );
     for l in body.lines() {
-        if !l.starts_with('#')
-            && (l.contains("frame_buffer") || l.contains("connections_active"))
-        {
+        if !l.starts_with('#') && (l.contains("frame_buffer") || l.contains("connections_active")) {
             println!("  {l}");
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod bins;
 pub mod flood;
+pub mod flow_gate;
 pub mod quiclb;
 pub mod rawdata;
 pub mod servers;

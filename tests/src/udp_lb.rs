@@ -56,7 +56,7 @@ pub fn spawn(dir: &Path, listen: u16, relays: &[SocketAddr]) -> Child {
     let template = include_str!("../../infra/fleet/nginx-udp.conf.template");
     let upstreams: String = relays
         .iter()
-        .map(|a| format!("        server {a} max_fails=1 fail_timeout=10s;\n"))
+        .map(|a| format!("        server {a} max_fails=1 fail_timeout=30s;\n"))
         .collect();
     let conf = template
         .replace("@MODULE@", NGINX_MODULE)

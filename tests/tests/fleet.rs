@@ -1,9 +1,10 @@
 //! A fleet of three `telemetry-relay` processes behind nginx's UDP load
 //! balancer. Agents stream through the balancer; one relay is killed with
-//! SIGKILL mid-run; the agents reconnect through the balancer and resend
-//! what was not acked. Afterwards every point acked durably is in the
-//! store, and after a compaction the hourly dataset holds exactly the
-//! points sent, each once.
+//! SIGKILL mid-run; the agents notice within their liveness timeout,
+//! reconnect through the balancer from a fresh port and resend what was not
+//! acked, and each acks again within a bound derived from the configured
+//! timeouts. Afterwards every point acked durably is in the store, and after
+//! a compaction the hourly dataset holds exactly the points sent, each once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -83,6 +84,26 @@ fn start_relay(bin: &Path, dir: &Path, i: usize, port: u16, metrics: u16) -> Kil
             .spawn()
             .unwrap(),
     )
+}
+
+/// The agents' liveness timeout: a relay silent this long is taken for gone.
+const LIVENESS: Duration = Duration::from_secs(2);
+/// The agents' handshake timeout (a failed attempt is not in the bound).
+const CONNECT: Duration = Duration::from_secs(2);
+/// The relays' flush age (`parquet.rotation_interval_secs`): a durable ack
+/// comes at most this long after its batch arrives.
+const FLUSH: Duration = Duration::from_secs(1);
+
+/// The longest an agent may go without an ack when its relay dies: the last
+/// ack before the kill may be a flush old; then the silence that makes the
+/// agent give up on the relay, plus the quarter second between its checks
+/// and the random pause (under 250 ms) before it reconnects; the handshake
+/// and the resend; and the new relay's flush. The reconnect cannot land on
+/// the dead relay: nginx marked it failed (`max_fails=1`, for 30 s) on the
+/// ICMP error that the agent's own unanswered pings drew. 1.5 s cover the
+/// handshake, the resend and a loaded test machine.
+fn failover_bound() -> Duration {
+    FLUSH + LIVENESS + Duration::from_millis(500) + FLUSH + Duration::from_millis(1500)
 }
 
 /// What pyarrow reads under a directory.
@@ -188,9 +209,11 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
             "localhost",
             TlsMaterial::load(&cert, &key, &pki.ca_cert).unwrap(),
         );
-        cfg.idle_timeout = Duration::from_secs(3);
-        cfg.keep_alive = Duration::from_secs(1);
-        cfg.ack_timeout = Duration::from_secs(5);
+        // The defaults but for the liveness and connect timeouts, so that
+        // only the transport-level detection can move an agent in time
+        // (the idle timeout stays at 60 s and the ack timeout at 30 s).
+        cfg.liveness_timeout = LIVENESS;
+        cfg.connect_timeout = CONNECT;
         cfg.max_backoff = Duration::from_millis(500);
         let mut client = None;
         for _ in 0..50 {
@@ -203,32 +226,48 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         clients.push((node, client.expect("agent connects through the balancer")));
     }
 
-    // Each agent sends one point per batch, values 0.. in order, every 20 ms.
+    // Each agent sends one point per batch, values 0.. in order, every 20 ms;
+    // a companion task takes the acks as they come (in order) and keeps the
+    // agent's longest time between two acks.
     let mut tasks = Vec::new();
     for (node, client) in clients {
         tasks.push(tokio::spawn(async move {
             let s = client.series("gpu_util", &[("gpu", "0")]).unwrap();
-            let mut pending = Vec::new();
+            let (tx, mut rx) =
+                tokio::sync::mpsc::unbounded_channel::<(i64, horizon_shared::client::PendingAck)>();
+            let acker = tokio::spawn(async move {
+                let mut durable = Vec::new();
+                let mut last: Option<std::time::Instant> = None;
+                let mut longest_gap = Duration::ZERO;
+                while let Some((i, p)) = rx.recv().await {
+                    let acked = tokio::time::timeout(Duration::from_secs(60), p)
+                        .await
+                        .expect("every batch acked in the end")
+                        .unwrap();
+                    let now = std::time::Instant::now();
+                    if let Some(l) = last {
+                        longest_gap = longest_gap.max(now - l);
+                    }
+                    last = Some(now);
+                    assert_eq!(acked.ack.accepted, 1);
+                    if acked.ack.durability == Durability::Durable as i32 {
+                        durable.push(i);
+                    }
+                }
+                (durable, longest_gap)
+            });
             let t0 = unix_nanos_now();
             for i in 0..250i64 {
                 let p = Point::new(s, t0 + i * 1_000_000, i as f64);
-                pending.push((i, client.send(Batch { points: vec![p] }).await.unwrap()));
+                tx.send((i, client.send(Batch { points: vec![p] }).await.unwrap()))
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let mut durable = Vec::new();
-            for (i, p) in pending {
-                let acked = tokio::time::timeout(Duration::from_secs(60), p)
-                    .await
-                    .expect("every batch acked in the end")
-                    .unwrap();
-                assert_eq!(acked.ack.accepted, 1);
-                if acked.ack.durability == Durability::Durable as i32 {
-                    durable.push(i);
-                }
-            }
+            drop(tx);
+            let (durable, longest_gap) = acker.await.unwrap();
             let stats = client.stats();
             client.close().await;
-            (node, durable, stats)
+            (node, durable, stats, longest_gap)
         }));
     }
 
@@ -244,11 +283,23 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
     let mut acked: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut reconnected = 0;
     for t in tasks {
-        let (node, durable, stats) = t.await.unwrap();
+        let (node, durable, stats, longest_gap) = t.await.unwrap();
         assert_eq!(durable.len(), 250, "{node}: every batch acked durably");
+        eprintln!(
+            "{node}: {} connections, longest time without an ack {longest_gap:?}",
+            stats.connects
+        );
         if stats.connects > 1 {
             reconnected += 1;
         }
+        // Whether it was moved or not, no agent went without acks longer
+        // than it takes to notice a dead relay and get acked by another.
+        assert!(
+            longest_gap <= failover_bound(),
+            "{node}: {longest_gap:?} without an ack (connects {}), over the bound of {:?}",
+            stats.connects,
+            failover_bound()
+        );
         acked.insert(node, durable);
     }
     assert!(

@@ -114,3 +114,31 @@ fn flags_override_the_file() {
     assert_eq!(s.targets[0].interval, Duration::from_secs(2));
     assert!(!s.gpu_enabled);
 }
+
+#[test]
+fn failover_timeouts_are_read_and_checked() {
+    let s = load("").unwrap();
+    assert_eq!(
+        (s.liveness_timeout, s.ack_timeout),
+        (Duration::from_secs(3), Duration::from_secs(30))
+    );
+    let s = load("relay:\n  liveness_timeout_secs: 2\n  ack_timeout_secs: 10\n").unwrap();
+    assert_eq!(
+        (s.liveness_timeout, s.ack_timeout),
+        (Duration::from_secs(2), Duration::from_secs(10))
+    );
+    for (yaml, key) in [
+        (
+            "relay:\n  liveness_timeout_secs: 0\n",
+            "relay.liveness_timeout_secs",
+        ),
+        (
+            "relay:\n  liveness_timeout_secs: 61\n",
+            "relay.liveness_timeout_secs",
+        ),
+        ("relay:\n  ack_timeout_secs: 3\n", "relay.ack_timeout_secs"),
+    ] {
+        let e = load(yaml).unwrap_err().to_string();
+        assert!(e.contains(key), "{yaml:?}: {e}");
+    }
+}

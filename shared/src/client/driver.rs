@@ -1,6 +1,14 @@
 //! The background task of a [`Client`](super::Client): holds one connection
 //! and one stream at a time, writes queued batches, reads acks, and on any
 //! failure reconnects with backoff and resends every unacked batch.
+//!
+//! A dead relay is told from a slow one at the transport: the client pings
+//! at least every third of `liveness_timeout`, and a live relay's QUIC stack
+//! acknowledges every ping within a round trip whatever its acks are doing,
+//! so `liveness_timeout` without a single packet means the relay (or the
+//! path to it) is gone. Every reconnect starts from a fresh UDP port, so a
+//! balancer that hashes the 5-tuple picks a relay anew instead of sending
+//! the agent back to the dead one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +42,7 @@ impl Driver {
         let mut client_cfg = crate::tls::quic_client_config(&config.tls)
             .map_err(|e| ClientError::Setup(e.to_string()))?;
         let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(config.keep_alive));
+        transport.keep_alive_interval(Some(config.keep_alive.min(config.liveness_timeout / 3)));
         transport.max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(config.idle_timeout)
                 .map_err(|e| ClientError::Setup(e.to_string()))?,
@@ -77,20 +85,29 @@ impl Driver {
             .endpoint
             .connect(addr, &self.config.server_name)
             .map_err(|e| err(e.to_string()))?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+        let conn = tokio::time::timeout(self.config.connect_timeout, connecting)
             .await
-            .map_err(|_| err("handshake timed out".into()))?
+            .map_err(|_| {
+                err(format!(
+                    "handshake timed out after {:?}",
+                    self.config.connect_timeout
+                ))
+            })?
             .map_err(|e| err(e.to_string()))?;
         Ok(conn)
     }
 
     pub(super) async fn run(self, first: Connection) {
         let mut conn = Some(first);
-        let mut backoff = Duration::from_millis(100);
+        // Failed connect attempts since the last connection.
+        let mut failures = 0u32;
         loop {
             let c = match conn.take() {
                 Some(c) => c,
                 None => {
+                    if let Err(e) = fresh_port(&self.endpoint) {
+                        warn!(error = %e, "cannot open a fresh UDP port; reconnecting from the old one");
+                    }
                     let attempt = tokio::select! {
                         r = self.connect() => r,
                         () = self.inner.closing.cancelled() => break,
@@ -98,8 +115,8 @@ impl Driver {
                     match attempt {
                         Ok(c) => {
                             self.inner.counters.connects.fetch_add(1, Ordering::Relaxed);
-                            info!(addr = %self.config.addr, "reconnected");
-                            backoff = Duration::from_millis(100);
+                            info!(addr = %self.config.addr, remote = %c.remote_address(), after_failed_attempts = failures, "reconnected");
+                            failures = 0;
                             c
                         }
                         Err(e) => {
@@ -107,12 +124,13 @@ impl Driver {
                                 .counters
                                 .connection_errors
                                 .fetch_add(1, Ordering::Relaxed);
-                            warn!(error = %e, retry_in = ?backoff, "connect failed");
+                            failures += 1;
+                            let pause = backoff(failures, self.config.max_backoff);
+                            warn!(error = %e, retry_in = ?pause, "connect failed");
                             tokio::select! {
-                                () = tokio::time::sleep(jitter(backoff)) => {}
+                                () = tokio::time::sleep(pause) => {}
                                 () = self.inner.closing.cancelled() => break,
                             }
-                            backoff = (backoff * 2).min(self.config.max_backoff);
                             continue;
                         }
                     }
@@ -134,8 +152,10 @@ impl Driver {
                         .fetch_add(1, Ordering::Relaxed);
                     warn!(error = %e, pending = self.inner.lock_pending().len(), "connection lost; will resend unacked batches");
                     c.close(error_code::NO_ERROR.into(), b"reconnecting");
+                    // A short random pause, so the agents of a failed relay
+                    // do not all reconnect in the same instant.
                     tokio::select! {
-                        () = tokio::time::sleep(jitter(backoff)) => {}
+                        () = tokio::time::sleep(backoff(0, self.config.max_backoff)) => {}
                         () = self.inner.closing.cancelled() => break,
                     }
                 }
@@ -160,7 +180,7 @@ impl Driver {
         let going_away = tokio_util::sync::CancellationToken::new();
         tokio::select! {
             r = self.write_loop(send, &going_away) => r.map(|()| End::Closing),
-            r = self.read_loop(recv, &going_away) => r,
+            r = self.read_loop(conn, recv, &going_away) => r,
             () = self.inner.closing.cancelled() => Ok(End::Closing),
         }
     }
@@ -226,15 +246,24 @@ impl Driver {
 
     async fn read_loop(
         &self,
+        conn: &Connection,
         recv: RecvStream,
         going_away: &tokio_util::sync::CancellationToken,
     ) -> Result<End, ClientError> {
         let mut reader = FrameReader::new(recv, self.config.max_frame_bytes);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(LIVENESS_CHECK);
+        let mut heard = Heard::new(conn);
         loop {
             let frame = tokio::select! {
                 f = reader.next::<RelayFrame>() => f.map_err(|e| ClientError::Connection(e.to_string()))?,
                 _ = tick.tick() => {
+                    let silent = heard.silent_for(conn);
+                    if silent > self.config.liveness_timeout {
+                        return Err(ClientError::Connection(format!(
+                            "relay silent for {silent:.1?} (no QUIC packet, pings unanswered; client.liveness_timeout {:?}): assuming it is gone",
+                            self.config.liveness_timeout
+                        )));
+                    }
                     self.check_ack_timeout()?;
                     continue;
                 }
@@ -294,10 +323,110 @@ impl Driver {
     }
 }
 
-/// `d` plus up to 25% random jitter, so reconnecting agents spread out.
-fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |t| t.subsec_nanos());
-    d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
+/// How often the reader checks that the relay is still answering.
+const LIVENESS_CHECK: Duration = Duration::from_millis(250);
+
+/// First reconnect pause, before doubling.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// When a packet last came from the relay, as seen in the connection's
+/// count of received datagrams.
+struct Heard {
+    datagrams: u64,
+    at: Instant,
+}
+
+impl Heard {
+    fn new(conn: &Connection) -> Self {
+        Self {
+            datagrams: conn.stats().udp_rx.datagrams,
+            at: Instant::now(),
+        }
+    }
+
+    /// Time since the last packet from the relay.
+    fn silent_for(&mut self, conn: &Connection) -> Duration {
+        let now = conn.stats().udp_rx.datagrams;
+        if now != self.datagrams {
+            self.datagrams = now;
+            self.at = Instant::now();
+        }
+        self.at.elapsed()
+    }
+}
+
+/// The pause before reconnect attempt `failures + 1`: 250 ms doubled per
+/// failed attempt, at most `max`, drawn at random from its upper half (from
+/// 0 to 250 ms right after a connection is lost), so that the agents of a
+/// failed relay spread their reconnects instead of arriving together.
+pub(super) fn backoff(failures: u32, max: Duration) -> Duration {
+    let base = FIRST_BACKOFF
+        .saturating_mul(1u32 << failures.min(16))
+        .min(max.max(FIRST_BACKOFF));
+    let r = random_unit();
+    if failures == 0 {
+        FIRST_BACKOFF.mul_f64(r)
+    } else {
+        base.mul_f64(0.5 + r / 2.0)
+    }
+}
+
+/// A random number in [0, 1), from the standard library's randomly keyed
+/// hasher (a fresh key per call): enough to spread reconnects.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Moves the endpoint to a new UDP socket on a fresh port, so that the
+/// next connection is a new flow to a balancer that hashes the 5-tuple.
+pub(super) fn fresh_port(endpoint: &Endpoint) -> std::io::Result<SocketAddr> {
+    let local = endpoint.local_addr()?;
+    let ip: std::net::IpAddr = if local.is_ipv6() {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    let socket = std::net::UdpSocket::bind((ip, 0))?;
+    endpoint.rebind(socket)?;
+    endpoint.local_addr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_its_bounds_and_is_spread() {
+        let max = Duration::from_secs(5);
+        let firsts: Vec<_> = (0..200).map(|_| backoff(0, max)).collect();
+        assert!(firsts.iter().all(|d| *d < FIRST_BACKOFF));
+        let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
+        assert!(
+            distinct.len() > 150,
+            "pauses are spread: {} distinct of 200",
+            distinct.len()
+        );
+        for (failures, base) in [
+            (1, 500),
+            (2, 1000),
+            (3, 2000),
+            (4, 4000),
+            (5, 5000),
+            (40, 5000),
+        ] {
+            let base = Duration::from_millis(base);
+            for _ in 0..50 {
+                let d = backoff(failures, max);
+                assert!(
+                    d >= base / 2 && d <= base,
+                    "{failures} failures: {d:?} outside {:?}..={base:?}",
+                    base / 2
+                );
+            }
+        }
+    }
 }

@@ -193,13 +193,26 @@ pub struct ClientConfig {
     pub max_batch_points: usize,
     /// Largest frame the relay accepts.
     pub max_frame_bytes: usize,
-    /// QUIC keep-alive interval (keeps load-balancer flows alive).
+    /// QUIC keep-alive interval (keeps load-balancer flows alive). The
+    /// client pings at least every third of `liveness_timeout` as well.
     pub keep_alive: Duration,
-    /// The connection is considered dead after this long without packets.
+    /// QUIC idle timeout, the transport's own last resort.
     pub idle_timeout: Duration,
-    /// A batch unacked for this long makes the client reconnect and resend.
+    /// The relay is taken for gone when nothing at all, not even the QUIC
+    /// acknowledgement of a ping, has come from it for this long: the
+    /// client reconnects (from a fresh UDP port) and resends. A live relay
+    /// answers every ping within a round trip, however slow its acks are.
+    pub liveness_timeout: Duration,
+    /// A batch unacked for this long, while the relay still answers at the
+    /// transport, makes the client reconnect and resend (a relay that is
+    /// alive but stuck). Durable acks legitimately take up to the relay's
+    /// flush age, so keep it well above that.
     pub ack_timeout: Duration,
-    /// Longest pause between reconnect attempts.
+    /// A handshake not finished in this long is a failed attempt.
+    pub connect_timeout: Duration,
+    /// Longest pause between reconnect attempts. Pauses start at 250 ms
+    /// and double, each drawn at random from its upper half (the first
+    /// from 0 to 250 ms), so that agents of a failed relay spread out.
     pub max_backoff: Duration,
 }
 
@@ -215,7 +228,9 @@ impl ClientConfig {
             max_frame_bytes: crate::codec::DEFAULT_MAX_FRAME_BYTES,
             keep_alive: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
+            liveness_timeout: Duration::from_secs(3),
             ack_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(4),
             max_backoff: Duration::from_secs(5),
         }
     }
@@ -419,15 +434,7 @@ impl Client {
     /// client reconnects and resends as after any connection loss).
     /// Returns the new local address.
     pub fn rebind(&self) -> std::io::Result<std::net::SocketAddr> {
-        let local = self.endpoint.local_addr()?;
-        let ip: std::net::IpAddr = if local.is_ipv6() {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        };
-        let socket = std::net::UdpSocket::bind((ip, 0))?;
-        self.endpoint.rebind(socket)?;
-        self.endpoint.local_addr()
+        driver::fresh_port(&self.endpoint)
     }
 
     /// Closes the connection. Batches not yet acked fail with [`ClientError::Closed`].

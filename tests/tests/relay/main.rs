@@ -19,6 +19,7 @@ use horizon_shared::tls::{TlsMaterial, quic_client_config};
 
 mod bad_input;
 mod drain;
+mod failover;
 mod flow;
 mod limits;
 mod ops;
