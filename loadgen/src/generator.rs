@@ -332,17 +332,26 @@ async fn node_task(
     let acker = tokio::spawn(async move {
         let mut last: Option<Instant> = None;
         let mut longest = Duration::ZERO;
+        let mut lost = false;
         while let Some(p) = ack_rx.recv().await {
-            if let Ok(a) = p.await {
-                let now = Instant::now();
-                if let Some(l) = last {
-                    longest = longest.max(now - l);
+            match p.await {
+                Ok(a) => {
+                    let now = Instant::now();
+                    if let Some(l) = last {
+                        longest = longest.max(now - l);
+                    }
+                    last = Some(now);
+                    t2.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .record(&a);
                 }
-                last = Some(now);
-                t2.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .record(&a);
+                Err(_) => lost = true,
             }
+        }
+        // A node whose last batches were never acked went without acks
+        // from its last one to the end of the run.
+        if lost && let Some(l) = last {
+            longest = longest.max(l.elapsed());
         }
         longest
     });

@@ -4,9 +4,9 @@
 //!
 //! A dead relay is told from a slow one at the transport: the client pings
 //! at least every third of `liveness_timeout`, and a live relay's QUIC stack
-//! acknowledges every ping within a round trip whatever its acks are doing,
-//! so `liveness_timeout` without a single packet means the relay (or the
-//! path to it) is gone. Every reconnect starts from a fresh UDP port, so a
+//! acknowledges every ping within a round trip whatever its batch acks are
+//! doing, so `liveness_timeout` without a QUIC acknowledgement means the
+//! relay (or the path to it) is gone. Every reconnect starts from a fresh UDP port, so a
 //! balancer that hashes the 5-tuple picks a relay anew instead of sending
 //! the agent back to the dead one.
 
@@ -260,7 +260,7 @@ impl Driver {
                     let silent = heard.silent_for(conn);
                     if silent > self.config.liveness_timeout {
                         return Err(ClientError::Connection(format!(
-                            "relay silent for {silent:.1?} (no QUIC packet, pings unanswered; client.liveness_timeout {:?}): assuming it is gone",
+                            "relay silent for {silent:.1?} (nothing acknowledged, pings unanswered; liveness timeout {:?}): assuming it is gone",
                             self.config.liveness_timeout
                         )));
                     }
@@ -329,26 +329,29 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(250);
 /// First reconnect pause, before doubling.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-/// When a packet last came from the relay, as seen in the connection's
-/// count of received datagrams.
+/// When the relay last acknowledged a packet of ours, as seen in the
+/// connection's count of QUIC ACK frames received. Only the relay can send
+/// those (they arrive in packets that decrypt), unlike bare datagrams: once
+/// a balancer moves a dead relay's flow, another relay may answer it with
+/// stateless resets that the client cannot match and ignores.
 struct Heard {
-    datagrams: u64,
+    acks: u64,
     at: Instant,
 }
 
 impl Heard {
     fn new(conn: &Connection) -> Self {
         Self {
-            datagrams: conn.stats().udp_rx.datagrams,
+            acks: conn.stats().frame_rx.acks,
             at: Instant::now(),
         }
     }
 
-    /// Time since the last packet from the relay.
+    /// Time since the relay last acknowledged anything.
     fn silent_for(&mut self, conn: &Connection) -> Duration {
-        let now = conn.stats().udp_rx.datagrams;
-        if now != self.datagrams {
-            self.datagrams = now;
+        let now = conn.stats().frame_rx.acks;
+        if now != self.acks {
+            self.acks = now;
             self.at = Instant::now();
         }
         self.at.elapsed()
