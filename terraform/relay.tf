@@ -150,12 +150,18 @@ resource "aws_lb_target_group" "relay" {
   # them (GoAway on drain), so agents finish in-flight batches first.
   connection_termination = false
 
+  # UDP and QUIC target groups get no passive checks: only these active ones
+  # take a dead relay out of rotation for new flows. AWS's fastest: every
+  # 5 s, out after 2 failures (10 to 15 s). Agents do not wait for it: they
+  # leave a silent relay after their liveness timeout (3 s) and reconnect
+  # from a fresh port, a new flow (terraform/README.md, "Failover").
   health_check {
     protocol            = "HTTP"
     port                = tostring(var.relay_metrics_port)
     path                = "/readyz"
     matcher             = "200"
-    interval            = 10
+    interval            = 5
+    timeout             = 3
     healthy_threshold   = 2
     unhealthy_threshold = 2
   }
