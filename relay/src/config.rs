@@ -160,8 +160,12 @@ pub struct InfluxConfig {
     pub username: String,
     /// v1 password; use `${INFLUXDB_PASSWORD}`.
     pub password: String,
-    /// Points per write request.
+    /// Points per write request, at most.
     pub batch_points: usize,
+    /// Bytes of line protocol per write request (before gzip), at most.
+    pub batch_bytes: usize,
+    /// Write requests in flight at once.
+    pub max_concurrent_writes: usize,
     /// Longest a point waits before it is written, milliseconds.
     pub flush_interval_ms: u64,
     /// Points held for InfluxDB (waiting or being retried); beyond this new
@@ -184,6 +188,8 @@ impl Default for InfluxConfig {
             username: String::new(),
             password: String::new(),
             batch_points: 5000,
+            batch_bytes: 1 << 20,
+            max_concurrent_writes: 4,
             flush_interval_ms: 1000,
             max_buffered_points: 1_000_000,
             timeout_secs: 10,
@@ -560,6 +566,10 @@ pub struct InfluxSettings {
     pub batch_points: usize,
     /// Longest wait before a write.
     pub flush_interval: Duration,
+    /// Bytes per request.
+    pub batch_bytes: usize,
+    /// Requests in flight.
+    pub max_concurrent_writes: usize,
     /// Points buffered at most.
     pub max_buffered_points: usize,
     /// Request timeout.
@@ -979,6 +989,18 @@ impl Config {
             }
         };
         positive("influxdb.batch_points", i.batch_points)?;
+        if i.batch_bytes < 4096 {
+            return Err(invalid(
+                "influxdb.batch_bytes",
+                format!("{} must be at least 4096", i.batch_bytes),
+            ));
+        }
+        if !(1..=64).contains(&i.max_concurrent_writes) {
+            return Err(invalid(
+                "influxdb.max_concurrent_writes",
+                format!("{} must be between 1 and 64", i.max_concurrent_writes),
+            ));
+        }
         positive("influxdb.flush_interval_ms", i.flush_interval_ms as usize)?;
         positive("influxdb.timeout_secs", i.timeout_secs as usize)?;
         if i.max_buffered_points < i.batch_points {
@@ -994,6 +1016,8 @@ impl Config {
             url: i.url.trim_end_matches('/').to_owned(),
             api,
             batch_points: i.batch_points,
+            batch_bytes: i.batch_bytes,
+            max_concurrent_writes: i.max_concurrent_writes,
             flush_interval: Duration::from_millis(i.flush_interval_ms),
             max_buffered_points: i.max_buffered_points,
             timeout: Duration::from_secs(i.timeout_secs),

@@ -3,7 +3,9 @@
 //!
 //! An operation is retried until it succeeds, for as long as it takes,
 //! except once the relay is closing: then it gets
-//! [`CLOSING_ATTEMPTS`] attempts in all, and each wait is cut short.
+//! [`CLOSING_ATTEMPTS`] attempts in all, and each wait is cut short. Each
+//! wait is drawn at random between half the [`Backoff`] delay and all of
+//! it, so that writers that failed together do not retry together.
 
 use std::future::Future;
 use std::time::Duration;
@@ -70,7 +72,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        let retry_in = backoff.delay(attempt);
+        let retry_in = horizon_shared::jitter::spread(backoff.delay(attempt), 0.5);
         let giving_up = closing.is_cancelled() && attempt >= CLOSING_ATTEMPTS;
         failed(Failure {
             attempt,

@@ -12,7 +12,8 @@
 //! - [`schema`], [`layout`]: the Arrow schema and object keys of raw micro-batches.
 //! - [`raw`] (feature `raw`): the raw Parquet format in one place (schema, sort
 //!   order, metadata, writer properties), its encoder and the reader's check.
-//! - [`clock`]: wall-clock time as Unix timestamps.
+//! - [`clock`]: wall-clock time as Unix timestamps; [`jitter`]: random
+//!   spreads for retry pauses.
 //! - [`store`] (feature `store`): object-store locations and clients.
 //! - [`client`]: the agent client used by agents, the load generator and tests.
 
@@ -23,6 +24,7 @@ pub mod codec;
 pub mod config;
 pub mod devcerts;
 pub mod envsubst;
+pub mod jitter;
 pub mod layout;
 pub mod model;
 pub mod proto;

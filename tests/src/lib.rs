@@ -9,6 +9,7 @@ pub mod quiclb;
 pub mod rawdata;
 pub mod servers;
 pub mod store_contract;
+pub mod throttle;
 pub mod udp_lb;
 
 use std::collections::BTreeMap;

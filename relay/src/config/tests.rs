@@ -376,3 +376,27 @@ fn frame_read_timeout_is_read_and_checked() {
         );
     }
 }
+
+#[test]
+fn influx_request_sizes_and_concurrency_are_read_and_checked() {
+    let base = "influxdb:\n  url: http://localhost:8086\n  api: v1\n  database: t\n";
+    let i = parse(base).unwrap().influxdb.unwrap();
+    assert_eq!(
+        (i.batch_points, i.batch_bytes, i.max_concurrent_writes),
+        (5000, 1 << 20, 4)
+    );
+    let i = parse(&format!(
+        "{base}  batch_bytes: 65536\n  max_concurrent_writes: 16\n"
+    ))
+    .unwrap()
+    .influxdb
+    .unwrap();
+    assert_eq!((i.batch_bytes, i.max_concurrent_writes), (65_536, 16));
+    for (extra, key) in [
+        ("  batch_bytes: 100\n", "influxdb.batch_bytes"),
+        ("  max_concurrent_writes: 0\n", "influxdb.max_concurrent_writes"),
+        ("  max_concurrent_writes: 65\n", "influxdb.max_concurrent_writes"),
+    ] {
+        assert_eq!(invalid_key(&format!("{base}{extra}")), key);
+    }
+}

@@ -4,9 +4,15 @@
 //!
 //! It never slows the Parquet path: points are handed over without waiting,
 //! held in a buffer bounded by `influxdb.max_buffered_points`, and written
-//! with retries. Points that do not fit in the buffer are dropped for
-//! InfluxDB only (they still reach Parquet), counted in
-//! `horizon_relay_influxdb_dropped_points_total` and logged.
+//! by up to `influxdb.max_concurrent_writes` requests at once, each of at
+//! most `influxdb.batch_points` points and `influxdb.batch_bytes` bytes,
+//! retried with jittered backoff. A 429 or 503 with `Retry-After` pauses
+//! every request until then (capped at [`MAX_RETRY_AFTER`]): the database
+//! asked for room, so none of them presses on. Points that do not fit in the
+//! buffer are dropped for InfluxDB only (they still reach Parquet), counted
+//! in `horizon_relay_influxdb_dropped_points_total` and logged; so points are
+//! dropped only when the database falls behind for longer than the buffer
+//! lasts.
 
 use std::future::Future;
 use std::io::Write;
@@ -16,7 +22,8 @@ use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -29,6 +36,9 @@ use crate::retry::{Backoff, retry};
 
 /// Waits between attempts to write: 200 ms, doubling, at most 10 s.
 const WRITE_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+
+/// The longest pause a `Retry-After` can impose.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 struct Chunk {
     lines: String,
@@ -127,14 +137,16 @@ pub(super) fn start(
         metrics: metrics.clone(),
         drop_log: LogLimiter::new(Duration::from_secs(10)),
     };
-    let writer = Writer {
+    let writer = Arc::new(Writer {
         client,
+        slots: Arc::new(Semaphore::new(settings.max_concurrent_writes)),
         settings,
         metrics,
         buffered,
         closing,
         error_log: LogLimiter::new(Duration::from_secs(10)),
-    };
+        paused_until: std::sync::Mutex::new(None),
+    });
     Ok((handle, writer.run(rx)))
 }
 
@@ -145,6 +157,10 @@ struct Writer {
     buffered: Arc<AtomicUsize>,
     closing: CancellationToken,
     error_log: LogLimiter,
+    /// Requests in flight (`influxdb.max_concurrent_writes`).
+    slots: Arc<Semaphore>,
+    /// No request goes out before this (the database's `Retry-After`).
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 enum Outcome {
@@ -153,12 +169,20 @@ enum Outcome {
     Retry(String),
 }
 
+/// One request's worth of lines being gathered.
+#[derive(Default)]
+struct Pending {
+    body: String,
+    points: usize,
+    deadline: Option<tokio::time::Instant>,
+}
+
 impl Writer {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Chunk>) {
-        let mut body = String::new();
-        let mut points = 0usize;
-        let mut deadline: Option<tokio::time::Instant> = None;
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Chunk>) {
+        let mut pending = Pending::default();
+        let mut writes = JoinSet::new();
         loop {
+            let deadline = pending.deadline;
             let wait = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -168,29 +192,72 @@ impl Writer {
             tokio::select! {
                 biased;
                 () = self.closing.cancelled() => break,
+                Some(_) = writes.join_next(), if !writes.is_empty() => {}
                 c = rx.recv() => match c {
                     Some(c) => {
-                        body.push_str(&c.lines);
-                        points += c.points;
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.flush_interval);
-                        if points >= self.settings.batch_points {
-                            self.write(std::mem::take(&mut body), std::mem::take(&mut points)).await;
-                            deadline = None;
+                        pending.body.push_str(&c.lines);
+                        pending.points += c.points;
+                        pending.deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.flush_interval);
+                        if pending.points >= self.settings.batch_points
+                            || pending.body.len() >= self.settings.batch_bytes
+                        {
+                            self.dispatch(std::mem::take(&mut pending), &mut writes).await;
                         }
                     }
                     None => break,
                 },
-                () = wait => {
-                    self.write(std::mem::take(&mut body), std::mem::take(&mut points)).await;
-                    deadline = None;
-                }
+                () = wait => self.dispatch(std::mem::take(&mut pending), &mut writes).await,
             }
         }
         while let Ok(c) = rx.try_recv() {
-            body.push_str(&c.lines);
-            points += c.points;
+            pending.body.push_str(&c.lines);
+            pending.points += c.points;
         }
-        self.write(body, points).await;
+        self.dispatch(pending, &mut writes).await;
+        while writes.join_next().await.is_some() {}
+    }
+
+    /// Starts writing `pending` once one of the request slots is free
+    /// (waiting meanwhile: lines keep arriving in the channel, bounded by
+    /// the buffer's count).
+    async fn dispatch(self: &Arc<Self>, pending: Pending, writes: &mut JoinSet<()>) {
+        if pending.points == 0 {
+            return;
+        }
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let me = self.clone();
+        writes.spawn(async move {
+            me.write(pending.body, pending.points).await;
+            drop(slot);
+        });
+    }
+
+    /// Waits out a pause the database asked for.
+    async fn wait_if_paused(&self) {
+        let until = *self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = until {
+            tokio::select! {
+                () = tokio::time::sleep_until(t) => {}
+                () = self.closing.cancelled() => {}
+            }
+        }
+    }
+
+    /// Pauses every request for `d` (at most [`MAX_RETRY_AFTER`]).
+    fn pause(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d.min(MAX_RETRY_AFTER);
+        let mut p = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
     }
 
     /// Writes one request's worth, retrying until it succeeds, InfluxDB
@@ -209,7 +276,10 @@ impl Writer {
             WRITE_BACKOFF,
             &self.closing,
             |_| {
-                let post = self.post(gz.clone());
+                let post = async {
+                    self.wait_if_paused().await;
+                    self.post(gz.clone()).await
+                };
                 async move {
                     match post.await {
                         Outcome::Written => Ok(Ok(())),
@@ -291,6 +361,12 @@ impl Writer {
             Ok(r) if r.status().is_success() => Outcome::Written,
             Ok(r) => {
                 let status = r.status();
+                let retry_after = (status.as_u16() == 429 || status.as_u16() == 503)
+                    .then(|| retry_after(r.headers()))
+                    .flatten();
+                if let Some(d) = retry_after {
+                    self.pause(d);
+                }
                 let text: String = r
                     .text()
                     .await
@@ -298,7 +374,10 @@ impl Writer {
                     .chars()
                     .take(300)
                     .collect();
-                let why = format!("HTTP {status}: {text}");
+                let why = match retry_after {
+                    Some(d) => format!("HTTP {status} (Retry-After {d:?}): {text}"),
+                    None => format!("HTTP {status}: {text}"),
+                };
                 if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
                     Outcome::Rejected(why)
                 } else {
@@ -307,5 +386,30 @@ impl Writer {
             }
             Err(e) => Outcome::Retry(format!("{e}")),
         }
+    }
+}
+
+/// A `Retry-After` header in seconds (the form InfluxDB and proxies send;
+/// an HTTP date is ignored and the backoff applies).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2026 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 }

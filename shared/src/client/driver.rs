@@ -366,22 +366,11 @@ pub(super) fn backoff(failures: u32, max: Duration) -> Duration {
     let base = FIRST_BACKOFF
         .saturating_mul(1u32 << failures.min(16))
         .min(max.max(FIRST_BACKOFF));
-    let r = random_unit();
     if failures == 0 {
-        FIRST_BACKOFF.mul_f64(r)
+        crate::jitter::spread(FIRST_BACKOFF, 0.0)
     } else {
-        base.mul_f64(0.5 + r / 2.0)
+        crate::jitter::spread(base, 0.5)
     }
-}
-
-/// A random number in [0, 1), from the standard library's randomly keyed
-/// hasher (a fresh key per call): enough to spread reconnects.
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Moves the endpoint to a new UDP socket on a fresh port, so that the
