@@ -394,8 +394,14 @@ fn influx_request_sizes_and_concurrency_are_read_and_checked() {
     assert_eq!((i.batch_bytes, i.max_concurrent_writes), (65_536, 16));
     for (extra, key) in [
         ("  batch_bytes: 100\n", "influxdb.batch_bytes"),
-        ("  max_concurrent_writes: 0\n", "influxdb.max_concurrent_writes"),
-        ("  max_concurrent_writes: 65\n", "influxdb.max_concurrent_writes"),
+        (
+            "  max_concurrent_writes: 0\n",
+            "influxdb.max_concurrent_writes",
+        ),
+        (
+            "  max_concurrent_writes: 65\n",
+            "influxdb.max_concurrent_writes",
+        ),
     ] {
         assert_eq!(invalid_key(&format!("{base}{extra}")), key);
     }

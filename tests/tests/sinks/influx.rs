@@ -135,7 +135,11 @@ async fn influxdb_429_with_retry_after_pauses_every_writer_and_loses_nothing() {
     let accepted = m.get("horizon_relay_points_accepted_total");
     let written = m.get("horizon_relay_influxdb_written_points_total");
     let dropped = m.get("horizon_relay_influxdb_dropped_points_total");
-    assert_eq!(written + dropped, accepted, "every accepted point accounted for");
+    assert_eq!(
+        written + dropped,
+        accepted,
+        "every accepted point accounted for"
+    );
     assert_eq!(dropped, 0.0, "nothing dropped: the buffer held it all");
     assert!(m.get("horizon_relay_influxdb_retries_total") >= REFUSE as f64);
 
