@@ -27,7 +27,7 @@ pub mod error_code {
     pub const PROTOCOL_VIOLATION: u32 = 0x5;
     /// A frame's payload did not arrive in time after its length prefix
     /// (stream reset; the agent resends unacked batches on a new stream).
-    pub const FRAME_TIMEOUT: u32 = 0x6;
+    pub const FRAME_TIMEOUT: u32 = 0x7;
 }
 
 #[cfg(test)]
