@@ -149,6 +149,9 @@ resource "aws_lb_target_group" "relay" {
   # Flows to a deregistered relay keep going until the relay itself closes
   # them (GoAway on drain), so agents finish in-flight batches first.
   connection_termination = false
+  # target_health_state (ending the flows of an unhealthy target) is left at
+  # AWS's default: agents do not depend on the load balancer to end a dead
+  # relay's flows, they leave them (liveness timeout, fresh source port).
 
   # UDP and QUIC target groups get no passive checks: only these active ones
   # take a dead relay out of rotation for new flows. AWS's fastest: every
