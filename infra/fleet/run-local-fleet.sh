@@ -10,11 +10,15 @@
 #   kill -9 "$(cat .dev/fleet/relay-2.pid)"          # agents move to the others
 #
 # Needs what `bash infra/dev/install-test-deps.sh` installs. BIN_DIR picks
-# the binaries (default target/release, built if missing).
+# the binaries (default target/release, built if missing); BACKPRESSURE, if
+# set, is the relays' limits.backpressure_threshold. Each process's pid is
+# in .dev/fleet/NAME.pid, and relay-N.yaml restarts relay N. DEV_DIR moves
+# .dev (the run directory and the development PKI) elsewhere.
 set -euo pipefail
 n=${1:-3}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-run="$root/.dev/fleet"
+dev="${DEV_DIR:-$root/.dev}"
+run="$dev/fleet"
 bin="${BIN_DIR:-$root/target/release}"
 rm -rf "$run"
 mkdir -p "$run"
@@ -38,6 +42,7 @@ wait_http() { # url what
 
 moto_server -H 127.0.0.1 -p 5555 >"$run/moto.log" 2>&1 &
 pids+=($!)
+echo $! >"$run/moto.pid"
 wait_http http://127.0.0.1:5555/moto-api/ "moto_server"
 curl -fsS -X PUT -o /dev/null http://127.0.0.1:5555/telemetry
 
@@ -57,6 +62,7 @@ bind-address = "127.0.0.1:8088"
 CONF
 influxd -config "$run/influxdb.conf" >"$run/influxd.log" 2>&1 &
 pids+=($!)
+echo $! >"$run/influxd.pid"
 wait_http http://127.0.0.1:8086/ping "influxd"
 curl -fsS -o /dev/null -XPOST http://127.0.0.1:8086/query --data-urlencode "q=CREATE DATABASE telemetry"
 
@@ -67,7 +73,7 @@ server:
   listen_addr: "127.0.0.1:$((5100 + i))"
   relay_id: relay-$i
 security:
-  dev_certs_dir: "$root/.dev/certs"
+  dev_certs_dir: "$dev/certs"
 object_store:
   url: s3://telemetry/fleet
   endpoint: http://127.0.0.1:5555
@@ -83,6 +89,8 @@ influxdb:
 parquet:
   # Durable acks within about a second (the 5 s default spends fewer PUTs).
   rotation_interval_secs: 1
+limits:
+  backpressure_threshold: ${BACKPRESSURE:-5000}
 observability:
   metrics_port: $((9100 + i))
   metrics_bind: 127.0.0.1
