@@ -5,9 +5,12 @@
 //! applied in order), and a writer that sends their acks in the same order,
 //! each once its points are stored (durable mode). A connection's readers
 //! run ahead of its writers by at most
-//! `server.max_in_flight_batches_per_connection` batches in all: a batch
-//! read beyond that waits for an earlier one's ack, and the wait is reported
-//! in its own ack and in `horizon_relay_throttled_batches_total`. Bad input ends only
+//! `server.max_in_flight_batches_per_connection` batches in all: a stream
+//! takes its next batch's slot before reading it, so at the limit the batch
+//! stays unread (with the agent, by QUIC flow control) until an earlier one
+//! is acked; the wait is reported in its ack and in
+//! `horizon_relay_throttled_batches_total`. The frames being read are
+//! bounded in bytes per connection and relay-wide ([`frames`]). Bad input ends only
 //! the stream that sent it (a reset with a protocol error code); other
 //! streams and connections carry on.
 
