@@ -222,13 +222,14 @@ print(f"  points acked (durable)                {acked}")
 print(f"  points unacked at the end             {load['points_unacked']}")
 print(f"  rows in the compacted dataset         {rows} ({keys} distinct keys, {len(files)} files)")
 print(f"  duplicates removed by compaction      {rows_in - rows_out} (units failed: {failed})")
-print(f"  relay accepted (all lifetimes)        {accepted:.0f}")
-print(f"  InfluxDB written + dropped            {written:.0f} + {dropped:.0f} = {written + dropped:.0f}; points in InfluxDB {in_influx}")
+print(f"  relay accepted (every copy)           {accepted:.0f}")
+print(f"  InfluxDB written + dropped (copies)   {written:.0f} + {dropped:.0f} = {written + dropped:.0f}")
+print(f"  points in InfluxDB                    {in_influx}")
 print(f"  batches that waited for a full queue  {sums[names[4]]:.0f}")
 print(f"  batches resent after reconnects       {load['resends']}")
 print(f"  relay RSS peaks                       " + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in sorted(peaks.items())))
-print("  (accepted and InfluxDB counts of a SIGKILLed relay are its last scrape, up to 1 s old;"
-      " acked batches resent after a reconnect count again in accepted)")
+print("  (relay counts add up every relay lifetime, a SIGKILLed one's from its last scrape, up to 1 s"
+      " old; every copy of a resent batch counts; InfluxDB keeps one point per series and time)")
 # Every point is unique, so the dataset must hold each once (rows == keys),
 # every acked point (rows >= acked), and nothing that was never sent; points
 # sent and never acked may or may not have been stored.
