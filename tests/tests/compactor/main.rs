@@ -2,7 +2,8 @@
 //! scenario on both (`on_every_store!`): raw objects written by the relays'
 //! own encoder, duplicates across objects, late objects, crashes at every
 //! commit step, leases, shards, unreadable objects; the result read back by
-//! pyarrow and checked against a model.
+//! pyarrow and checked against a model. Late data folded beside compacted
+//! hours: `late.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -57,6 +58,8 @@ macro_rules! on_every_store {
         }
     )*};
 }
+
+mod late;
 
 on_every_store!(
     compacts_closed_hours_and_folds_late_data,
@@ -146,6 +149,31 @@ impl TestStore {
         }
     }
 
+    /// The compacted dataset as a manifest reader sees it (pyarrow reading
+    /// exactly the files the current manifests list).
+    fn read_manifests(&self) -> ParquetDataset {
+        self.read_prefix_with("compacted", &["--manifests"])
+    }
+
+    /// The dataset under another compacted prefix (glob reader).
+    fn read_prefix(&self, prefix: &str) -> ParquetDataset {
+        self.read_prefix_with(prefix, &[])
+    }
+
+    fn read_prefix_with(&self, prefix: &str, extra: &[&str]) -> ParquetDataset {
+        let mut args: Vec<String> = match &self.s3 {
+            None => vec!["local".into(), format!("{}/{prefix}", self.url)],
+            Some((moto, _)) => vec![
+                "s3".into(),
+                moto.addr.to_string(),
+                "telemetry".into(),
+                format!("fleet/{prefix}"),
+            ],
+        };
+        args.extend(extra.iter().map(|s| s.to_string()));
+        read_parquet(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     /// The compacted dataset's files and manifests (leases aside: every run
     /// takes one).
     async fn dataset(&self) -> Vec<String> {
@@ -177,6 +205,11 @@ fn hours() -> [Hour; 3] {
 /// with later receipts and other values, and relay-a wrote one object twice
 /// (a resend after a lost ack).
 async fn initial(ts: &TestStore) -> Expected {
+    initial_under(ts, "raw").await
+}
+
+/// `initial`'s raw objects under a given raw prefix.
+async fn initial_under(ts: &TestStore, raw_prefix: &str) -> Expected {
     let mut want = Expected::default();
     for (i, h) in hours().into_iter().enumerate() {
         let a = points(h, 4, 6, 20, 1_000_000, 0.0);
@@ -184,9 +217,9 @@ async fn initial(ts: &TestStore) -> Expected {
             .into_iter()
             .step_by(2)
             .collect();
-        put_raw(&ts.store, "raw", "relay-a", i as u64 * 10, &a).await;
-        put_raw(&ts.store, "raw", "relay-a", i as u64 * 10 + 1, &a).await;
-        put_raw(&ts.store, "raw", "relay-b", i as u64 * 10, &b).await;
+        put_raw(&ts.store, raw_prefix, "relay-a", i as u64 * 10, &a).await;
+        put_raw(&ts.store, raw_prefix, "relay-a", i as u64 * 10 + 1, &a).await;
+        put_raw(&ts.store, raw_prefix, "relay-b", i as u64 * 10, &b).await;
         want.add(&a, "relay-a");
         want.add(&b, "relay-b");
     }
@@ -369,10 +402,29 @@ async fn crash_then_rerun(ts: &TestStore, fault: Fault, first_run: bool) {
     let r = run(&rerun, &closed_now()).await;
     assert_eq!(r.failures(), 0, "{fault:?}: {r:#?}");
     check_compacted(&ts.read(), &want);
+    check_compacted(&ts.read_manifests(), &want);
     for h in hours() {
         assert!(
             ts.keys(&format!("raw/{}", h.partition())).await.is_empty(),
             "{fault:?}: raw of {h} left"
+        );
+    }
+    if !first_run {
+        // The late data went to a late file (a late fold, not a rewrite of the hour).
+        let (m, _) = horizon_compactor::commit::load_manifests(
+            &ts.store,
+            &horizon_compactor::Keys::new("raw", "compacted"),
+            horizon_compactor::Unit {
+                hour: hours()[1],
+                shard: 0,
+                shards: 1,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            m.unwrap().files.iter().any(|f| f.late),
+            "{fault:?}: no late file"
         );
     }
     assert!(
@@ -390,8 +442,9 @@ async fn crash_then_rerun(ts: &TestStore, fault: Fault, first_run: bool) {
     assert_eq!(ts.dataset().await, before, "{fault:?}");
 }
 
-// Every fault point (`Fault::ALL`) after a late object, in two halves so
-// that each test stays well inside the per-test time limit on moto.
+// Every fault point (`Fault::ALL`) of a late fold (a late file, and the
+// files where a late copy wins rewritten), in two halves so that each test
+// stays well inside the per-test time limit on moto.
 
 async fn a_crash_up_to_the_first_copy_then_a_rerun_gives_the_same_rows(backend: Backend) {
     for fault in &Fault::ALL[..3] {
