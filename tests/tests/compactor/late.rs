@@ -5,7 +5,7 @@
 //! at every step of a late fold is `crash_then_rerun` in `main.rs`.
 
 use horizon_compactor::{Compacted, FoldKind, Selection};
-use horizon_e2e::rawdata::{Expected, check_compacted, points, put_raw};
+use horizon_e2e::rawdata::{Expected, check_compacted, points, put_late, put_raw};
 use horizon_shared::raw::RawPoint;
 
 use super::{Backend, TestStore, closed_now, compacted_stats, hours, initial, initial_under, run};
@@ -14,6 +14,7 @@ on_every_store!(
     a_late_point_is_read_once_by_glob_and_manifest_readers,
     a_late_duplicate_is_never_read_twice_and_the_rule_picks_the_copy,
     a_major_compaction_equals_a_compaction_from_scratch,
+    a_relay_s_late_object_is_split_by_hour_and_folded,
 );
 
 /// The one unit a run committed.
@@ -238,4 +239,38 @@ async fn a_major_compaction_equals_a_compaction_from_scratch(backend: Backend) {
         incremental == scratch,
         "the major compaction differs from scratch"
     );
+}
+
+async fn a_relay_s_late_object_is_split_by_hour_and_folded(backend: Backend) {
+    let ts = TestStore::new(backend).await;
+    let mut want = compacted_hours(&ts).await;
+    // One flush's late object: a new node in the first and last hours, and
+    // resends (received later: they win) of the middle hour.
+    let mut p: Vec<RawPoint> = [hours()[0], hours()[2]]
+        .into_iter()
+        .flat_map(|h| points(h, 1, 2, 600, 4_000_000, 8.0))
+        .map(|mut p| {
+            p.node = "node-replayed".into();
+            p
+        })
+        .collect();
+    p.extend(copies(53, 0, 80_000_000, 9.0));
+    put_late(&ts.store, "raw", "relay-e", 90, &p).await;
+    want.add(&p, "relay-e");
+
+    let r = run(&ts.compactor(&[]), &closed_now()).await;
+    assert_eq!(r.failures(), 0, "{r:#?}");
+    assert_eq!(
+        (r.routed.late_objects, r.routed.hour_objects, r.routed.rows),
+        (1, 3, p.len() as u64),
+        "{r:#?}"
+    );
+    let stats = compacted_stats(&r);
+    assert_eq!(stats.len(), 3, "{r:#?}");
+    assert!(stats.iter().all(|s| s.kind == FoldKind::Late), "{r:#?}");
+    assert!(
+        ts.keys("raw").await.is_empty(),
+        "late and routed objects gone"
+    );
+    every_reader_sees(&ts, &want);
 }
