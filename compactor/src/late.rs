@@ -96,6 +96,9 @@ pub(crate) async fn fold(
     let mut taken = vec![false; late.num_rows()];
     let mut groups_read = 0;
     for (i, f) in current.files.iter().enumerate() {
+        if late.num_rows() == 0 {
+            break;
+        }
         let p = probe(ctx.store, &Path::from(f.key.as_str()), f.bytes, &index).await?;
         out.bytes_read += p.bytes_read;
         groups_read += p.row_groups_read;

@@ -45,18 +45,29 @@ const PROBE_COLUMNS: [&str; 7] = [
 /// Bytes fetched for the footer at first (most footers fit).
 const FOOTER_GUESS: u64 = 64 * 1024;
 
-/// The late rows' keys, for probing committed files.
+/// The late rows' keys, for probing committed files: sorted, so a file's
+/// rows (sorted too) are matched by a merge join, with no index to build.
 pub(crate) struct LateKeys {
     key: RowConverter,
     tie: RowConverter,
-    /// Key bytes → late row.
-    index: HashMap<Box<[u8]>, usize>,
+    /// Key of each late row, in key order.
+    keys: Rows,
     ties: Rows,
-    /// Per late row, in key order: metric, node, series_id, time.
-    metric: Vec<String>,
-    node: Vec<String>,
+    /// Per late row: metric and node (indices into `names`), series_id, time.
+    metric: Vec<u32>,
+    node: Vec<u32>,
+    names: Vec<String>,
     series: Vec<i64>,
     time: Vec<i64>,
+}
+
+/// Where a merge join of one file's rows with the late keys stands.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// Late rows before this are less than the last committed key seen.
+    pos: usize,
+    /// The last committed key seen (of the previous batch).
+    last: Option<Vec<u8>>,
 }
 
 /// A late row that duplicates a committed row.
@@ -88,14 +99,30 @@ fn columns(batch: &RecordBatch, names: &[&str]) -> Result<Vec<ArrayRef>, ArrowEr
         .collect()
 }
 
-fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>, ArrowError> {
+/// A dictionary column's values per row, as indices into `names` (each
+/// distinct string stored once).
+fn interned(
+    batch: &RecordBatch,
+    name: &str,
+    names: &mut Vec<String>,
+    seen: &mut HashMap<String, u32>,
+) -> Result<Vec<u32>, ArrowError> {
     let col = batch.column(batch.schema().index_of(name)?);
     let dict = col.as_dictionary::<Int32Type>();
     let values = dict.values().as_string::<i32>();
+    let ids: Vec<u32> = (0..values.len())
+        .map(|i| {
+            let v = values.value(i);
+            *seen.entry(v.to_owned()).or_insert_with(|| {
+                names.push(v.to_owned());
+                (names.len() - 1) as u32
+            })
+        })
+        .collect();
     Ok(dict
         .keys()
         .iter()
-        .map(|k| values.value(k.unwrap_or_default() as usize).to_owned())
+        .map(|k| ids[k.unwrap_or_default() as usize])
         .collect())
 }
 
@@ -106,9 +133,9 @@ impl LateKeys {
         let tie = converter(&raw::TIE_BREAKS)?;
         let keys = key.convert_columns(&columns(late, &raw::SORT_KEY)?)?;
         let ties = tie.convert_columns(&columns(late, &raw::TIE_BREAKS)?)?;
-        let index = (0..keys.num_rows())
-            .map(|i| (Box::<[u8]>::from(keys.row(i).as_ref()), i))
-            .collect();
+        let (mut names, mut seen) = (Vec::new(), HashMap::new());
+        let metric = interned(late, "metric", &mut names, &mut seen)?;
+        let node = interned(late, "node", &mut names, &mut seen)?;
         let prim = |name: &str| -> Result<Vec<i64>, ArrowError> {
             let c = late.column(late.schema().index_of(name)?);
             Ok(match c.data_type() {
@@ -120,10 +147,11 @@ impl LateKeys {
             })
         };
         Ok(Self {
-            index,
+            keys,
             ties,
-            metric: strings(late, "metric")?,
-            node: strings(late, "node")?,
+            metric,
+            node,
+            names,
             series: prim("series_id")?,
             time: prim("time")?,
             key,
@@ -163,14 +191,11 @@ impl LateKeys {
             return true;
         };
         // Late rows are sorted by metric first: the candidates are one slice.
-        let lo = self
-            .metric
-            .partition_point(|x| x.as_bytes() < m.0.as_slice());
-        let hi = self
-            .metric
-            .partition_point(|x| x.as_bytes() <= m.1.as_slice());
+        let name = |id: u32| self.names[id as usize].as_bytes();
+        let lo = self.metric.partition_point(|&x| name(x) < m.0.as_slice());
+        let hi = self.metric.partition_point(|&x| name(x) <= m.1.as_slice());
         (lo..hi).any(|i| {
-            let node = self.node[i].as_bytes();
+            let node = name(self.node[i]);
             node >= n.0.as_slice()
                 && node <= n.1.as_slice()
                 && (s.0..=s.1).contains(&self.series[i])
@@ -178,12 +203,41 @@ impl LateKeys {
         })
     }
 
-    /// The late rows a batch of committed rows duplicates.
-    fn hits(&self, batch: &RecordBatch, out: &mut Vec<Hit>) -> Result<(), ArrowError> {
+    /// The late rows a batch of committed rows duplicates: a merge join of
+    /// the batch's keys with the late keys, from `cursor` on.
+    fn hits(
+        &self,
+        batch: &RecordBatch,
+        cursor: &mut Cursor,
+        out: &mut Vec<Hit>,
+    ) -> Result<(), ArrowError> {
         let keys = self.key.convert_columns(&columns(batch, &raw::SORT_KEY)?)?;
+        let n = self.keys.num_rows();
         let mut ties: Option<Rows> = None;
         for i in 0..keys.num_rows() {
-            if let Some(&late) = self.index.get(keys.row(i).as_ref()) {
+            let k = keys.row(i);
+            let back = match i {
+                0 => cursor.last.as_deref().is_some_and(|l| k.as_ref() < l),
+                _ => k < keys.row(i - 1),
+            };
+            if back {
+                // Not sorted (compacted files are; a safeguard): search again.
+                let (mut lo, mut hi) = (0, n);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    if self.keys.row(mid) < k {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                cursor.pos = lo;
+            }
+            while cursor.pos < n && self.keys.row(cursor.pos) < k {
+                cursor.pos += 1;
+            }
+            if cursor.pos < n && self.keys.row(cursor.pos) == k {
+                let late = cursor.pos;
                 if ties.is_none() {
                     ties = Some(
                         self.tie
@@ -194,6 +248,9 @@ impl LateKeys {
                 let wins = committed.is_none_or(|c| self.ties.row(late) > c);
                 out.push(Hit { late, wins });
             }
+        }
+        if keys.num_rows() > 0 {
+            cursor.last = Some(keys.row(keys.num_rows() - 1).as_ref().to_vec());
         }
         Ok(())
     }
@@ -311,9 +368,9 @@ fn read_hits(
         .with_projection(mask)
         .with_batch_size(crate::merge::BATCH_ROWS)
         .build()?;
-    let mut hits = Vec::new();
+    let (mut hits, mut cursor) = (Vec::new(), Cursor::default());
     for batch in reader {
-        late.hits(&batch?, &mut hits)?;
+        late.hits(&batch?, &mut cursor, &mut hits)?;
     }
     Ok(hits)
 }
