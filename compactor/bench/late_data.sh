@@ -3,6 +3,9 @@
 #
 #   bash compactor/bench/late_data.sh BIN_DIR EXAMPLES_DIR WORK_DIR [hour|replay|all]
 #
+# (replay: SKIP_ON_TIME=1 reuses the data and on-time runs of an earlier run
+# in WORK_DIR; LAYOUTS="per-hour" runs only that replay layout.)
+#
 # BIN_DIR holds telemetry-compactor (the build under test); EXAMPLES_DIR holds
 # synthetic_hour and late_data (the data generators, any build). Each case
 # starts from a copy of a compacted snapshot and prints one line: wall and CPU
@@ -31,7 +34,9 @@ label, tfile, rfile, prev = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[
 wall, user, sys_, rss = open(tfile).read().split()[-4:]
 units = [u for u in json.load(open(rfile))["units"] if u["outcome"] == "compacted"]
 wrote = sum(u["bytes"] for u in units)
-if units and all("bytes_read" in u for u in units):
+if not units:
+    read = 0
+elif all("bytes_read" in u for u in units):
     read = sum(u["bytes_read"] for u in units)
 else:  # older builds: every raw object and every previous file, whole
     read = sum(u["raw_bytes"] for u in units) + prev
@@ -62,16 +67,23 @@ fi
 
 if [[ $WHAT == replay || $WHAT == all ]]; then
   R="--from 2025-06-01T00 --to 2025-06-01T23"
-  rm -rf "$W/fleet" "$W/rest" "$W/replay-grouped" "$W/replay-per-hour"
-  "$GEN/late_data" replay --dir "$W/fleet" --nodes 1000 --layout on-time
-  "$GEN/late_data" replay --dir "$W/rest" --nodes 900 --layout on-time
-  "$GEN/late_data" replay --dir "$W/replay-grouped" --first-node 900 --nodes 1000 --layout grouped
-  "$GEN/late_data" replay --dir "$W/replay-per-hour" --first-node 900 --nodes 1000 --layout per-hour
-  run "on time: 1000 nodes, 24 h" "$W/fleet" $R
-  run "on time: 900 nodes, 24 h" "$W/rest" $R
-  for layout in grouped per-hour; do
+  if [[ -z ${SKIP_ON_TIME:-} ]]; then
+    rm -rf "$W/fleet" "$W/rest" "$W/replay-grouped" "$W/replay-per-hour"
+    "$GEN/late_data" replay --dir "$W/fleet" --nodes 1000 --layout on-time
+    "$GEN/late_data" replay --dir "$W/rest" --nodes 900 --layout on-time
+    "$GEN/late_data" replay --dir "$W/replay-grouped" --first-node 900 --nodes 1000 --layout grouped
+    "$GEN/late_data" replay --dir "$W/replay-per-hour" --first-node 900 --nodes 1000 --layout per-hour
+    run "on time: 1000 nodes, 24 h" "$W/fleet" $R
+    run "on time: 900 nodes, 24 h" "$W/rest" $R
+  fi
+  for layout in ${LAYOUTS:-grouped per-hour}; do
     fresh "$W/rest" "$W/case"
-    cp -a "$W/replay-$layout/raw/." "$W/case/raw/"
+    # Renamed: the generator names objects like the on-time data's, and a
+    # relay never reuses a name the manifests list as folded.
+    (cd "$W/replay-$layout/raw" && find . -name '*.parquet') | while read -r f; do
+      mkdir -p "$W/case/raw/$(dirname "$f")"
+      cp "$W/replay-$layout/raw/$f" "$W/case/raw/$(dirname "$f")/replay-$(basename "$f")"
+    done
     run "replay of 100 ($layout)" "$W/case" $R
   done
 fi
