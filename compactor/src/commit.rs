@@ -29,6 +29,10 @@ pub struct FileEntry {
     pub rows: u64,
     /// Size.
     pub bytes: u64,
+    /// A late file: rows folded in after the unit was compacted, none of
+    /// whose keys any other file of the generation holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
 }
 
 /// One generation of a unit: exactly the files that hold its rows, and the
@@ -56,6 +60,22 @@ pub struct Manifest {
     /// Raw object keys whose rows are in the files (those still present
     /// when this generation was committed).
     pub raw_folded: Vec<String>,
+    /// Commit time of the generation that added the oldest late file still
+    /// listed (none: no late files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_since_ms: Option<i64>,
+}
+
+impl Manifest {
+    /// Rows in late files.
+    pub fn late_rows(&self) -> u64 {
+        self.files.iter().filter(|f| f.late).map(|f| f.rows).sum()
+    }
+
+    /// Late files.
+    pub fn late_files(&self) -> usize {
+        self.files.iter().filter(|f| f.late).count()
+    }
 }
 
 /// Store errors with the key they concern.

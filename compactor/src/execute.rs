@@ -5,13 +5,16 @@
 //! 1. take the unit's lease;
 //! 2. plan: read the current generation, list the raw objects it has not
 //!    folded;
-//! 3. settle the current generation: copy any of its staged files not yet
-//!    in the partition, delete partition files it does not list, staged
-//!    files and older manifests; delete raw objects every shard has folded
-//!    (retention `delete`); no new raw objects: done;
-//! 4. merge the new raw objects with the current generation's files (sort
-//!    in bounded chunks, spill, k-way merge, deduplicate) into local files
-//!    of the target size, and upload those to the staging folder;
+//! 3. settle the current generation: delete partition files it does not
+//!    list, copy any of its staged files not yet in the partition, delete
+//!    staged files and older manifests; delete raw objects every shard has
+//!    folded (retention `delete`); no new raw objects: done;
+//! 4. sort the new raw objects (in bounded chunks, spilled); then either
+//!    fold them as late data (`late.rs`: a late file of new keys, plus
+//!    rewrites of only the files where a late copy wins) or, for a first
+//!    or major compaction, merge them with every current file (k-way,
+//!    deduplicated); write local files of the target size and upload them
+//!    to the staging folder;
 //! 5. renew the lease (proof that no other run took the unit);
 //! 6. commit: create the next generation's manifest (create-only);
 //! 7. settle the new generation (step 3 again);
@@ -30,8 +33,9 @@ use tracing::{info, warn};
 use crate::commit::{self, Acquired, FORMAT, FileEntry, Lease, Manifest};
 use crate::error::UnitError;
 use crate::keys::Keys;
+use crate::late;
 use crate::merge::{self, Counts, LocalFile, MergeError, Orderer, OutputFiles, Source};
-use crate::outcome::{Compacted, Outcome};
+use crate::outcome::{Compacted, FoldKind, Outcome};
 use crate::plan::UnitPlan;
 use crate::settings::Settings;
 use crate::settle::{delete_folded_raw, settle};
@@ -45,10 +49,10 @@ pub enum Fault {
     AfterStaging,
     /// Right after the manifest is committed.
     AfterCommit,
-    /// After the first staged file is copied into the partition.
-    AfterFirstCopy,
     /// After the first superseded file is deleted.
     AfterFirstOldDelete,
+    /// After the first staged file is copied into the partition.
+    AfterFirstCopy,
     /// After the first folded raw object is deleted.
     AfterFirstRawDelete,
     /// With everything done but the lease release.
@@ -60,8 +64,8 @@ impl Fault {
     pub const ALL: [Fault; 6] = [
         Fault::AfterStaging,
         Fault::AfterCommit,
-        Fault::AfterFirstCopy,
         Fault::AfterFirstOldDelete,
+        Fault::AfterFirstCopy,
         Fault::AfterFirstRawDelete,
         Fault::BeforeRelease,
     ];
@@ -161,34 +165,73 @@ impl UnitPlan {
             generation: generation + 1,
             ..Compacted::default()
         };
-        let prev_rows = current.as_ref().map_or(0, |m| m.rows);
-        let mut sources: Vec<PathBuf> = Vec::new();
-        if let Some(m) = &current {
-            for (i, f) in m.files.iter().enumerate() {
-                let local = work.path().join(format!("prev-{i:04}.parquet"));
-                download(ctx.store, &Path::from(f.key.as_str()), &local).await?;
-                sources.push(local);
-            }
-        }
         let sorted = sort_raw(ctx, unit, &self.new, work.path()).await?;
-        sources.extend(sorted.runs);
         stats.raw_objects = sorted.folded.len();
         stats.raw_bytes = sorted.folded_bytes;
+        stats.bytes_read = sorted.folded_bytes;
         stats.quarantined = sorted.quarantined;
-        stats.rows_in = sorted.rows + prev_rows;
-
-        let out_dir = work.path().join("out");
-        std::fs::create_dir_all(&out_dir).map_err(|source| UnitError::Local {
-            path: out_dir.clone(),
-            source,
-        })?;
-        let (files, counts) = merge_files(ctx.settings, sources, out_dir).await?;
-        stats.rows_out = counts.rows_out;
-
-        // Stage the files, then commit.
         let next = generation + 1;
+        let now = (ctx.now_ms)();
+
+        // Late data for a compacted unit goes to a late file unless a
+        // threshold calls for a major compaction (late.rs).
+        let late_fold = match &current {
+            Some(m) if late::fold_as_late(ctx.settings, m, sorted.rows, now) => {
+                Some(late::fold(ctx, m, sorted.runs.clone(), work.path()).await?)
+            }
+            _ => None,
+        };
+        let (files, late_since_ms) = match late_fold {
+            Some(f) => {
+                stats.kind = FoldKind::Late;
+                stats.rows_in = f.rows_in;
+                stats.late_rows = f.late_rows;
+                stats.late_replaced = f.replaced;
+                stats.late_dropped = f.dropped;
+                stats.files_rewritten = f.rewritten;
+                stats.bytes_read += f.bytes_read;
+                let has_late = f.files.iter().any(|e| match e {
+                    Ok(c) => c.late,
+                    Err((_, late)) => *late,
+                });
+                let since = current.as_ref().and_then(|m| m.late_since_ms);
+                (f.files, has_late.then(|| since.unwrap_or(now)))
+            }
+            None => {
+                let prev_rows = current.as_ref().map_or(0, |m| m.rows);
+                let mut sources: Vec<PathBuf> = Vec::new();
+                if let Some(m) = &current {
+                    for (i, f) in m.files.iter().enumerate() {
+                        let local = work.path().join(format!("prev-{i:04}.parquet"));
+                        download(ctx.store, &Path::from(f.key.as_str()), &local).await?;
+                        stats.bytes_read += f.bytes;
+                        sources.push(local);
+                    }
+                    stats.files_rewritten = m.files.len();
+                }
+                sources.extend(sorted.runs);
+                stats.rows_in = sorted.rows + prev_rows;
+                let out_dir = work.path().join("out");
+                std::fs::create_dir_all(&out_dir).map_err(|source| UnitError::Local {
+                    path: out_dir.clone(),
+                    source,
+                })?;
+                let (files, _) = merge_files(ctx.settings, sources, out_dir).await?;
+                (files.into_iter().map(|f| Err((f, false))).collect(), None)
+            }
+        };
+
+        // Stage the new files, then commit.
         let mut entries = Vec::with_capacity(files.len());
-        for (n, f) in files.iter().enumerate() {
+        let mut n = 0;
+        for f in files {
+            let (f, late) = match f {
+                Ok(unchanged) => {
+                    entries.push(unchanged);
+                    continue;
+                }
+                Err(new) => new,
+            };
             let staged = ctx.keys.staged_file(unit, next, lease.epoch, n);
             upload(ctx.store, &f.path, &staged).await?;
             entries.push(FileEntry {
@@ -196,10 +239,13 @@ impl UnitPlan {
                 staged: staged.to_string(),
                 rows: f.rows,
                 bytes: f.bytes,
+                late,
             });
+            stats.files += 1;
+            stats.bytes += f.bytes;
+            n += 1;
         }
-        stats.files = entries.len();
-        stats.bytes = entries.iter().map(|e| e.bytes).sum();
+        stats.rows_out = entries.iter().map(|e| e.rows).sum();
         ctx.check(Fault::AfterStaging)?;
 
         if !lease.renew((ctx.now_ms)()).await? {
@@ -227,13 +273,15 @@ impl UnitPlan {
             rows: stats.rows_out,
             files: entries,
             raw_folded,
+            late_since_ms,
         };
         if !commit::commit(ctx.store, ctx.keys, unit, &manifest).await? {
             return Err(UnitError::Conflict(next));
         }
         info!(
-            unit = %unit, generation = next, rows = stats.rows_out, files = stats.files,
-            raw_objects = stats.raw_objects, duplicates = stats.rows_in - stats.rows_out,
+            unit = %unit, generation = next, kind = ?stats.kind, rows = stats.rows_out,
+            files = stats.files, raw_objects = stats.raw_objects, late_rows = stats.late_rows,
+            files_rewritten = stats.files_rewritten, bytes_read = stats.bytes_read,
             elapsed_ms = started.elapsed().as_millis() as u64, "committed"
         );
         ctx.check(Fault::AfterCommit)?;
@@ -254,7 +302,7 @@ impl UnitPlan {
 
 /// Merges the sorted sources into output files of the target size (on a
 /// blocking thread).
-async fn merge_files(
+pub(crate) async fn merge_files(
     settings: &Settings,
     sources: Vec<PathBuf>,
     out_dir: PathBuf,

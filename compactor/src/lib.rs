@@ -25,10 +25,13 @@ pub mod error;
 mod execute;
 pub mod keys;
 pub mod lambda;
+mod late;
 pub mod lease;
 pub mod merge;
 pub mod outcome;
 pub mod plan;
+mod probe;
+mod route;
 pub mod settings;
 mod settle;
 mod transfer;
@@ -48,8 +51,9 @@ use tracing::{error, info, warn};
 pub use crate::error::{Error, UnitError};
 pub use crate::execute::Fault;
 pub use crate::keys::Keys;
-pub use crate::outcome::{Compacted, Outcome, Planned};
+pub use crate::outcome::{Compacted, FoldKind, Outcome, Planned};
 pub use crate::plan::UnitPlan;
+pub use crate::route::Routed;
 pub use crate::settings::{RawRetention, Settings};
 pub use crate::unit::Unit;
 
@@ -115,6 +119,8 @@ pub struct Report {
     pub units: Vec<UnitReport>,
     /// Units not started because the start deadline passed.
     pub not_started: Vec<String>,
+    /// The relays' late objects routed to their hours before the units ran.
+    pub routed: Routed,
 }
 
 impl Report {
@@ -343,6 +349,17 @@ impl Compactor {
         opts: &RunOptions,
         progress: &dyn Progress,
     ) -> Result<Report, Error> {
+        // Late objects first, so their hours are among the units. Runs for
+        // one shard of a fan-out leave it to shard 0's.
+        let mut routed = Routed::default();
+        if !opts.dry_run && opts.shard.is_none_or(|s| s == 0) {
+            match route::route_late(&self.store, &self.keys, &self.settings).await {
+                Ok(r) => routed = r,
+                Err(e) => {
+                    error!(error = %e, "routing late objects failed; the next run retries")
+                }
+            }
+        }
         let units = self.units(selection, opts.shard).await?;
         info!(
             units = units.len(),
@@ -350,7 +367,10 @@ impl Compactor {
             "compaction run"
         );
         progress.planned(&units);
-        let mut report = Report::default();
+        let mut report = Report {
+            routed,
+            ..Report::default()
+        };
         for (i, unit) in units.iter().enumerate() {
             if let Some(deadline) = opts.start_deadline_ms
                 && (self.now_ms)() >= deadline

@@ -26,11 +26,26 @@ pub enum Outcome {
     Planned(Planned),
 }
 
+/// How a generation was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoldKind {
+    /// Every file of the unit merged with the new raw rows: a first
+    /// compaction, or a major compaction of a compacted unit.
+    #[default]
+    Full,
+    /// Late rows folded beside the committed files: a late file, plus
+    /// rewrites of only the files whose rows a late copy replaces.
+    Late,
+}
+
 /// A committed generation.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Compacted {
     /// The new generation.
     pub generation: u64,
+    /// Full (major) or late fold.
+    pub kind: FoldKind,
     /// Raw objects folded in by this run.
     pub raw_objects: usize,
     /// Their size.
@@ -39,10 +54,22 @@ pub struct Compacted {
     pub rows_in: u64,
     /// Rows committed.
     pub rows_out: u64,
-    /// Files committed.
+    /// Files written by this run.
     pub files: usize,
-    /// Bytes committed.
+    /// Bytes of the files written (uploaded) by this run.
     pub bytes: u64,
+    /// Bytes read from the store: raw objects, committed files merged or
+    /// rewritten, and the parts of committed files a late fold probed.
+    pub bytes_read: u64,
+    /// Committed files rewritten (a full fold rewrites all of them).
+    pub files_rewritten: usize,
+    /// Late fold: rows written to the new late file (keys new to the unit).
+    pub late_rows: u64,
+    /// Late fold: late copies that replaced a committed copy (the rule
+    /// preferred them).
+    pub late_replaced: u64,
+    /// Late fold: late copies dropped (the committed copy wins).
+    pub late_dropped: u64,
     /// Raw objects deleted after the commit.
     pub raw_deleted: usize,
     /// Unreadable raw objects moved to the quarantine prefix.

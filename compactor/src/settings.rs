@@ -138,6 +138,20 @@ pub struct Settings {
     #[arg(long, env = "HORIZON_LAMBDA_STOP_MARGIN_SECS", default_value_t = 300)]
     pub lambda_stop_margin_secs: u64,
 
+    /// Late data: an already compacted unit is rewritten whole (a major
+    /// compaction) when its late files would hold more than this share of
+    /// its rows; below it, late rows go to a late file beside the compacted
+    /// ones (0 rewrites the unit for every late object, as before).
+    #[arg(long, env = "HORIZON_LATE_MAJOR_SHARE", default_value_t = 0.25, value_parser = parse_share)]
+    pub late_major_share: f64,
+    /// Late data: a major compaction when a unit would have more late files
+    /// than this (each run that folds late data adds at most one).
+    #[arg(long, env = "HORIZON_LATE_MAX_FILES", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub late_max_files: u32,
+    /// Late data: a major compaction when a unit's oldest late file was
+    /// committed at least this long ago (seconds) and more late data arrives.
+    #[arg(long, env = "HORIZON_LATE_MAX_AGE_SECS", default_value_t = 86_400)]
+    pub late_max_age_secs: u64,
     /// Local directory for sort spills and files being written (default: the
     /// system temporary directory; on Lambda, /tmp).
     #[arg(long, env = "HORIZON_WORK_DIR")]
@@ -216,6 +230,20 @@ impl Settings {
     pub fn work_dir(&self) -> PathBuf {
         self.work_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
+}
+
+/// Parses a share: a number from 0 to 1 (0.25), or a percentage (25%).
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v: f64 = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse(),
+    }
+    .map_err(|_| format!("{s:?} is not a share like 0.25 or 25%"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("{s:?} is not between 0 and 1 (0% and 100%)"));
+    }
+    Ok(v)
 }
 
 /// Parses a size: a number of bytes with an optional unit (B, KiB, MiB,
@@ -299,5 +327,18 @@ mod tests {
                 .contains("--store-url")
         );
         assert!(Settings::from_args(["--shards", "0"]).is_err());
+    }
+
+    #[test]
+    fn shares() {
+        assert_eq!(parse_share("0.25"), Ok(0.25));
+        assert_eq!(parse_share("10%"), Ok(0.1));
+        assert_eq!(parse_share("0"), Ok(0.0));
+        assert!(parse_share("1.5").is_err());
+        assert!(parse_share("-1%").is_err());
+        assert!(parse_share("a lot").is_err());
+        let s = Settings::from_args(["--late-major-share", "5%"]).unwrap();
+        assert_eq!(s.late_major_share, 0.05);
+        assert_eq!(s.late_max_files, 16);
     }
 }

@@ -1,5 +1,5 @@
-//! Settling: bringing the store in line with a committed generation (copy
-//! its staged files into place, delete what it does not list), and
+//! Settling: bringing the store in line with a committed generation (delete
+//! what it does not list, copy its staged files into place), and
 //! deleting raw objects every shard has folded (retention `delete`).
 //! Each step is safe to crash after and to repeat (docs/compaction.md).
 
@@ -17,8 +17,8 @@ use crate::settings::RawRetention;
 use crate::unit::Unit;
 
 /// Brings the store in line with a committed manifest (or with none):
-/// copies its staged files into place, deletes what it does not list, and
-/// deletes the `older` manifests.
+/// deletes the files it does not list, copies its staged files into place,
+/// and deletes the staging leftovers and the `older` manifests.
 pub(crate) async fn settle(
     ctx: &Ctx<'_>,
     unit: Unit,
@@ -46,6 +46,18 @@ pub(crate) async fn settle(
     let final_set: HashSet<&str> = finals.iter().map(|p| p.as_ref()).collect();
     let staged_set: HashSet<&str> = staged.iter().map(|p| p.as_ref()).collect();
     let files = current.map(|m| m.files.as_slice()).unwrap_or_default();
+    // Superseded files go first, then the new ones are copied in: a glob
+    // reader may miss the replaced rows for that moment, but never sees a
+    // row twice (docs/compaction.md, "What a reader sees").
+    let listed: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
+    let mut deleted = 0;
+    for key in finals.iter().filter(|k| !listed.contains(k.as_ref())) {
+        delete(ctx, key).await?;
+        deleted += 1;
+        if deleted == 1 {
+            ctx.check(Fault::AfterFirstOldDelete)?;
+        }
+    }
     let mut copied = 0;
     for f in files {
         if final_set.contains(f.key.as_str()) {
@@ -62,15 +74,6 @@ pub(crate) async fn settle(
         copied += 1;
         if copied == 1 {
             ctx.check(Fault::AfterFirstCopy)?;
-        }
-    }
-    let listed: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
-    let mut deleted = 0;
-    for key in finals.iter().filter(|k| !listed.contains(k.as_ref())) {
-        delete(ctx, key).await?;
-        deleted += 1;
-        if deleted == 1 {
-            ctx.check(Fault::AfterFirstOldDelete)?;
         }
     }
     for key in staged.iter().chain(older) {

@@ -10,6 +10,14 @@
 //! the objects that process wrote, so names are unique across relays and
 //! restarts; objects are written with create-only semantics, so a clash
 //! would fail rather than overwrite.
+//!
+//! Points of hours older than the one before the flush's own (late points,
+//! say an agent replaying its spool) go to one object per flush instead,
+//! whatever hours they span; the compactor splits it by hour:
+//!
+//! ```text
+//! <raw_prefix>/_late/<relay_id>-<boot_ms>-<seq>.parquet
+//! ```
 
 use time::OffsetDateTime;
 
@@ -150,6 +158,20 @@ pub fn raw_object_key(
     }
 }
 
+/// Folder (under the raw prefix) of the relays' late objects.
+pub const LATE_DIR: &str = "_late";
+
+/// Key of a late object: one flush's points of hours before the previous
+/// one, all hours together.
+pub fn late_object_key(raw_prefix: &str, relay_id: &str, boot_ms: i64, seq: u64) -> String {
+    let prefix = raw_prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("{LATE_DIR}/{relay_id}-{boot_ms}-{seq:08}.parquet")
+    } else {
+        format!("{prefix}/{LATE_DIR}/{relay_id}-{boot_ms}-{seq:08}.parquet")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +210,10 @@ mod tests {
             raw_object_key("raw/", h, "relay-a", 1_700_000_000_123, 7),
             "raw/dt=2023-11-14/hour=22/relay-a-1700000000123-00000007.parquet"
         );
+        assert_eq!(
+            late_object_key("raw/", "relay-a", 1_700_000_000_123, 8),
+            "raw/_late/relay-a-1700000000123-00000008.parquet"
+        );
+        assert_eq!(Hour::from_key(&late_object_key("raw", "r", 1, 1)), None);
     }
 }

@@ -6,8 +6,10 @@
 //! - the key-value metadata: [`SCHEMA_KEY`] (and [`COMPACTED_KEY`] on the
 //!   compactor's output);
 //! - the writer properties of a raw object: [`raw_writer_properties`];
-//! - the encoder: [`encode_by_hour`] from borrowed rows, [`encode_raw_objects`]
-//!   from owned points (tools and tests that need raw objects without a relay);
+//! - the encoder: [`encode_by_hour`] from borrowed rows, [`encode_flush`]
+//!   (the same, with the points of old hours in one late object),
+//!   [`encode_raw_objects`] from owned points (tools and tests that need raw
+//!   objects without a relay);
 //! - the reader's check: [`check_schema`].
 
 use bytes::Bytes;
@@ -110,10 +112,33 @@ pub type RawObject = (Hour, usize, Bytes);
 /// and encodes one Parquet object per hour with [`raw_writer_properties`].
 /// CPU-bound: run it off the async threads.
 pub fn encode_by_hour(
-    mut rows: Vec<RawRow<'_>>,
+    rows: Vec<RawRow<'_>>,
     relay: &str,
     zstd: bool,
 ) -> Result<Vec<RawObject>, EncodeError> {
+    Ok(encode_flush(rows, relay, zstd, None)?.hours)
+}
+
+/// One flush's objects: one per event hour from `late_before` on, and one
+/// late object for all the older hours' rows.
+#[derive(Debug, Default)]
+pub struct FlushObjects {
+    /// One object per hour.
+    pub hours: Vec<RawObject>,
+    /// The late object (rows of every hour before `late_before`, sorted by
+    /// hour, then [`SORT_KEY`]) and its row count.
+    pub late: Option<(usize, Bytes)>,
+}
+
+/// Like [`encode_by_hour`], but the rows of hours before `late_before` (if
+/// given) go to one late object, so a flush makes a bounded number of
+/// objects whatever hours its points span.
+pub fn encode_flush(
+    mut rows: Vec<RawRow<'_>>,
+    relay: &str,
+    zstd: bool,
+    late_before: Option<Hour>,
+) -> Result<FlushObjects, EncodeError> {
     rows.sort_unstable_by(|a, b| {
         Hour::of_nanos(a.time)
             .cmp(&Hour::of_nanos(b.time))
@@ -123,8 +148,18 @@ pub fn encode_by_hour(
             .then_with(|| a.time.cmp(&b.time))
     });
     let props = raw_writer_properties(zstd);
-    let mut out = Vec::new();
-    let mut start = 0;
+    let mut out = FlushObjects::default();
+    // Rows are sorted by hour first: the late ones are a prefix.
+    let mut start = late_before.map_or(0, |h| rows.partition_point(|r| Hour::of_nanos(r.time) < h));
+    if start > 0 {
+        // Sorted by hour before the key: not the declared order of an hour's object.
+        let late_props = props
+            .clone()
+            .into_builder()
+            .set_sorting_columns(None)
+            .build();
+        out.late = Some((start, encode_rows(&rows[..start], relay, &late_props)?));
+    }
     while start < rows.len() {
         let hour = Hour::of_nanos(rows[start].time);
         let end = start
@@ -133,16 +168,25 @@ pub fn encode_by_hour(
                 .take_while(|r| Hour::of_nanos(r.time) == hour)
                 .count();
         let slice = &rows[start..end];
-        let batch = build_raw_batch(slice.iter().copied(), relay).map_err(EncodeError::Batch)?;
-        let mut buf = Vec::with_capacity(slice.len() * 8);
-        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
-            .map_err(EncodeError::Start)?;
-        w.write(&batch).map_err(EncodeError::Write)?;
-        w.close().map_err(EncodeError::Finish)?;
-        out.push((hour, slice.len(), Bytes::from(buf)));
+        out.hours
+            .push((hour, slice.len(), encode_rows(slice, relay, &props)?));
         start = end;
     }
     Ok(out)
+}
+
+fn encode_rows(
+    rows: &[RawRow<'_>],
+    relay: &str,
+    props: &WriterProperties,
+) -> Result<Bytes, EncodeError> {
+    let batch = build_raw_batch(rows.iter().copied(), relay).map_err(EncodeError::Batch)?;
+    let mut buf = Vec::with_capacity(rows.len() * 8);
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
+        .map_err(EncodeError::Start)?;
+    w.write(&batch).map_err(EncodeError::Write)?;
+    w.close().map_err(EncodeError::Finish)?;
+    Ok(Bytes::from(buf))
 }
 
 /// A point for [`encode_raw_objects`].
@@ -294,6 +338,48 @@ mod tests {
             .downcast_ref::<arrow_array::TimestampNanosecondArray>()
             .unwrap();
         assert_eq!(time.values(), &[hour, hour + 1, hour + 2]);
+    }
+
+    #[test]
+    fn a_flush_puts_old_hours_in_one_late_object() {
+        let h = 3_600_000_000_000i64 * 490_000;
+        let p = |time: i64| RawPoint {
+            node: "n".into(),
+            metric: "m".into(),
+            labels: Vec::new(),
+            time,
+            value: 1.0,
+            received_at: h + 9,
+        };
+        let points: Vec<RawPoint> = [h, h - 1, h - 3_600_000_000_000 * 30, h + 3_600_000_000_000]
+            .into_iter()
+            .map(p)
+            .collect();
+        let rows = points
+            .iter()
+            .map(|p| RawRow {
+                node: &p.node,
+                metric: &p.metric,
+                labels: &p.labels,
+                series_id: 7,
+                time: p.time,
+                value: p.value,
+                received_at: p.received_at,
+            })
+            .collect();
+        let out = encode_flush(rows, "r", false, Some(Hour::of_nanos(h))).unwrap();
+        let hours: Vec<(Hour, usize)> = out.hours.iter().map(|o| (o.0, o.1)).collect();
+        assert_eq!(
+            hours,
+            [
+                (Hour::of_nanos(h), 1),
+                (Hour::of_nanos(h + 3_600_000_000_000), 1)
+            ]
+        );
+        let (n, bytes) = out.late.unwrap();
+        assert_eq!(n, 2, "both old hours in one object");
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        assert!(reader.metadata().row_group(0).sorting_columns().is_none());
     }
 
     #[test]

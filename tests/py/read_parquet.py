@@ -2,8 +2,14 @@
 """Independent reader of the relay's raw Parquet objects, with pyarrow.
 
 Usage:
-  read_parquet.py local DIR
-  read_parquet.py s3 HOST:PORT BUCKET PREFIX      (plain HTTP, path style, any credentials)
+  read_parquet.py local DIR [--manifests]
+  read_parquet.py s3 HOST:PORT BUCKET PREFIX [--manifests]   (plain HTTP, path style, any credentials)
+
+A glob reader by default: every *.parquet file under DIR (or PREFIX) outside
+folders named _* or .*. With --manifests, a manifest reader of the compacted
+dataset DIR (or PREFIX): the highest-generation manifest of every shard under
+_manifests/, and exactly the files it lists (at their staged key when a crash
+left them only there).
 
 Prints one JSON object: {"files": [...], "rows": [...]}. For each file: its
 path, row count, row groups, whether every row group has min/max statistics
@@ -32,7 +38,32 @@ def list_files(fs, base):
                   if i.type == pafs.FileType.File and i.path.endswith(".parquet") and visible(i.path))
 
 
+def list_manifest_files(fs, base):
+    """The files the current manifest of every shard lists (keys are relative
+    to the store root, the parent of the compacted prefix)."""
+    root = base.rsplit("/", 1)[0]
+    sel = pafs.FileSelector(base + "/_manifests", recursive=True, allow_not_found=True)
+    current = {}
+    for i in fs.get_file_info(sel):
+        name = i.path.rsplit("/", 1)[-1]
+        if i.type == pafs.FileType.File and re.fullmatch(r"g\d+\.json", name):
+            shard = i.path.rsplit("/", 1)[0]
+            current[shard] = max(current.get(shard, name), name)
+    out = []
+    for shard, name in sorted(current.items()):
+        with fs.open_input_stream(shard + "/" + name) as f:
+            m = json.loads(f.read())
+        for e in m["files"]:
+            path = root + "/" + e["key"]
+            if fs.get_file_info(path).type != pafs.FileType.File:
+                path = root + "/" + e["staged"]
+            out.append(path)
+    return out
+
+
 def main():
+    manifests = "--manifests" in sys.argv
+    sys.argv = [a for a in sys.argv if a != "--manifests"]
     if sys.argv[1] == "local":
         fs, base = pafs.LocalFileSystem(), sys.argv[2]
     else:
@@ -40,7 +71,7 @@ def main():
                                scheme="http", region="us-east-1")
         base = sys.argv[3] + ("/" + sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else "")
     files, rows = [], []
-    for path in list_files(fs, base):
+    for path in (list_manifest_files(fs, base) if manifests else list_files(fs, base)):
         with fs.open_input_file(path) as f:
             pf = pq.ParquetFile(f)
             md = pf.metadata

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use horizon_shared::layout::{Hour, raw_object_key};
+use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
 use horizon_shared::model::series_hash;
 use horizon_shared::proto::Label;
-use horizon_shared::raw::{RawPoint, encode_raw_objects};
+use horizon_shared::raw::{RawPoint, RawRow, encode_flush, encode_raw_objects};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -72,6 +72,40 @@ pub async fn put_raw(
         keys.push(key);
     }
     keys
+}
+
+/// Writes `points` as one late object of `relay` (`<raw>/_late/`), as the
+/// relay's flush does with points of past hours; returns its key.
+pub async fn put_late(
+    store: &Arc<dyn ObjectStore>,
+    raw_prefix: &str,
+    relay: &str,
+    seq: u64,
+    points: &[RawPoint],
+) -> Path {
+    let rows = points
+        .iter()
+        .map(|p| RawRow {
+            node: &p.node,
+            metric: &p.metric,
+            labels: &p.labels,
+            series_id: series_hash(&p.metric, &p.labels) as i64,
+            time: p.time,
+            value: p.value,
+            received_at: p.received_at,
+        })
+        .collect();
+    // Every hour counts as late.
+    let future = Hour::of_secs(i64::MAX / 2_000_000_000);
+    let objects = encode_flush(rows, relay, false, Some(future)).expect("relay encoder");
+    assert!(objects.hours.is_empty());
+    let (_, bytes) = objects.late.expect("a late object");
+    let key = Path::from(late_object_key(raw_prefix, relay, 1_700_000_000_000, seq));
+    store
+        .put(&key, PutPayload::from(bytes))
+        .await
+        .expect("put late object");
+    key
 }
 
 /// (node, series_id, time)

@@ -1,7 +1,10 @@
 //! The micro-batcher: collects accepted points, and flushes them to the
 //! object store as one Parquet object per event hour when the buffer reaches
 //! `parquet.flush_rows` rows, about `parquet.flush_bytes` bytes, or
-//! `parquet.rotation_interval_secs` of age.
+//! `parquet.rotation_interval_secs` of age. Points of hours before the
+//! previous one (an agent replaying its spool) go to one late object per
+//! flush, whatever hours they span, so a flush writes at most four objects:
+//! the late one, the previous, the current and (clock skew) the next hour.
 //!
 //! A flush that fails is retried with backoff, for as long as it takes;
 //! meanwhile the batcher takes no new submissions, so its bounded queue
@@ -12,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use horizon_shared::layout::raw_object_key;
+use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -133,30 +136,55 @@ impl Batcher {
         let n = rows.len();
         let started = Instant::now();
         let (relay, zstd) = (self.relay_id.clone(), self.settings.zstd);
-        let encoded =
-            tokio::task::spawn_blocking(move || super::parquet::encode_by_hour(rows, &relay, zstd))
-                .await;
+        // Points of hours before the previous one go to one late object.
+        let now = Hour::of_nanos(horizon_shared::clock::unix_nanos_now());
+        let late_before = Hour {
+            start_unix_secs: now.start_unix_secs - 3600,
+        };
+        let encoded = tokio::task::spawn_blocking(move || {
+            super::parquet::encode_flush(rows, &relay, zstd, late_before)
+        })
+        .await;
         let objects = match encoded {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => return self.fail(waiters, n, &e),
             Err(e) => return self.fail(waiters, n, &format_args!("encoder task failed: {e}")),
         };
-        for (hour, count, bytes) in objects {
+        let late = objects.late.map(|(count, bytes)| (None, count, bytes));
+        let hours = objects
+            .hours
+            .into_iter()
+            .map(|(hour, count, bytes)| (Some(hour), count, bytes));
+        for (hour, count, bytes) in late.into_iter().chain(hours) {
             self.seq += 1;
-            let key = raw_object_key(
-                &self.settings.raw_prefix,
-                hour,
-                &self.relay_id,
-                self.boot_ms,
-                self.seq,
-            );
+            let key = match hour {
+                Some(hour) => raw_object_key(
+                    &self.settings.raw_prefix,
+                    hour,
+                    &self.relay_id,
+                    self.boot_ms,
+                    self.seq,
+                ),
+                None => late_object_key(
+                    &self.settings.raw_prefix,
+                    &self.relay_id,
+                    self.boot_ms,
+                    self.seq,
+                ),
+            };
             if let Err(e) = self.put(&key, bytes.clone()).await {
                 return self.fail(waiters, n, &e);
             }
             self.metrics.objects_written.inc();
             self.metrics.bytes_written.inc_by(bytes.len() as u64);
             self.metrics.points_written.inc_by(count as u64);
-            debug!(key, rows = count, bytes = bytes.len(), "wrote raw object");
+            debug!(
+                key,
+                rows = count,
+                bytes = bytes.len(),
+                late = hour.is_none(),
+                "wrote raw object"
+            );
         }
         self.metrics
             .flush_seconds

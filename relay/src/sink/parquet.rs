@@ -1,11 +1,11 @@
-//! Encodes one flush's rows into Parquet objects, one per event hour, with
-//! the shared raw-format encoder (`horizon_shared::raw`).
+//! Encodes one flush's rows into Parquet objects, one per event hour and
+//! one for the late hours, with the shared raw-format encoder
+//! (`horizon_shared::raw`).
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use horizon_shared::layout::Hour;
-use horizon_shared::raw::{RawRow, encode_by_hour as encode_rows};
+use horizon_shared::raw::{FlushObjects, RawRow, encode_flush as encode_rows};
 
 use crate::ingest::SeriesEntry;
 
@@ -21,12 +21,14 @@ pub(crate) struct Row {
 
 /// Sorts `rows` by metric, node, series and time (the order readers prune
 /// and merge by), splits them by event hour, and encodes one Parquet file
-/// per hour. CPU-bound: run it off the async threads.
-pub fn encode_by_hour(
+/// per hour from `late_before` on and one late file for the older hours.
+/// CPU-bound: run it off the async threads.
+pub fn encode_flush(
     rows: Vec<Row>,
     relay: &str,
     zstd: bool,
-) -> Result<Vec<(Hour, usize, Bytes)>, String> {
+    late_before: Hour,
+) -> Result<FlushObjects, String> {
     let raw = rows
         .iter()
         .map(|r| RawRow {
@@ -40,5 +42,5 @@ pub fn encode_by_hour(
             received_at: r.received_at,
         })
         .collect();
-    encode_rows(raw, relay, zstd).map_err(|e| e.to_string())
+    encode_rows(raw, relay, zstd, Some(late_before)).map_err(|e| e.to_string())
 }

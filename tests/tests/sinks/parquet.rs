@@ -146,3 +146,68 @@ async fn parquet_in_a_given_in_memory_store_holds_exactly_the_acked_points() {
         "nothing went to the configured local directory"
     );
 }
+
+/// A replay: one batch with a point in each of 150 past hours, plus the
+/// current hour. The flush writes one late object for all the old hours
+/// (not one object per hour) and the hour's own object; every point is
+/// stored once.
+#[tokio::test]
+async fn a_flush_of_many_past_hours_writes_a_bounded_number_of_objects() {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+    let relay = TestRelay::start_with_store("", store.clone()).await;
+    let client = relay.client("gpu-node-9").await;
+    let s = client.series("gpu_power_watts", &[("gpu", "1")]).unwrap();
+    let now = unix_nanos_now();
+    let hour = 3_600_000_000_000;
+    let mut points: Vec<Point> = (2..152)
+        .map(|h| Point::new(s, now - h * hour, h as f64))
+        .collect();
+    points.push(Point::new(s, now, -1.0));
+    let sent = points.len();
+    let ack = client.send(Batch { points }).await.unwrap().await.unwrap();
+    assert_eq!(ack.ack.accepted as usize, sent, "{ack:?}");
+    client.close().await;
+    relay.stop().await;
+
+    let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
+    let late: Vec<_> = objects
+        .iter()
+        .filter(|m| m.location.as_ref().starts_with("raw/_late/"))
+        .collect();
+    assert_eq!(late.len(), 1, "one late object: {objects:?}");
+    assert!(
+        objects.len() <= 2,
+        "the late object and the current hour's: {objects:?}"
+    );
+    // Read back by pyarrow (which, like query engines, skips `_` folders:
+    // the late object is copied out under another name).
+    let dir = tempfile::tempdir().unwrap();
+    for meta in &objects {
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let path = dir
+            .path()
+            .join(meta.location.as_ref().replace("/_late/", "/late/"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let data = read_parquet(&["local", dir.path().to_str().unwrap()]);
+    let mut values: Vec<i64> = data
+        .rows
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap() as i64)
+        .collect();
+    values.sort_unstable();
+    let mut want: Vec<i64> = (2..152).collect();
+    want.push(-1);
+    want.sort_unstable();
+    assert_eq!(values, want, "every point stored once");
+}

@@ -2,7 +2,8 @@
 //! scenario on both (`on_every_store!`): raw objects written by the relays'
 //! own encoder, duplicates across objects, late objects, crashes at every
 //! commit step, leases, shards, unreadable objects; the result read back by
-//! pyarrow and checked against a model.
+//! pyarrow and checked against a model. Late data folded beside compacted
+//! hours: `late.rs`. The stores and their readers: `store.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,33 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use horizon_compactor::{
-    Compacted, Compactor, Fault, Outcome, Report, RunOptions, Selection, Settings, UnitResult,
+    Compacted, Compactor, Fault, Outcome, Report, RunOptions, Selection, UnitResult,
 };
 use horizon_e2e::rawdata::{Expected, check_compacted, points, put_raw};
-use horizon_e2e::servers::Moto;
-use horizon_e2e::{ParquetDataset, read_parquet};
 use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::Hour;
-use horizon_shared::store::{S3Options, StoreLocation};
-use object_store::ObjectStore;
 use object_store::path::Path;
-
-/// A store under test and how pyarrow reads its compacted prefix.
-struct TestStore {
-    store: Arc<dyn ObjectStore>,
-    url: String,
-    s3: Option<(Moto, S3Options)>,
-    _dir: tempfile::TempDir,
-}
-
-/// The stores every scenario runs on.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    /// A local directory, as `shared::store` opens it.
-    Local,
-    /// S3 on a moto server.
-    Moto,
-}
 
 /// Declares a scenario's tests: one on a local directory, one on S3 (moto).
 /// A scenario is an `async fn(Backend)` of the same name.
@@ -58,6 +38,11 @@ macro_rules! on_every_store {
     )*};
 }
 
+mod late;
+mod store;
+
+use store::{Backend, TestStore};
+
 on_every_store!(
     compacts_closed_hours_and_folds_late_data,
     a_crash_up_to_the_first_copy_then_a_rerun_gives_the_same_rows,
@@ -69,104 +54,6 @@ on_every_store!(
     no_unit_starts_after_the_start_deadline,
 );
 
-impl TestStore {
-    async fn new(backend: Backend) -> Self {
-        match backend {
-            Backend::Local => Self::local(),
-            Backend::Moto => Self::moto().await,
-        }
-    }
-
-    fn local() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = dir.path().join("objects").display().to_string();
-        let store = StoreLocation::parse(&url, &S3Options::default())
-            .unwrap()
-            .build()
-            .unwrap();
-        Self {
-            store,
-            url,
-            s3: None,
-            _dir: dir,
-        }
-    }
-
-    async fn moto() -> Self {
-        let moto = Moto::start("telemetry").await;
-        let opts = S3Options {
-            region: "us-east-1".into(),
-            endpoint: moto.url(),
-            path_style: true,
-            allow_http: true,
-            access_key_id: "test".into(),
-            secret_access_key: "test".into(),
-        };
-        let url = "s3://telemetry/fleet".to_owned();
-        let store = StoreLocation::parse(&url, &opts).unwrap().build().unwrap();
-        Self {
-            store,
-            url,
-            s3: Some((moto, opts)),
-            _dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn settings(&self, extra: &[&str]) -> Settings {
-        let mut args = vec!["--store-url".to_owned(), self.url.clone()];
-        if let Some((_, o)) = &self.s3 {
-            args.extend([
-                "--s3-endpoint".into(),
-                o.endpoint.clone(),
-                "--s3-path-style".into(),
-                "--s3-allow-http".into(),
-            ]);
-        }
-        // Small files and row groups, so that hours span several of each.
-        args.extend([
-            "--target-file-size".into(),
-            "16KiB".into(),
-            "--row-group-rows".into(),
-            "1024".into(),
-        ]);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Settings::from_args(args).expect("settings")
-    }
-
-    fn compactor(&self, extra: &[&str]) -> Compactor {
-        Compactor::with_store(self.settings(extra), Arc::clone(&self.store))
-    }
-
-    fn read(&self) -> ParquetDataset {
-        match &self.s3 {
-            None => read_parquet(&["local", &format!("{}/compacted", self.url)]),
-            Some((moto, _)) => {
-                read_parquet(&["s3", &moto.addr.to_string(), "telemetry", "fleet/compacted"])
-            }
-        }
-    }
-
-    /// The compacted dataset's files and manifests (leases aside: every run
-    /// takes one).
-    async fn dataset(&self) -> Vec<String> {
-        let mut v = self.keys("compacted").await;
-        v.retain(|k| !k.contains("/_leases/"));
-        v
-    }
-
-    async fn keys(&self, prefix: &str) -> Vec<String> {
-        let mut v: Vec<String> =
-            horizon_compactor::commit::list_all(&self.store, &Path::from(prefix))
-                .await
-                .expect("list")
-                .into_iter()
-                .map(|m| m.location.to_string())
-                .collect();
-        v.sort();
-        v
-    }
-}
-
 /// Three consecutive hours long closed.
 fn hours() -> [Hour; 3] {
     let h = Hour::parse("2025-06-01T10").unwrap();
@@ -177,6 +64,11 @@ fn hours() -> [Hour; 3] {
 /// with later receipts and other values, and relay-a wrote one object twice
 /// (a resend after a lost ack).
 async fn initial(ts: &TestStore) -> Expected {
+    initial_under(ts, "raw").await
+}
+
+/// `initial`'s raw objects under a given raw prefix.
+async fn initial_under(ts: &TestStore, raw_prefix: &str) -> Expected {
     let mut want = Expected::default();
     for (i, h) in hours().into_iter().enumerate() {
         let a = points(h, 4, 6, 20, 1_000_000, 0.0);
@@ -184,9 +76,9 @@ async fn initial(ts: &TestStore) -> Expected {
             .into_iter()
             .step_by(2)
             .collect();
-        put_raw(&ts.store, "raw", "relay-a", i as u64 * 10, &a).await;
-        put_raw(&ts.store, "raw", "relay-a", i as u64 * 10 + 1, &a).await;
-        put_raw(&ts.store, "raw", "relay-b", i as u64 * 10, &b).await;
+        put_raw(&ts.store, raw_prefix, "relay-a", i as u64 * 10, &a).await;
+        put_raw(&ts.store, raw_prefix, "relay-a", i as u64 * 10 + 1, &a).await;
+        put_raw(&ts.store, raw_prefix, "relay-b", i as u64 * 10, &b).await;
         want.add(&a, "relay-a");
         want.add(&b, "relay-b");
     }
@@ -369,10 +261,29 @@ async fn crash_then_rerun(ts: &TestStore, fault: Fault, first_run: bool) {
     let r = run(&rerun, &closed_now()).await;
     assert_eq!(r.failures(), 0, "{fault:?}: {r:#?}");
     check_compacted(&ts.read(), &want);
+    check_compacted(&ts.read_manifests(), &want);
     for h in hours() {
         assert!(
             ts.keys(&format!("raw/{}", h.partition())).await.is_empty(),
             "{fault:?}: raw of {h} left"
+        );
+    }
+    if !first_run {
+        // The late data went to a late file (a late fold, not a rewrite of the hour).
+        let (m, _) = horizon_compactor::commit::load_manifests(
+            &ts.store,
+            &horizon_compactor::Keys::new("raw", "compacted"),
+            horizon_compactor::Unit {
+                hour: hours()[1],
+                shard: 0,
+                shards: 1,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            m.unwrap().files.iter().any(|f| f.late),
+            "{fault:?}: no late file"
         );
     }
     assert!(
@@ -390,8 +301,9 @@ async fn crash_then_rerun(ts: &TestStore, fault: Fault, first_run: bool) {
     assert_eq!(ts.dataset().await, before, "{fault:?}");
 }
 
-// Every fault point (`Fault::ALL`) after a late object, in two halves so
-// that each test stays well inside the per-test time limit on moto.
+// Every fault point (`Fault::ALL`) of a late fold (a late file, and the
+// files where a late copy wins rewritten), in two halves so that each test
+// stays well inside the per-test time limit on moto.
 
 async fn a_crash_up_to_the_first_copy_then_a_rerun_gives_the_same_rows(backend: Backend) {
     for fault in &Fault::ALL[..3] {
