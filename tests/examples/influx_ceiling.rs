@@ -10,9 +10,9 @@
 //! `node` tags, one float) in gzip-compressed requests of 5000 lines.
 //! Direct: `--writers` concurrent writers post as fast as the server
 //! answers for `--secs`. Relay: a relay in this process (InfluxDB sink on,
-//! Parquet to a temporary directory, received acks) is fed by `--nodes`
-//! clients as fast as their windows allow for `--secs`; its rate is the
-//! growth of `influxdb_written_points_total` over the same time. Prints
+//! Parquet to a temporary directory, received acks) is offered by `--nodes`
+//! clients what the direct writers achieved (or `--rate`) for `--secs`; its
+//! rate is the growth of `influxdb_written_points_total` over the same time. Prints
 //! both rates, their ratio, and the relay's drops.
 
 use std::fmt::Write as _;
@@ -51,6 +51,11 @@ struct Opt {
     /// Clients feeding the relay.
     #[arg(long, default_value_t = 8)]
     nodes: usize,
+    /// Points per second offered to the relay, all clients together
+    /// (default: what the direct writers achieved, so the database is
+    /// offered exactly its ceiling).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// 5000 lines of line protocol for `writer`, request `n`.
@@ -108,7 +113,9 @@ async fn direct(url: String, writers: usize, secs: u64) -> f64 {
     done / elapsed
 }
 
-async fn through_relay(yaml: &str, nodes: usize, secs: u64) -> (f64, f64, f64) {
+async fn through_relay(yaml: &str, nodes: usize, secs: u64, rate: f64) -> (f64, f64, f64) {
+    // Each client sends a batch of 1000 points every `tick`.
+    let tick = Duration::from_secs_f64(1000.0 * nodes as f64 / rate.max(1.0));
     let relay = TestRelay::start(yaml).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -125,7 +132,10 @@ async fn through_relay(yaml: &str, nodes: usize, secs: u64) -> (f64, f64, f64) {
                 .collect();
             let mut n = 0i64;
             let mut pending = std::collections::VecDeque::new();
+            let mut every = tokio::time::interval(tick);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             while !stop.load(Ordering::Relaxed) {
+                every.tick().await;
                 let base = unix_nanos_now();
                 let points = (0..1000)
                     .map(|i| {
@@ -196,9 +206,10 @@ async fn main() {
         "{:?} direct, {} writers: {direct_rate:.0} points/s",
         opt.server, opt.writers
     );
-    let (relay_rate, accepted, dropped) = through_relay(&yaml, opt.nodes, opt.secs).await;
+    let offered = opt.rate.unwrap_or(direct_rate);
+    let (relay_rate, accepted, dropped) = through_relay(&yaml, opt.nodes, opt.secs, offered).await;
     println!(
-        "{:?} through the relay, {} clients: {relay_rate:.0} points/s written ({accepted:.0} accepted, {dropped:.0} dropped for InfluxDB)",
+        "{:?} through the relay, {} clients offering {offered:.0} points/s: {relay_rate:.0} points/s written ({accepted:.0} accepted, {dropped:.0} dropped for InfluxDB)",
         opt.server, opt.nodes
     );
     println!("ratio relay / direct: {:.2}", relay_rate / direct_rate);
