@@ -120,6 +120,52 @@ pub struct SecurityConfig {
     pub tls_ca_path: String,
     /// Where the development PKI lives when the paths above are empty.
     pub dev_certs_dir: String,
+    /// Certificate revocation lists issued by the client CA (PEM or DER):
+    /// one path or a list; empty: no revocation checks.
+    pub tls_crl_path: PathList,
+    /// Refuse every node certificate a CRL covers once the CRL is past its
+    /// `nextUpdate` (fail closed); by default an expired CRL keeps applying
+    /// as it stands.
+    pub tls_crl_enforce_next_update: bool,
+}
+
+/// One path or a list of paths.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PathList {
+    /// One path (empty: none).
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl Default for PathList {
+    fn default() -> Self {
+        Self::One(String::new())
+    }
+}
+
+impl PathList {
+    /// The non-empty paths.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Self::One(p) => vec![p.clone()],
+            Self::Many(v) => v.clone(),
+        }
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
+    }
+}
+
+/// Certificate revocation settings (`security.tls_crl_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlSettings {
+    /// CRL files, reloaded on SIGHUP with the certificates.
+    pub paths: Vec<PathBuf>,
+    /// Whether a CRL past its `nextUpdate` refuses what it covers.
+    pub enforce_next_update: bool,
 }
 
 impl Default for SecurityConfig {
@@ -129,6 +175,8 @@ impl Default for SecurityConfig {
             tls_key_path: String::new(),
             tls_ca_path: String::new(),
             dev_certs_dir: ".dev/certs".into(),
+            tls_crl_path: PathList::default(),
+            tls_crl_enforce_next_update: false,
         }
     }
 }
@@ -449,6 +497,8 @@ pub struct Settings {
     pub relay_id: String,
     /// Certificates.
     pub tls: TlsSource,
+    /// Certificate revocation lists.
+    pub crl: CrlSettings,
     /// Points per batch.
     pub max_batch_size: usize,
     /// Frame size cap.
@@ -816,6 +866,10 @@ impl Config {
             quic_lb,
             relay_id,
             tls,
+            crl: CrlSettings {
+                paths: sec.tls_crl_path.paths(),
+                enforce_next_update: sec.tls_crl_enforce_next_update,
+            },
             max_batch_size: l.max_batch_size,
             max_frame_bytes: l.max_frame_bytes,
             max_series_per_stream: l.max_series_per_stream,

@@ -68,7 +68,7 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
         r = handshake => match r {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                shared.metrics.connection_refused("handshake");
+                shared.metrics.connection_refused(refusal_reason(&e));
                 if let Some(suppressed) = shared.handshake_log.allow() {
                     warn!(%remote, error = %e, suppressed, "handshake failed (client certificate missing, from an unknown CA or expired?)");
                 }
@@ -124,6 +124,7 @@ async fn serve(
 ) {
     shared.metrics.connections_accepted.inc();
     let _active = GaugeGuard::new(&shared.metrics.connections_active);
+    let _open = shared.open.register(&node, &conn);
     let budget = shared.budgets.node(&node);
     let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight_per_connection));
     // The connection's streams share one dictionary byte budget.
@@ -159,6 +160,21 @@ async fn serve(
     streams.wait().await;
     if shared.drain.is_cancelled() {
         conn.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
+    }
+}
+
+/// The `connections_refused` reason of a failed handshake: `revoked` when
+/// the TLS alert was certificate_revoked (a CRL), else `handshake`.
+fn refusal_reason(e: &quinn::ConnectionError) -> &'static str {
+    /// TLS alert certificate_revoked (RFC 8446 §6.2).
+    const CERTIFICATE_REVOKED_ALERT: u8 = 44;
+    match e {
+        quinn::ConnectionError::TransportError(t)
+            if t.code == quinn::TransportErrorCode::crypto(CERTIFICATE_REVOKED_ALERT) =>
+        {
+            "revoked"
+        }
+        _ => "handshake",
     }
 }
 

@@ -19,6 +19,9 @@ use crate::config::Settings;
 use crate::ingest::BatchOutcome;
 
 mod budget;
+mod tls;
+
+pub use tls::TlsMetrics;
 
 use budget::BudgetCollector;
 
@@ -133,6 +136,8 @@ pub struct RelayMetrics {
     throttled_seconds: Family<LimitLabel, Counter<f64, AtomicU64>>,
     /// Sink metrics (registered in the same registry).
     pub sink: Arc<crate::sink::SinkMetrics>,
+    /// Certificate, CRL and revocation metrics.
+    pub tls: TlsMetrics,
 }
 
 impl RelayMetrics {
@@ -156,7 +161,7 @@ impl RelayMetrics {
         let refused = Family::<Reason, Counter>::default();
         r.register(
             "connections_refused",
-            "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; identity: no usable node name)",
+            "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; revoked: the node certificate is revoked by a CRL (security.tls_crl_path); identity: no usable node name)",
             refused.clone(),
         );
         let handshakes_in_progress = Gauge::default();
@@ -313,13 +318,14 @@ impl RelayMetrics {
         }
         r.register_collector(Box::new(BudgetCollector { budgets, top_nodes }));
         let sink = Arc::new(crate::sink::SinkMetrics::new(&mut r));
+        let tls = TlsMetrics::new(&mut r);
         // Pre-create the fixed label values so every series shows from the start.
         for reason in ["cardinality", "invalid", "too_large", "overloaded"] {
             let _ = rejected.get_or_create(&Reason {
                 reason: reason.into(),
             });
         }
-        for reason in ["limit", "handshake", "identity"] {
+        for reason in ["limit", "handshake", "revoked", "identity"] {
             let _ = refused.get_or_create(&Reason {
                 reason: reason.into(),
             });
@@ -372,6 +378,7 @@ impl RelayMetrics {
             throttled,
             throttled_seconds,
             sink,
+            tls,
         }
     }
 
@@ -386,7 +393,7 @@ impl RelayMetrics {
             .inc_by(wait.as_secs_f64());
     }
 
-    /// Counts a refused connection (`limit`, `handshake` or `identity`).
+    /// Counts a refused connection (`limit`, `handshake`, `revoked` or `identity`).
     pub fn connection_refused(&self, reason: &str) {
         self.refused
             .get_or_create(&Reason {

@@ -22,6 +22,7 @@ mod drain;
 mod flow;
 mod limits;
 mod ops;
+mod revocation;
 mod tls;
 
 fn reasons(ack: &BatchAck) -> Vec<(RejectReason, u32)> {
