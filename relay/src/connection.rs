@@ -8,8 +8,9 @@
 //! `server.max_in_flight_batches_per_connection` batches in all: a batch
 //! read beyond that waits for an earlier one's ack, and the wait is reported
 //! in its own ack and in `horizon_relay_throttled_batches_total`. Bad input ends only
-//! the stream that sent it (a reset with a protocol error code); other
-//! streams and connections carry on.
+//! the stream that sent it: STOP_SENDING with a protocol error code on the
+//! agent's half, the acks of every batch read before it, then FIN on the
+//! relay's half; other streams and connections carry on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -390,8 +391,16 @@ async fn write_acks(
         // The batch's in-flight slot, freed once its ack is written.
         let mut _slot = None;
         let frame = match msg {
-            Out::Reset(code) => {
+            Out::Reset(code) if code == error_code::SHUTTING_DOWN => {
                 let _ = send.reset(code.into());
+                return Ok(());
+            }
+            Out::Reset(_) => {
+                // Bad input: the reader stopped the agent's half with the
+                // code (STOP_SENDING). Every ack before this one is written;
+                // finishing (not resetting) our half delivers them, where a
+                // RESET_STREAM would discard those not yet sent.
+                let _ = send.finish();
                 return Ok(());
             }
             Out::GoAway => RelayFrame {
