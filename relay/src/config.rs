@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// address not yet validated gets a stateless Retry; one from a
     /// validated address takes the place of the oldest half-open handshake.
     pub max_handshakes_in_progress: usize,
+    /// New handshakes per second (Initials received, over the last second)
+    /// above which every Initial from an address not yet validated gets a
+    /// stateless QUIC Retry, whatever the bound above; 0: always.
+    pub handshake_retry_per_sec: u32,
     /// A handshake not finished within this many seconds is dropped (the
     /// idle timeout of established connections is separate).
     pub handshake_timeout_secs: u64,
@@ -93,6 +97,7 @@ impl Default for ServerConfig {
             listen_addr: "0.0.0.0:5001".into(),
             max_connections: 1000,
             max_handshakes_in_progress: 512,
+            handshake_retry_per_sec: 100,
             handshake_timeout_secs: 5,
             connection_timeout_secs: 300,
             keep_alive_secs: 15,
@@ -477,6 +482,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Handshakes in progress cap.
     pub max_handshakes_in_progress: usize,
+    /// Initials per second above which unvalidated addresses get a Retry
+    /// (0: always).
+    pub handshake_retry_per_sec: u32,
     /// Time a handshake may take.
     pub handshake_timeout: Duration,
     /// Idle timeout.
@@ -856,6 +864,7 @@ impl Config {
             listen_addr,
             max_connections: s.max_connections,
             max_handshakes_in_progress: s.max_handshakes_in_progress,
+            handshake_retry_per_sec: s.handshake_retry_per_sec,
             handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),
             idle_timeout: Duration::from_secs(s.connection_timeout_secs),
             keep_alive: Duration::from_secs(s.keep_alive_secs),

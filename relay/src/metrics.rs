@@ -105,8 +105,11 @@ pub struct RelayMetrics {
     /// Handshakes dropped at `server.handshake_timeout_secs`.
     pub handshakes_timed_out: Counter,
     handshakes_refused: Family<Reason, Counter>,
-    /// Stateless QUIC Retry packets sent (handshake bound full).
+    /// Stateless QUIC Retry packets sent (handshake bound full, or the
+    /// handshake rate above `server.handshake_retry_per_sec`).
     pub handshake_retries: Counter,
+    /// New-handshake rate and whether it switched Retry on.
+    pub(crate) handshake_rate: crate::handshake::RateGauges,
     /// Connections quinn holds state for (handshaking, open or closing).
     pub quic_connections: Gauge,
     /// Bytes held by every stream's series dictionary.
@@ -185,8 +188,19 @@ impl RelayMetrics {
         let handshake_retries = Counter::default();
         r.register(
             "handshake_retries",
-            "Stateless QUIC Retry packets sent to validate an address while server.max_handshakes_in_progress was full",
+            "Stateless QUIC Retry packets sent to validate an address: while new handshakes per second were above server.handshake_retry_per_sec (or always, with 0), or while server.max_handshakes_in_progress was full",
             handshake_retries.clone(),
+        );
+        let handshake_rate = crate::handshake::RateGauges::default();
+        r.register(
+            "handshake_initials_per_second",
+            "QUIC Initials received in the last whole second (the rate compared with server.handshake_retry_per_sec)",
+            handshake_rate.per_sec.clone(),
+        );
+        r.register(
+            "handshake_address_validation",
+            "1 while every Initial from an address not yet validated gets a QUIC Retry (rate above server.handshake_retry_per_sec, or 0 configured), else 0",
+            handshake_rate.validating.clone(),
         );
         let quic_connections = Gauge::default();
         r.register(
@@ -361,6 +375,7 @@ impl RelayMetrics {
             handshakes_timed_out,
             handshakes_refused,
             handshake_retries,
+            handshake_rate,
             quic_connections,
             dictionary_bytes,
             streams_active,

@@ -267,7 +267,9 @@ impl Relay {
             crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), &shutdown)?;
         let handshakes = Handshakes::new(
             settings.max_handshakes_in_progress,
+            settings.handshake_retry_per_sec,
             metrics.handshakes_in_progress.clone(),
+            metrics.handshake_rate.clone(),
         );
         let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
         let dictionary_bytes = Arc::new(ByteBudget::with_gauge(
