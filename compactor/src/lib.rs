@@ -51,6 +51,7 @@ pub use crate::keys::Keys;
 pub use crate::outcome::{Compacted, Outcome, Planned};
 pub use crate::plan::UnitPlan;
 pub use crate::settings::{RawRetention, Settings};
+pub use crate::transfer::decode_raw;
 pub use crate::unit::Unit;
 
 /// Which hours to compact.

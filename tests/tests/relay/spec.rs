@@ -42,7 +42,9 @@ async fn the_worked_example_is_answered_as_documented() {
     assert_eq!((ack.sequence, ack.accepted, ack.rejected), (1, 0, 2));
     assert_eq!(reasons(&ack), [(RejectReason::Invalid, 2)]);
     assert!(
-        ack.rejections[0].message.contains("outside the accepted window"),
+        ack.rejections[0]
+            .message
+            .contains("outside the accepted window"),
         "{:?}",
         ack.rejections[0].message
     );
