@@ -79,6 +79,23 @@ pub(crate) async fn upload(
 /// Decodes one raw object into this shard's batches, or says why it cannot
 /// (the object is then moved to quarantine). Public for the fuzz targets.
 pub fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {
+    // The parquet crate asserts (panics) on some damaged pages instead of
+    // returning an error (found by the `raw_object` fuzz target). A damaged
+    // object must be moved aside, not fail the unit on every run, so a
+    // panic while reading it is its decode error. Nothing is shared with
+    // the closure but the object's own bytes.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_raw_inner(bytes, unit)))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            Err(DecodeError::ReaderPanic(message))
+        })
+}
+
+fn decode_raw_inner(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {
     let len = bytes.len();
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     check_chunk_ranges(reader.metadata(), len)?;

@@ -34,7 +34,8 @@ for t in "${targets[@]}"; do
     if ! cargo fuzz run -s none -O "$t" "$scratch/$t" "seeds/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$scratch/$t.log" 2>&1; then
-        tail -n 60 "$scratch/$t.log" >&2
+        grep -v "^Output of\|^	\[" "$scratch/$t.log" | grep -A 20 -m 1 "panicked\|ERROR" >&2 || tail -n 30 "$scratch/$t.log" | cut -c1-300 >&2
+        mkdir -p artifacts && cp -r "$scratch/$t.log" "artifacts/$t.log" 2>/dev/null || true
         echo "fuzz: $t FAILED; the input is in fuzz/artifacts/$t/" >&2
         exit 1
     fi

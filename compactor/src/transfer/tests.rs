@@ -85,11 +85,30 @@ fn a_valid_raw_object_decodes() {
 #[test]
 fn a_column_chunk_outside_the_file_is_a_decode_error_not_a_panic() {
     let ok = raw_object();
-    // The value column (5) at a negative offset: the parquet crate asserts
-    // on it when the rows are read.
+    // The time column (leaf 5) at a negative offset: the parquet crate
+    // asserts on it when the rows are read.
     for offset in [-5, i64::MAX - 1, ok.len() as i64 + 10] {
         let bad = with_chunk_offset(&ok, 5, offset);
         let e = decode_raw(bad, unit()).expect_err("refused");
         assert!(e.to_string().contains("outside the"), "{offset}: {e}");
+    }
+}
+
+#[test]
+fn a_page_the_parquet_reader_panics_on_is_a_decode_error() {
+    // Found by the raw_object fuzz target: a data page that says it is
+    // dictionary-encoded in a chunk with no dictionary page makes the
+    // parquet crate panic ("Decoder for dict should have been set").
+    // Rewriting the series_id chunk (leaf column 4) to start at its data
+    // page skips its dictionary page while the pages stay dictionary-encoded.
+    let ok = raw_object();
+    let meta = ParquetMetaDataReader::new().parse_and_finish(&ok).unwrap();
+    let col = meta.row_group(0).column(4);
+    let dict = col.dictionary_page_offset().expect("series_id is dictionary-encoded");
+    assert!(col.data_page_offset() > dict);
+    let bad = with_chunk_offset(&ok, 4, col.data_page_offset());
+    match decode_raw(bad, unit()) {
+        Err(DecodeError::ReaderPanic(m)) => assert!(m.contains("dict"), "{m}"),
+        other => panic!("expected the reader's panic as a decode error, got {other:?}"),
     }
 }
