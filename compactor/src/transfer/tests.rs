@@ -104,7 +104,9 @@ fn a_page_the_parquet_reader_panics_on_is_a_decode_error() {
     let ok = raw_object();
     let meta = ParquetMetaDataReader::new().parse_and_finish(&ok).unwrap();
     let col = meta.row_group(0).column(4);
-    let dict = col.dictionary_page_offset().expect("series_id is dictionary-encoded");
+    let dict = col
+        .dictionary_page_offset()
+        .expect("series_id is dictionary-encoded");
     assert!(col.data_page_offset() > dict);
     let bad = with_chunk_offset(&ok, 4, col.data_page_offset());
     match decode_raw(bad, unit()) {
