@@ -84,15 +84,17 @@ pub fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeEr
     // object must be moved aside, not fail the unit on every run, so a
     // panic while reading it is its decode error. Nothing is shared with
     // the closure but the object's own bytes.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_raw_inner(bytes, unit)))
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_owned());
-            Err(DecodeError::ReaderPanic(message))
-        })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_raw_inner(bytes, unit)
+    }))
+    .unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        Err(DecodeError::ReaderPanic(message))
+    })
 }
 
 fn decode_raw_inner(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {

@@ -19,7 +19,8 @@
 //!   that route QUIC by connection ID.
 //! - [`shutdown`]: the shutdown coordinator and its phases.
 //! - [`metrics`]: Prometheus metrics; [`http`]: `/metrics`, `/healthz`, `/readyz`.
-//! - `revocation`: open connections, closed when a reloaded CRL revokes their node.
+//! - `tls_reload`: loading and reloading certificates and CRLs (SIGHUP);
+//!   `revocation`: open connections, closed when a reloaded CRL revokes their node.
 //! - [`retry`]: backoff shared by the sinks' writers; [`log_limit`]: rate-limited log lines.
 
 pub mod budget;
@@ -36,5 +37,7 @@ mod revocation;
 pub mod server;
 pub mod shutdown;
 pub mod sink;
+mod tls_reload;
 
-pub use server::{Relay, RelayError, Reloaded, TlsReloader, load_tls};
+pub use server::{Relay, RelayError};
+pub use tls_reload::{Reloaded, TlsReloader, load_tls};
