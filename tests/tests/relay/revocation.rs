@@ -266,3 +266,88 @@ async fn ack_on(conn: &quinn::Connection, seq: u64) -> BatchAck {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn sighup_to_the_relay_binary_applies_a_new_crl_path_and_cuts_the_revoked_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let (pki, _) = horizon_shared::devcerts::DevPki::ensure(&certs).unwrap();
+    let ca = pki.ca().unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let crl = dir.path().join("nodes.crl.pem");
+    let config = |security_extra: &str| {
+        format!(
+            "server:\n  listen_addr: \"127.0.0.1:{port}\"\n  connection_timeout_secs: {IDLE_SECS}\n  keep_alive_secs: 1\n\
+             security:\n  dev_certs_dir: \"{}\"\n{security_extra}\
+             parquet:\n  output_dir: \"{}\"\nack:\n  mode: received\nobservability:\n  metrics_port: 0\n",
+            certs.display(),
+            dir.path().join("objects").display()
+        )
+    };
+    let yaml = dir.path().join("relay.yaml");
+    // No CRL configured at start.
+    std::fs::write(&yaml, config("")).unwrap();
+    let mut child =
+        std::process::Command::new(horizon_e2e::bins::workspace_binary("telemetry-relay"))
+            .arg(&yaml)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let tls = |node: &str| {
+        let issued = ca.issue_client(node).unwrap();
+        (
+            issued.clone(),
+            TlsMaterial::from_pem(&issued.cert_pem, &issued.key_pem, ca.cert_pem()).unwrap(),
+        )
+    };
+    let (_, good_tls) = tls("node-good");
+    let (bad_cert, bad_tls) = tls("node-bad");
+    let mut good = None;
+    for _ in 0..100 {
+        if let Ok(c) = raw_connect(addr, quic_client_config(&good_tls).unwrap()).await {
+            good = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let good = good.expect("the relay binary comes up");
+    let bad = raw_connect(addr, quic_client_config(&bad_tls).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ack_on(&bad, 1).await.accepted, 1);
+
+    // Revoke with openssl, add tls_crl_path to the file, SIGHUP.
+    let mut openssl_ca = OpensslCa::new(&pki.ca_cert, &pki.ca_key);
+    openssl_ca.revoke(&bad_cert.cert_pem);
+    openssl_ca.write_crl(&crl, NextUpdate::InADay, false);
+    std::fs::write(
+        &yaml,
+        config(&format!("  tls_crl_path: \"{}\"\n", crl.display())),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+
+    let why = tokio::time::timeout(Duration::from_secs(IDLE_SECS), bad.closed())
+        .await
+        .expect("the revoked node's connection is closed before the idle timeout");
+    let good_ack = ack_on(&good, 2).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    match why {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, error_code::CERTIFICATE_REVOKED.into());
+        }
+        other => panic!("closed with {other}, not CERTIFICATE_REVOKED"),
+    }
+    assert_eq!(good_ack.accepted, 1, "the neighbour keeps streaming");
+}
