@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$scratch/$t"
     echo "fuzz: $t for ${seconds}s" >&2
     if ! cargo fuzz run -s none -O "$t" "$scratch/$t" "seeds/$t" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$scratch/$t.log" 2>&1; then
         grep -v "^Output of\|^	\[" "$scratch/$t.log" | grep -A 20 -m 1 "panicked\|ERROR" >&2 || tail -n 30 "$scratch/$t.log" | cut -c1-300 >&2
         mkdir -p artifacts && cp -r "$scratch/$t.log" "artifacts/$t.log" 2>/dev/null || true
