@@ -19,7 +19,7 @@
 //!
 //! A malformed line is reported in [`Exposition::errors`] (line number and
 //! why) and skipped; the other lines are kept. The parser never panics on
-//! any input (property-tested and fuzzed, see `agent/fuzz`).
+//! any input (property-tested and fuzzed, see `fuzz/`).
 
 use std::collections::BTreeMap;
 

@@ -95,4 +95,7 @@ pub enum DecodeError {
     /// Its rows could not be filtered to the shard.
     #[error(transparent)]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// The Parquet reader panicked on it (damaged pages it does not check).
+    #[error("the Parquet reader failed on a damaged object: {0}")]
+    ReaderPanic(String),
 }

@@ -55,6 +55,7 @@ pub use crate::outcome::{Compacted, FoldKind, Outcome, Planned};
 pub use crate::plan::UnitPlan;
 pub use crate::route::Routed;
 pub use crate::settings::{RawRetention, Settings};
+pub use crate::transfer::decode_raw;
 pub use crate::unit::Unit;
 
 /// Which hours to compact.

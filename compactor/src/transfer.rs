@@ -14,6 +14,8 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
@@ -74,9 +76,31 @@ pub(crate) async fn upload(
     w.shutdown().await.map_err(put)
 }
 
-/// Decodes one raw object into this shard's batches, or says why it cannot.
-fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {
+/// Decodes one raw object into this shard's batches, or says why it cannot
+/// (the object is then moved to quarantine). Public for the fuzz targets.
+pub fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {
+    // The parquet crate asserts (panics) on some damaged pages instead of
+    // returning an error (found by the `raw_object` fuzz target). A damaged
+    // object must be moved aside, not fail the unit on every run, so a
+    // panic while reading it is its decode error. Nothing is shared with
+    // the closure but the object's own bytes.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_raw_inner(bytes, unit)
+    }))
+    .unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        Err(DecodeError::ReaderPanic(message))
+    })
+}
+
+fn decode_raw_inner(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {
+    let len = bytes.len();
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    check_chunk_ranges(reader.metadata(), len)?;
     raw::check_schema(reader.schema())?;
     let reader = reader.with_batch_size(64 * 1024).build()?;
     let mut out = Vec::new();
@@ -87,6 +111,28 @@ fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError>
         }
     }
     Ok(out)
+}
+
+/// Refuses a footer whose column chunks lie outside the file: the parquet
+/// crate asserts on a negative offset or size when it reads the chunk (a
+/// panic, which failed the whole unit on every run instead of moving the
+/// object aside; found by the `raw_object` fuzz target).
+fn check_chunk_ranges(meta: &ParquetMetaData, len: usize) -> Result<(), DecodeError> {
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        for (c, col) in group.columns().iter().enumerate() {
+            let start = col
+                .dictionary_page_offset()
+                .unwrap_or(col.data_page_offset());
+            let size = col.compressed_size();
+            let end = start.checked_add(size);
+            if start < 0 || size < 0 || end.is_none_or(|e| e as u128 > len as u128) {
+                return Err(DecodeError::Parquet(ParquetError::General(format!(
+                    "row group {g} column {c}: chunk at offset {start}, {size} bytes, outside the {len}-byte file"
+                ))));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The new raw objects, sorted into runs.
@@ -195,3 +241,6 @@ async fn spill(chunk: Vec<RecordBatch>, dir: &FsPath, n: usize) -> Result<Vec<Pa
     .await??;
     Ok(files.into_iter().map(|f| f.path).collect())
 }
+
+#[cfg(test)]
+mod tests;

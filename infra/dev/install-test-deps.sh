@@ -4,6 +4,8 @@
 # cargo install system-wide).
 #
 #   cargo-nextest              the test runner
+#   cargo-fuzz                 the fuzz smoke runs (infra/dev/fuzz.sh), on the
+#                              stable toolchain with RUSTC_BOOTSTRAP=1 and -s none
 #   influxdb (Debian)          InfluxDB 1.x, for the v1 sink tests
 #   victoria-metrics (Debian)  accepts the InfluxDB v2 write API, for the v2 sink tests
 #   nginx-light, libnginx-mod-stream (Debian)  the UDP load balancer of the fleet test
@@ -23,6 +25,11 @@ say() { echo "install-test-deps: $*" >&2; }
 if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest"
     cargo install --quiet --locked cargo-nextest
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz"
+    cargo install --quiet --locked cargo-fuzz
 fi
 
 apt_missing=()

@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// address not yet validated gets a stateless Retry; one from a
     /// validated address takes the place of the oldest half-open handshake.
     pub max_handshakes_in_progress: usize,
+    /// New handshakes per second (Initials received, over the last second)
+    /// above which every Initial from an address not yet validated gets a
+    /// stateless QUIC Retry, whatever the bound above; 0: always.
+    pub handshake_retry_per_sec: u32,
     /// A handshake not finished within this many seconds is dropped (the
     /// idle timeout of established connections is separate).
     pub handshake_timeout_secs: u64,
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             listen_addr: "0.0.0.0:5001".into(),
             max_connections: 1000,
             max_handshakes_in_progress: 512,
+            handshake_retry_per_sec: 100,
             handshake_timeout_secs: 5,
             connection_timeout_secs: 300,
             keep_alive_secs: 15,
@@ -125,6 +130,52 @@ pub struct SecurityConfig {
     pub tls_ca_path: String,
     /// Where the development PKI lives when the paths above are empty.
     pub dev_certs_dir: String,
+    /// Certificate revocation lists issued by the client CA (PEM or DER):
+    /// one path or a list; empty: no revocation checks.
+    pub tls_crl_path: PathList,
+    /// Refuse every node certificate a CRL covers once the CRL is past its
+    /// `nextUpdate` (fail closed); by default an expired CRL keeps applying
+    /// as it stands.
+    pub tls_crl_enforce_next_update: bool,
+}
+
+/// One path or a list of paths.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PathList {
+    /// One path (empty: none).
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl Default for PathList {
+    fn default() -> Self {
+        Self::One(String::new())
+    }
+}
+
+impl PathList {
+    /// The non-empty paths.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Self::One(p) => vec![p.clone()],
+            Self::Many(v) => v.clone(),
+        }
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
+    }
+}
+
+/// Certificate revocation settings (`security.tls_crl_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlSettings {
+    /// CRL files, reloaded on SIGHUP with the certificates.
+    pub paths: Vec<PathBuf>,
+    /// Whether a CRL past its `nextUpdate` refuses what it covers.
+    pub enforce_next_update: bool,
 }
 
 impl Default for SecurityConfig {
@@ -134,6 +185,8 @@ impl Default for SecurityConfig {
             tls_key_path: String::new(),
             tls_ca_path: String::new(),
             dev_certs_dir: ".dev/certs".into(),
+            tls_crl_path: PathList::default(),
+            tls_crl_enforce_next_update: false,
         }
     }
 }
@@ -453,6 +506,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Handshakes in progress cap.
     pub max_handshakes_in_progress: usize,
+    /// Initials per second above which unvalidated addresses get a Retry
+    /// (0: always).
+    pub handshake_retry_per_sec: u32,
     /// Time a handshake may take.
     pub handshake_timeout: Duration,
     /// Idle timeout.
@@ -475,6 +531,8 @@ pub struct Settings {
     pub relay_id: String,
     /// Certificates.
     pub tls: TlsSource,
+    /// Certificate revocation lists.
+    pub crl: CrlSettings,
     /// Points per batch.
     pub max_batch_size: usize,
     /// Frame size cap.
@@ -889,6 +947,7 @@ impl Config {
             listen_addr,
             max_connections: s.max_connections,
             max_handshakes_in_progress: s.max_handshakes_in_progress,
+            handshake_retry_per_sec: s.handshake_retry_per_sec,
             handshake_timeout: Duration::from_secs(s.handshake_timeout_secs),
             idle_timeout: Duration::from_secs(s.connection_timeout_secs),
             keep_alive: Duration::from_secs(s.keep_alive_secs),
@@ -900,6 +959,10 @@ impl Config {
             quic_lb,
             relay_id,
             tls,
+            crl: CrlSettings {
+                paths: sec.tls_crl_path.paths(),
+                enforce_next_update: sec.tls_crl_enforce_next_update,
+            },
             max_batch_size: l.max_batch_size,
             max_frame_bytes: l.max_frame_bytes,
             max_series_per_stream: l.max_series_per_stream,

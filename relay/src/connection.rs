@@ -10,9 +10,10 @@
 //! stays unread (with the agent, by QUIC flow control) until an earlier one
 //! is acked; the wait is reported in its ack and in
 //! `horizon_relay_throttled_batches_total`. The frames being read are
-//! bounded in bytes per connection and relay-wide ([`frames`]). Bad input ends only
-//! the stream that sent it (a reset with a protocol error code); other
-//! streams and connections carry on.
+//! bounded in bytes per connection and relay-wide ([`frames`]). Bad input
+//! ends only the stream that sent it: STOP_SENDING with a protocol error
+//! code on the agent's half, the acks of every batch read before it, then
+//! FIN on the relay's half; other streams and connections carry on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
         r = handshake => match r {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                shared.metrics.connection_refused("handshake");
+                shared.metrics.connection_refused(refusal_reason(&e));
                 if let Some(suppressed) = shared.handshake_log.allow() {
                     warn!(%remote, error = %e, suppressed, "handshake failed (client certificate missing, from an unknown CA or expired?)");
                 }
@@ -131,6 +132,7 @@ async fn serve(
 ) {
     shared.metrics.connections_accepted.inc();
     let _active = GaugeGuard::new(&shared.metrics.connections_active);
+    let _open = shared.open.register(&node, &conn);
     let budget = shared.budgets.node(&node);
     let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight_per_connection));
     // The connection's streams share one dictionary byte budget, and one
@@ -173,6 +175,21 @@ async fn serve(
     streams.wait().await;
     if shared.drain.is_cancelled() {
         conn.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
+    }
+}
+
+/// The `connections_refused` reason of a failed handshake: `revoked` when
+/// the TLS alert was certificate_revoked (a CRL), else `handshake`.
+fn refusal_reason(e: &quinn::ConnectionError) -> &'static str {
+    /// TLS alert certificate_revoked (RFC 8446 §6.2).
+    const CERTIFICATE_REVOKED_ALERT: u8 = 44;
+    match e {
+        quinn::ConnectionError::TransportError(t)
+            if t.code == quinn::TransportErrorCode::crypto(CERTIFICATE_REVOKED_ALERT) =>
+        {
+            "revoked"
+        }
+        _ => "handshake",
     }
 }
 
@@ -417,8 +434,16 @@ async fn write_acks(
         // The batch's in-flight slot, freed once its ack is written.
         let mut _slot = None;
         let frame = match msg {
-            Out::Reset(code) => {
+            Out::Reset(code) if code == error_code::SHUTTING_DOWN => {
                 let _ = send.reset(code.into());
+                return Ok(());
+            }
+            Out::Reset(_) => {
+                // Bad input: the reader stopped the agent's half with the
+                // code (STOP_SENDING). Every ack before this one is written;
+                // finishing (not resetting) our half delivers them, where a
+                // RESET_STREAM would discard those not yet sent.
+                let _ = send.finish();
                 return Ok(());
             }
             Out::GoAway => RelayFrame {

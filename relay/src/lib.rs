@@ -19,6 +19,8 @@
 //!   that route QUIC by connection ID.
 //! - [`shutdown`]: the shutdown coordinator and its phases.
 //! - [`metrics`]: Prometheus metrics; [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - `tls_reload`: loading and reloading certificates and CRLs (SIGHUP);
+//!   `revocation`: open connections, closed when a reloaded CRL revokes their node.
 //! - [`retry`]: backoff shared by the sinks' writers; [`log_limit`]: rate-limited log lines.
 
 pub mod budget;
@@ -31,8 +33,11 @@ pub mod log_limit;
 pub mod metrics;
 pub mod quic_lb;
 pub mod retry;
+mod revocation;
 pub mod server;
 pub mod shutdown;
 pub mod sink;
+mod tls_reload;
 
-pub use server::{Relay, RelayError, TlsReloader, load_tls};
+pub use server::{Relay, RelayError};
+pub use tls_reload::{Reloaded, TlsReloader, load_tls};

@@ -19,6 +19,9 @@ use crate::config::Settings;
 use crate::ingest::BatchOutcome;
 
 mod budget;
+mod tls;
+
+pub use tls::TlsMetrics;
 
 use budget::BudgetCollector;
 
@@ -110,8 +113,11 @@ pub struct RelayMetrics {
     /// Handshakes dropped at `server.handshake_timeout_secs`.
     pub handshakes_timed_out: Counter,
     handshakes_refused: Family<Reason, Counter>,
-    /// Stateless QUIC Retry packets sent (handshake bound full).
+    /// Stateless QUIC Retry packets sent (handshake bound full, or the
+    /// handshake rate above `server.handshake_retry_per_sec`).
     pub handshake_retries: Counter,
+    /// New-handshake rate and whether it switched Retry on.
+    pub(crate) handshake_rate: crate::handshake::RateGauges,
     /// Connections quinn holds state for (handshaking, open or closing).
     pub quic_connections: Gauge,
     /// Bytes held by every stream's series dictionary.
@@ -143,6 +149,8 @@ pub struct RelayMetrics {
     throttled_seconds: Family<LimitLabel, Counter<f64, AtomicU64>>,
     /// Sink metrics (registered in the same registry).
     pub sink: Arc<crate::sink::SinkMetrics>,
+    /// Certificate, CRL and revocation metrics.
+    pub tls: TlsMetrics,
 }
 
 impl RelayMetrics {
@@ -166,7 +174,7 @@ impl RelayMetrics {
         let refused = Family::<Reason, Counter>::default();
         r.register(
             "connections_refused",
-            "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; identity: no usable node name)",
+            "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; revoked: the node certificate is revoked by a CRL (security.tls_crl_path); identity: no usable node name)",
             refused.clone(),
         );
         let handshakes_in_progress = Gauge::default();
@@ -190,8 +198,19 @@ impl RelayMetrics {
         let handshake_retries = Counter::default();
         r.register(
             "handshake_retries",
-            "Stateless QUIC Retry packets sent to validate an address while server.max_handshakes_in_progress was full",
+            "Stateless QUIC Retry packets sent to validate an address: while new handshakes per second were above server.handshake_retry_per_sec (or always, with 0), or while server.max_handshakes_in_progress was full",
             handshake_retries.clone(),
+        );
+        let handshake_rate = crate::handshake::RateGauges::default();
+        r.register(
+            "handshake_initials_per_second",
+            "QUIC Initials received in the last whole second (the rate compared with server.handshake_retry_per_sec)",
+            handshake_rate.per_sec.clone(),
+        );
+        r.register(
+            "handshake_address_validation",
+            "1 while every Initial from an address not yet validated gets a QUIC Retry (rate above server.handshake_retry_per_sec, or 0 configured), else 0",
+            handshake_rate.validating.clone(),
         );
         let quic_connections = Gauge::default();
         r.register(
@@ -342,13 +361,14 @@ impl RelayMetrics {
         }
         r.register_collector(Box::new(BudgetCollector { budgets, top_nodes }));
         let sink = Arc::new(crate::sink::SinkMetrics::new(&mut r));
+        let tls = TlsMetrics::new(&mut r);
         // Pre-create the fixed label values so every series shows from the start.
         for reason in ["cardinality", "invalid", "too_large", "overloaded"] {
             let _ = rejected.get_or_create(&Reason {
                 reason: reason.into(),
             });
         }
-        for reason in ["limit", "handshake", "identity"] {
+        for reason in ["limit", "handshake", "revoked", "identity"] {
             let _ = refused.get_or_create(&Reason {
                 reason: reason.into(),
             });
@@ -384,6 +404,7 @@ impl RelayMetrics {
             handshakes_timed_out,
             handshakes_refused,
             handshake_retries,
+            handshake_rate,
             quic_connections,
             dictionary_bytes,
             frame_buffer_bytes,
@@ -402,6 +423,7 @@ impl RelayMetrics {
             throttled,
             throttled_seconds,
             sink,
+            tls,
         }
     }
 
@@ -416,7 +438,7 @@ impl RelayMetrics {
             .inc_by(wait.as_secs_f64());
     }
 
-    /// Counts a refused connection (`limit`, `handshake` or `identity`).
+    /// Counts a refused connection (`limit`, `handshake`, `revoked` or `identity`).
     pub fn connection_refused(&self, reason: &str) {
         self.refused
             .get_or_create(&Reason {

@@ -8,23 +8,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use horizon_shared::devcerts::DevPki;
 use horizon_shared::proto::error_code;
-use horizon_shared::tls::{TlsMaterial, quic_server_config};
+use horizon_shared::tls::{client_verifier, quic_server_config_with};
 use object_store::ObjectStore;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::budget::Budgets;
-use crate::config::{Settings, TlsSource};
+use crate::config::Settings;
 use crate::connection;
 use crate::handshake::{Decision, Handshakes};
 use crate::http::{self, Readiness};
 use crate::ingest::{ByteBudget, IngestLimits};
 use crate::log_limit::LogLimiter;
 use crate::metrics::RelayMetrics;
+use crate::revocation::OpenConnections;
 use crate::shutdown::{Deadlines, Phase, Registration, Shutdown};
+use crate::tls_reload::{TlsReloader, load_tls};
 
 /// Errors that stop the relay from starting.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     /// Bytes of frames being read, all connections
     /// (`limits.max_frame_buffer_bytes_total`).
     pub(crate) frame_bytes: Arc<Semaphore>,
+    /// Authenticated connections being served, for revocation on reload.
+    pub(crate) open: Arc<OpenConnections>,
 }
 
 /// Per-stream receive window (quinn's default), capped by the connection's.
@@ -97,44 +100,6 @@ pub struct Relay {
     shutdown: Shutdown,
 }
 
-/// Reloads the relay's certificate, key and client CA from their source
-/// (SIGHUP). New connections use the new ones; open connections keep theirs.
-#[derive(Debug, Clone)]
-pub struct TlsReloader {
-    endpoint: quinn::Endpoint,
-    source: TlsSource,
-    transport: Arc<quinn::TransportConfig>,
-}
-
-impl TlsReloader {
-    /// Loads the files again and installs them for new connections. On
-    /// error the current certificates stay in use.
-    pub fn reload(&self) -> Result<(), RelayError> {
-        let tls = load_tls(&self.source)?;
-        let mut server = quic_server_config(&tls)?;
-        server.transport_config(self.transport.clone());
-        self.endpoint.set_server_config(Some(server));
-        Ok(())
-    }
-}
-
-/// Loads the configured certificates, creating the development PKI if the
-/// configuration asks for it.
-pub fn load_tls(source: &TlsSource) -> Result<TlsMaterial, RelayError> {
-    Ok(match source {
-        TlsSource::Files { cert, key, ca } => TlsMaterial::load(cert, key, ca)?,
-        TlsSource::Dev(dir) => {
-            let (pki, created) = DevPki::ensure(dir)?;
-            if created {
-                info!(dir = %dir.display(), "created a development CA and relay certificate (not for production)");
-            } else {
-                info!(dir = %dir.display(), "using development certificates (not for production)");
-            }
-            TlsMaterial::load(&pki.server_cert, &pki.server_key, &pki.ca_cert)?
-        }
-    })
-}
-
 impl Relay {
     /// Loads certificates, builds the configured object store and binds the
     /// QUIC and metrics sockets.
@@ -150,8 +115,8 @@ impl Relay {
         settings: Settings,
         store: Arc<dyn ObjectStore>,
     ) -> Result<Self, RelayError> {
-        let tls = load_tls(&settings.tls)?;
-        let mut server = quic_server_config(&tls)?;
+        let tls = load_tls(&settings.tls, &settings.crl)?;
+        let mut server = quic_server_config_with(&tls, client_verifier(&tls)?)?;
         let mut transport = quinn::TransportConfig::default();
         transport
             .max_idle_timeout(Some(
@@ -199,6 +164,7 @@ impl Relay {
         };
         let budgets = Arc::new(Budgets::new(settings.budgets.clone()));
         let metrics = Arc::new(RelayMetrics::new(budgets.clone(), &settings));
+        metrics.tls.set_crls(&tls.revocation);
         let limits = IngestLimits {
             max_batch_size: settings.max_batch_size,
             series: settings.series_limits,
@@ -216,7 +182,9 @@ impl Relay {
             crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), &shutdown)?;
         let handshakes = Handshakes::new(
             settings.max_handshakes_in_progress,
+            settings.handshake_retry_per_sec,
             metrics.handshakes_in_progress.clone(),
+            metrics.handshake_rate.clone(),
         );
         let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
         let dictionary_bytes = Arc::new(ByteBudget::with_gauge(
@@ -229,6 +197,7 @@ impl Relay {
             handshakes,
             connection_slots,
             dictionary_bytes,
+            open: Arc::default(),
             settings,
             limits,
             budgets,
@@ -271,7 +240,9 @@ impl Relay {
         TlsReloader {
             endpoint: self.endpoint.clone(),
             source: self.shared.settings.tls.clone(),
+            crl: self.shared.settings.crl.clone(),
             transport: self.transport.clone(),
+            shared: self.shared.clone(),
         }
     }
 

@@ -5,7 +5,8 @@
 //! - [`codec`]: the length-prefixed frame codec, pure and I/O-free, plus a
 //!   buffered frame reader for any async byte stream.
 //! - [`model`]: series identity, canonical label order, validation rules.
-//! - [`tls`]: certificate loading, rustls/quinn configs, node identity.
+//! - [`tls`]: certificate loading, rustls/quinn configs, node identity;
+//!   [`crl`]: certificate revocation lists for the client verifier.
 //! - [`devcerts`]: a development CA that issues server and node certificates.
 //! - [`envsubst`]: `${VAR}` expansion for configuration files; [`config`]
 //!   (feature `config`): loading them (YAML, one error type).
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod codec;
 #[cfg(feature = "config")]
 pub mod config;
+pub mod crl;
 pub mod devcerts;
 pub mod envsubst;
 pub mod jitter;

@@ -13,7 +13,7 @@ pub const NODE_LABEL: &str = "node";
 
 /// Label keys agents may not use: `node` (the certificate identity), `time`
 /// (InfluxDB's timestamp column) and any key starting with `_` (reserved by
-/// InfluxDB 2.x and Flux).
+/// InfluxDB 2.x and Flux). Compared byte for byte: `Node` is an ordinary key.
 pub fn is_reserved_label_key(key: &str) -> bool {
     key == NODE_LABEL || key == "time" || key.starts_with('_')
 }
@@ -263,6 +263,16 @@ mod tests {
         Label {
             key: k.into(),
             value: v.into(),
+        }
+    }
+
+    #[test]
+    fn reserved_label_keys_are_case_sensitive() {
+        for k in ["node", "time", "_measurement", "_"] {
+            assert!(is_reserved_label_key(k), "{k}");
+        }
+        for k in ["Node", "NODE", "Time", "nodes", "gpu_"] {
+            assert!(!is_reserved_label_key(k), "{k}");
         }
     }
 

@@ -25,6 +25,9 @@ pub mod error_code {
     /// The peer did something the protocol forbids (e.g. opened a
     /// unidirectional stream).
     pub const PROTOCOL_VIOLATION: u32 = 0x5;
+    /// The node's certificate was revoked by a CRL the relay loaded while
+    /// the connection was open; do not reconnect with that certificate.
+    pub const CERTIFICATE_REVOKED: u32 = 0x6;
     /// A frame's payload did not arrive in time after its length prefix
     /// (stream reset; the agent resends unacked batches on a new stream).
     pub const FRAME_TIMEOUT: u32 = 0x7;

@@ -11,6 +11,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use x509_parser::extensions::GeneralName;
 
 /// Errors from loading certificates or building TLS configurations.
@@ -35,12 +36,16 @@ pub enum TlsError {
     /// rustls refused the configuration (bad key, key not matching the certificate, ...).
     #[error("invalid TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client verifier could not be built (for example an empty CA set).
-    #[error("invalid client CA: {0}")]
+    /// The client verifier could not be built (for example an empty CA set
+    /// or a CRL rustls cannot parse).
+    #[error("invalid client CA or CRL: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// quinn refused the rustls configuration.
     #[error("TLS configuration not usable for QUIC: {0}")]
     Quic(String),
+    /// A CRL file cannot be used.
+    #[error(transparent)]
+    Crl(#[from] crate::crl::CrlError),
     /// The peer certificate carries no usable node identity.
     #[error("client certificate has no usable identity: {0}")]
     Identity(String),
@@ -55,6 +60,8 @@ pub struct TlsMaterial {
     pub key: PrivateKeyDer<'static>,
     /// CA certificates we trust for the peer.
     pub ca: Vec<CertificateDer<'static>>,
+    /// Revocation lists for the peer's certificate (server side only).
+    pub revocation: crate::crl::Revocation,
 }
 
 impl Clone for TlsMaterial {
@@ -63,6 +70,7 @@ impl Clone for TlsMaterial {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
             ca: self.ca.clone(),
+            revocation: self.revocation.clone(),
         }
     }
 }
@@ -78,6 +86,7 @@ impl TlsMaterial {
                 source,
             })?,
             ca: load_certs(ca, "CA")?,
+            revocation: crate::crl::Revocation::default(),
         })
     }
 
@@ -102,7 +111,12 @@ impl TlsMaterial {
                 path: "<memory>".into(),
             });
         }
-        Ok(Self { chain, key, ca })
+        Ok(Self {
+            chain,
+            key,
+            ca,
+            revocation: crate::crl::Revocation::default(),
+        })
     }
 
     fn roots(&self) -> Result<RootCertStore, TlsError> {
@@ -134,12 +148,35 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The client-certificate verifier: chains to `material.ca`, and when CRLs
+/// are set, the node certificate is checked against them (see
+/// [`crate::crl`] for the policy).
+pub fn client_verifier(material: &TlsMaterial) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let rev = &material.revocation;
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider());
+    if !rev.crls.is_empty() {
+        builder = builder
+            .with_crls(rev.crls.iter().cloned())
+            .only_check_end_entity_revocation();
+        if rev.enforce_next_update {
+            builder = builder.enforce_revocation_expiration();
+        }
+    }
+    Ok(builder.build()?)
+}
+
 /// rustls server config: our certificate, client certificates required and
-/// verified against `material.ca`, TLS 1.3, our ALPN.
+/// verified by [`client_verifier`], TLS 1.3, our ALPN.
 pub fn server_crypto(material: &TlsMaterial) -> Result<rustls::ServerConfig, TlsError> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots()?), provider())
-            .build()?;
+    server_crypto_with(material, client_verifier(material)?)
+}
+
+/// [`server_crypto`] with a verifier already built.
+pub fn server_crypto_with(
+    material: &TlsMaterial,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, TlsError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -150,9 +187,27 @@ pub fn server_crypto(material: &TlsMaterial) -> Result<rustls::ServerConfig, Tls
 
 /// quinn server config around [`server_crypto`].
 pub fn quic_server_config(material: &TlsMaterial) -> Result<quinn::ServerConfig, TlsError> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto(material)?)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    quic_server_config_with(material, client_verifier(material)?)
+}
+
+/// [`quic_server_config`] with a verifier already built.
+pub fn quic_server_config_with(
+    material: &TlsMaterial,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto_with(material, verifier)?)
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
     Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+}
+
+/// The certificate chain an established connection's peer presented, leaf
+/// first (empty if none).
+pub fn peer_chain(conn: &quinn::Connection) -> Vec<CertificateDer<'static>> {
+    conn.peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .map(|b| *b)
+        .unwrap_or_default()
 }
 
 /// quinn client config: presents our certificate, trusts `material.ca` for

@@ -3,6 +3,7 @@
 //! name, and scrapes the relay's metrics.
 
 pub mod bins;
+pub mod crl;
 pub mod flood;
 pub mod flow_gate;
 pub mod quiclb;

@@ -387,3 +387,28 @@ fn relay_series(c: &horizon_shared::client::Client) -> horizon_shared::client::S
     c.series("gpu_util", &[("gpu", "0"), ("model", "H100")])
         .unwrap()
 }
+
+#[tokio::test]
+async fn above_the_handshake_rate_unvalidated_initials_get_a_retry_and_no_state() {
+    // Threshold 0: address validation always on, whatever the rate.
+    let relay = TestRelay::start(
+        "server:\n  max_handshakes_in_progress: 512\n  handshake_retry_per_sec: 0\n  handshake_timeout_secs: 60\n",
+    )
+    .await;
+    let initials = capture_initials(40).await.unwrap();
+    let _flood = send_half_open(relay.addr, &initials, 0, 40).await.unwrap();
+    let m = scrape_until(&relay, |m| m.get(RETRIES) == 40.0).await;
+    assert_eq!(m.get(RETRIES), 40.0, "every flood Initial got a Retry");
+    assert_eq!(m.get(IN_PROGRESS), 0.0, "and started no handshake");
+    assert_eq!(m.get("horizon_relay_handshake_address_validation"), 1.0);
+    // An agent answers its Retry (quinn does so by itself) and gets in.
+    let agent = relay.client("agent").await;
+    let s = agent.series("gpu_util", &[]).unwrap();
+    let acks = send_values(&agent, s, 0..3).await;
+    assert_eq!(acks.iter().map(|a| a.ack.accepted).sum::<u32>(), 3);
+    let m = relay.scrape().await;
+    assert_eq!(m.get(RETRIES), 41.0, "the agent was retried once");
+    assert_eq!(m.get(TIMED_OUT), 0.0);
+    agent.close().await;
+    relay.stop().await;
+}

@@ -111,6 +111,7 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let relay_id = settings.relay_id.clone();
+    let crl = settings.crl.clone();
     let relay = Relay::bind(settings)
         .await
         .context("relay failed to start")?;
@@ -125,22 +126,31 @@ async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::spawn(async move {
+        let mut crl = crl;
         while hangup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(()) => info!(
-                    "SIGHUP: reloaded the relay certificate, key and client CA (new connections use them; open ones keep theirs)"
+            let config = load(config_path.as_ref());
+            // The CRL paths of the new configuration, or the current ones.
+            if let Ok(new) = &config {
+                crl = new.crl.clone();
+            }
+            match tls.reload_with(&crl) {
+                Ok(r) => info!(
+                    crls = r.crls,
+                    crl_expired = r.crl_expired,
+                    revoked_closed = r.revoked_closed,
+                    "SIGHUP: reloaded the relay certificate, key, client CA and CRLs (new connections use them; open ones keep theirs unless revoked)"
                 ),
                 Err(e) => {
-                    warn!(error = %e, "SIGHUP: certificates not reloaded, keeping the current ones")
+                    warn!(error = %e, "SIGHUP: certificates and CRLs not reloaded, keeping the current ones")
                 }
             }
-            match load(config_path.as_ref()) {
+            match config {
                 Ok(new) => {
                     info!(
                         max_series_per_node = new.budgets.max_series_per_node,
                         max_cardinality = new.budgets.max_series_total,
                         overrides = new.budgets.overrides.len(),
-                        "SIGHUP: reloaded budgets (other settings, certificate paths included, apply on restart)"
+                        "SIGHUP: reloaded budgets and CRL paths (other settings, certificate paths included, apply on restart)"
                     );
                     budgets.reconfigure(new.budgets);
                 }

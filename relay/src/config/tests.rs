@@ -406,3 +406,20 @@ fn influx_request_sizes_and_concurrency_are_read_and_checked() {
         assert_eq!(invalid_key(&format!("{base}{extra}")), key);
     }
 }
+
+#[test]
+fn crl_paths_are_one_path_or_a_list() {
+    assert_eq!(parse("").unwrap().crl, CrlSettings::default());
+    let one = parse("security:\n  tls_crl_path: /etc/horizon/nodes.crl\n").unwrap();
+    assert_eq!(one.crl.paths, [PathBuf::from("/etc/horizon/nodes.crl")]);
+    assert!(!one.crl.enforce_next_update);
+    let many = parse(
+        "security:\n  tls_crl_path: [a.crl, b.crl.pem]\n  tls_crl_enforce_next_update: true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        many.crl.paths,
+        [PathBuf::from("a.crl"), PathBuf::from("b.crl.pem")]
+    );
+    assert!(many.crl.enforce_next_update);
+}

@@ -1,27 +1,35 @@
-//! Bad input: stream resets that spare everything else, and clear acks for invalid points.
+//! Bad input: streams ended (STOP_SENDING, then the acks and FIN) sparing everything else, and clear acks for invalid points.
 
 use super::*;
 
-/// Reads a stream until it ends; returns the reset code if it was reset.
-async fn reset_code(recv: quinn::RecvStream) -> Option<u64> {
+/// Reads the relay's half of a stream to its end (which must be a clean
+/// FIN, not a reset) and returns the acks on it, with the code of the
+/// STOP_SENDING on the agent's half (none if the agent had finished it and
+/// the relay had read everything).
+async fn acks_then_stop(
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) -> (Vec<BatchAck>, Option<u64>) {
     let mut reader = FrameReader::new(recv, 1 << 20);
+    let mut acks = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(5), reader.next::<RelayFrame>())
             .await
             .expect("relay answers")
         {
-            Ok(Some(_)) => continue,
-            Ok(None) => return None,
-            Err(horizon_shared::codec::FrameError::Io(e)) => {
-                let inner = e.into_inner().expect("quinn read error inside");
-                return match inner.downcast::<quinn::ReadError>().map(|b| *b) {
-                    Ok(quinn::ReadError::Reset(code)) => Some(code.into_inner()),
-                    other => panic!("unexpected read error {other:?}"),
-                };
-            }
-            Err(e) => panic!("unexpected {e}"),
+            Ok(Some(RelayFrame {
+                kind: Some(relay_frame::Kind::Ack(a)),
+            })) => acks.push(a),
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+            Ok(None) => break,
+            Err(e) => panic!("the relay's half must end with FIN, not {e}"),
         }
     }
+    let stopped = tokio::time::timeout(Duration::from_secs(5), send.stopped())
+        .await
+        .expect("the agent's half is stopped or fully read")
+        .expect("stream state");
+    (acks, stopped.map(|c| c.into_inner()))
 }
 
 #[tokio::test]
@@ -58,39 +66,51 @@ async fn bad_input_resets_only_its_stream_and_other_connections_carry_on() {
     )
     .await
     .unwrap();
-    let cases: Vec<(&str, Vec<u8>, bool, u64)> = vec![
+    // Each bad frame follows a valid batch on its stream: that batch was
+    // processed, so its ack must reach the agent before the stream ends.
+    let cases: Vec<(&str, Vec<u8>, bool, Option<u64>)> = vec![
         (
             "oversize length prefix",
             vec![0x7f, 0xff, 0xff, 0xff, 1, 2, 3],
             false,
-            error_code::FRAME_TOO_LARGE.into(),
+            Some(error_code::FRAME_TOO_LARGE.into()),
         ),
         (
             "zero-length frame",
             vec![0, 0, 0, 0],
             false,
-            error_code::MALFORMED_FRAME.into(),
+            Some(error_code::MALFORMED_FRAME.into()),
         ),
         (
             "garbage payload",
             [&[0u8, 0, 0, 12][..], &[0xff; 12][..]].concat(),
             false,
-            error_code::MALFORMED_FRAME.into(),
+            Some(error_code::MALFORMED_FRAME.into()),
         ),
+        // The agent finished its half: nothing is left to stop.
         (
             "truncated frame",
             [&[0u8, 0, 0, 100][..], &[0x08; 40][..]].concat(),
             true,
-            error_code::MALFORMED_FRAME.into(),
+            None,
         ),
     ];
-    for (what, bytes, finish, want) in cases {
+    for (i, (what, bytes, finish, want)) in cases.into_iter().enumerate() {
         let (mut send, recv) = bad.open_bi().await.unwrap();
-        send.write_all(&bytes).await.unwrap();
+        let seq = 100 + i as u64;
+        let valid = codec::encode_to_vec(&one_point_batch(seq));
+        send.write_all(&[valid, bytes].concat()).await.unwrap();
         if finish {
             send.finish().unwrap();
         }
-        assert_eq!(reset_code(recv).await, Some(want), "{what}");
+        let (acks, stopped) = acks_then_stop(send, recv).await;
+        assert_eq!(stopped, want, "{what}: STOP_SENDING code");
+        assert_eq!(
+            acks.len(),
+            1,
+            "{what}: the batch before the bad frame is acked"
+        );
+        assert_eq!((acks[0].sequence, acks[0].accepted), (seq, 1), "{what}");
     }
     // The same connection still works on a new stream after all that.
     let (mut send, recv) = bad.open_bi().await.unwrap();

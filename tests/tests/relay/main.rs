@@ -23,6 +23,8 @@ mod failover;
 mod flow;
 mod limits;
 mod ops;
+mod revocation;
+mod spec;
 mod tls;
 
 fn reasons(ack: &BatchAck) -> Vec<(RejectReason, u32)> {

@@ -1,0 +1,116 @@
+use horizon_shared::layout::Hour;
+use horizon_shared::proto::Label;
+use horizon_shared::raw::{RawPoint, encode_raw_objects};
+use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+
+use super::*;
+
+fn raw_object() -> Bytes {
+    let hour = 3_600_000_000_000i64 * 490_000;
+    let points: Vec<RawPoint> = (0..3)
+        .map(|i| RawPoint {
+            node: "n1".into(),
+            metric: "gpu_util".into(),
+            labels: vec![Label {
+                key: "gpu".into(),
+                value: i.to_string(),
+            }],
+            time: hour + i,
+            value: 1.0,
+            received_at: hour + i,
+        })
+        .collect();
+    encode_raw_objects(&points, "relay-1")
+        .expect("encodes")
+        .remove(0)
+        .2
+}
+
+fn unit() -> Unit {
+    Unit {
+        hour: Hour::of_nanos(0),
+        shard: 0,
+        shards: 1,
+    }
+}
+
+/// The object with its footer rewritten so that one column chunk starts at
+/// `offset`.
+fn with_chunk_offset(bytes: &Bytes, column: usize, offset: i64) -> Bytes {
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(bytes)
+        .expect("footer parses");
+    let footer_len =
+        u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let data_end = bytes.len() - 8 - footer_len as usize;
+    let mut builder = meta.into_builder();
+    let groups = builder
+        .take_row_groups()
+        .into_iter()
+        .map(|g| {
+            let cols = g
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i == column {
+                        c.clone()
+                            .into_builder()
+                            .set_dictionary_page_offset(None)
+                            .set_data_page_offset(offset)
+                            .build()
+                            .unwrap()
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
+            g.into_builder().set_column_metadata(cols).build().unwrap()
+        })
+        .collect();
+    let meta = builder.set_row_groups(groups).build();
+    let mut out = bytes[..data_end].to_vec();
+    ParquetMetaDataWriter::new(&mut out, &meta)
+        .finish()
+        .unwrap();
+    Bytes::from(out)
+}
+
+#[test]
+fn a_valid_raw_object_decodes() {
+    let batches = decode_raw(raw_object(), unit()).unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+}
+
+#[test]
+fn a_column_chunk_outside_the_file_is_a_decode_error_not_a_panic() {
+    let ok = raw_object();
+    // The time column (leaf 5) at a negative offset: the parquet crate
+    // asserts on it when the rows are read.
+    for offset in [-5, i64::MAX - 1, ok.len() as i64 + 10] {
+        let bad = with_chunk_offset(&ok, 5, offset);
+        let e = decode_raw(bad, unit()).expect_err("refused");
+        assert!(e.to_string().contains("outside the"), "{offset}: {e}");
+    }
+}
+
+#[test]
+fn a_page_the_parquet_reader_panics_on_is_a_decode_error() {
+    // Found by the raw_object fuzz target: a data page that says it is
+    // dictionary-encoded in a chunk with no dictionary page makes the
+    // parquet crate panic ("Decoder for dict should have been set").
+    // Rewriting the series_id chunk (leaf column 4) to start at its data
+    // page skips its dictionary page while the pages stay dictionary-encoded.
+    let ok = raw_object();
+    let meta = ParquetMetaDataReader::new().parse_and_finish(&ok).unwrap();
+    let col = meta.row_group(0).column(4);
+    let dict = col
+        .dictionary_page_offset()
+        .expect("series_id is dictionary-encoded");
+    assert!(col.data_page_offset() > dict);
+    let bad = with_chunk_offset(&ok, 4, col.data_page_offset());
+    match decode_raw(bad, unit()) {
+        Err(DecodeError::ReaderPanic(m)) => assert!(m.contains("dict"), "{m}"),
+        other => panic!("expected the reader's panic as a decode error, got {other:?}"),
+    }
+}
