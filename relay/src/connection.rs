@@ -472,10 +472,37 @@ async fn write_acks(
             }
         };
         codec::encode(&frame, &mut out);
-        send.write_all(&out).await?;
+        if let Err(e) = send.write_all(&out).await {
+            count_unacked(rx, shared).await;
+            return Err(e.into());
+        }
     }
     let _ = send.finish();
     Ok(())
+}
+
+/// The agent is gone (it will resend elsewhere what was not acked), but the
+/// batches it is owed acks for reached the sinks all the same: count them
+/// as their acks would have, so that the relay's counts add up with what
+/// the sinks were given.
+async fn count_unacked(mut rx: mpsc::Receiver<Out>, shared: &Shared) {
+    while let Some(msg) = rx.recv().await {
+        if let Out::Ack {
+            mut outcome,
+            receipt,
+            started,
+            slot,
+        } = msg
+        {
+            if let Err(e) = receipt.wait().await {
+                refuse_accepted(&mut outcome.ack, &e);
+            }
+            shared
+                .metrics
+                .record_batch(&outcome, started.elapsed().as_secs_f64());
+            drop(slot);
+        }
+    }
 }
 
 /// A wait in whole milliseconds, rounded up so that any wait shows.

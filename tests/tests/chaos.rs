@@ -27,7 +27,9 @@ fn chaos_short_run_loses_nothing_acked() {
     let relay = horizon_e2e::bins::workspace_binary("telemetry-relay");
     let bin_dir = relay.parent().unwrap();
     let dev = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let out = Command::new("bash")
         .arg(root.join("infra/fleet/chaos.sh"))
         .env("BIN_DIR", bin_dir)
@@ -53,7 +55,12 @@ fn chaos_short_run_loses_nothing_acked() {
         figure(&stdout, "batches that waited for a full queue") > 0.0,
         "the S3 cut filled a sink queue:\n{stdout}"
     );
-    for fault in ["SIGKILL relay 1", "S3 cut off", "InfluxDB stopped", "SIGTERM relay 2"] {
+    for fault in [
+        "SIGKILL relay 1",
+        "S3 cut off",
+        "InfluxDB stopped",
+        "SIGTERM relay 2",
+    ] {
         assert!(stdout.contains(fault), "{fault} did not happen:\n{stdout}");
     }
 }

@@ -50,3 +50,54 @@ async fn grafana_dashboard_queries_only_metrics_the_relay_exports() {
     c.close().await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn batches_whose_acks_cannot_be_written_are_still_counted() {
+    use horizon_e2e::flood::{DefinitionShape, definitions_frame, raw_connect};
+    // Durable acks wait up to 2 s for the flush; the agent leaves before.
+    let relay = TestRelay::start("parquet:\n  rotation_interval_secs: 2\n").await;
+    let conn = raw_connect(
+        relay.addr,
+        &relay.node_tls("leaver"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    let shape = DefinitionShape {
+        labels: 0,
+        value_bytes: 0,
+    };
+    for seq in 1..=3 {
+        send.write_all(&codec::encode_to_vec(&definitions_frame(
+            seq,
+            1..1,
+            shape,
+            0,
+        )))
+        .await
+        .unwrap();
+    }
+    // Wait until the relay has read all three, then go away unacked.
+    let mut m = relay.scrape().await;
+    for _ in 0..200 {
+        if m.get("horizon_relay_in_flight_batches") >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m = relay.scrape().await;
+    }
+    assert_eq!(m.get("horizon_relay_in_flight_batches"), 3.0);
+    conn.close(0u32.into(), b"leaving");
+    // Their points reached the sinks: once stored, all three count.
+    for _ in 0..200 {
+        m = relay.scrape().await;
+        if m.get("horizon_relay_in_flight_batches") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(m.get("horizon_relay_points_accepted_total"), 3.0);
+    assert_eq!(m.get("horizon_relay_batches_total"), 3.0);
+    relay.stop().await;
+}
