@@ -307,7 +307,32 @@ async fn node_task(
     index: usize,
     tally: Arc<Mutex<Tally>>,
 ) -> anyhow::Result<()> {
-    let client = Client::connect(cfg).await?;
+    // Like an agent, retry the first connection (a thousand nodes starting
+    // at once can outrun the relay's handshakes), for at most the run's
+    // duration.
+    let deadline = Instant::now() + spec.duration;
+    let mut failures = 0u32;
+    let client = loop {
+        match Client::connect(cfg.clone()).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                failures += 1;
+                tracing::debug!(node = index, error = %e, failures, "first connection failed; retrying");
+                let pause = Duration::from_millis(250)
+                    .saturating_mul(1 << failures.min(4))
+                    .min(Duration::from_secs(5));
+                tokio::time::sleep(horizon_shared::jitter::spread(pause, 0.5)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if failures > 0 {
+        tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .report
+            .connection_errors += u64::from(failures);
+    }
     let metrics = [
         "gpu_utilization_percent",
         "gpu_memory_used_bytes",
