@@ -258,10 +258,10 @@ impl Driver {
                 f = reader.next::<RelayFrame>() => f.map_err(|e| ClientError::Connection(e.to_string()))?,
                 _ = tick.tick() => {
                     let silent = heard.silent_for(conn);
-                    if silent > self.config.liveness_timeout {
+                    let limit = liveness_limit(self.config.liveness_timeout, conn.rtt());
+                    if silent > limit {
                         return Err(ClientError::Connection(format!(
-                            "relay silent for {silent:.1?} (nothing acknowledged, pings unanswered; liveness timeout {:?}): assuming it is gone",
-                            self.config.liveness_timeout
+                            "relay silent for {silent:.1?} (nothing acknowledged, pings unanswered; liveness timeout {limit:?}): assuming it is gone"
                         )));
                     }
                     self.check_ack_timeout()?;
@@ -325,6 +325,15 @@ impl Driver {
 
 /// How often the reader checks that the relay is still answering.
 const LIVENESS_CHECK: Duration = Duration::from_millis(250);
+
+/// The silence after which the relay is taken for gone: the configured
+/// timeout, or eight round trips if the path is that slow. A relay busy with
+/// a thousand handshakes after a restart acknowledges late, and its round
+/// trips say so (the estimate includes its acknowledgement delays); a dead
+/// relay stops the estimate where it was.
+fn liveness_limit(configured: Duration, rtt: Duration) -> Duration {
+    configured.max(rtt.saturating_mul(8))
+}
 
 /// First reconnect pause, before doubling.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -390,6 +399,17 @@ pub(super) fn fresh_port(endpoint: &Endpoint) -> std::io::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liveness_limit_grows_with_a_slow_path_only() {
+        let three = Duration::from_secs(3);
+        assert_eq!(liveness_limit(three, Duration::from_millis(1)), three);
+        assert_eq!(liveness_limit(three, Duration::from_millis(300)), three);
+        assert_eq!(
+            liveness_limit(three, Duration::from_secs(1)),
+            Duration::from_secs(8)
+        );
+    }
 
     #[test]
     fn backoff_doubles_within_its_bounds_and_is_spread() {

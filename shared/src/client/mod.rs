@@ -202,6 +202,8 @@ pub struct ClientConfig {
     /// acknowledgement of a ping, has come from it for this long: the
     /// client reconnects (from a fresh UDP port) and resends. A live relay
     /// answers every ping within a round trip, however slow its acks are.
+    /// On a path slower than that (eight round trips, as quinn estimates
+    /// them, acknowledgement delays included) the longer time applies.
     pub liveness_timeout: Duration,
     /// A batch unacked for this long, while the relay still answers at the
     /// transport, makes the client reconnect and resend (a relay that is
