@@ -1,7 +1,9 @@
 use horizon_shared::layout::Hour;
 use horizon_shared::proto::Label;
 use horizon_shared::raw::{RawPoint, encode_raw_objects};
-use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+use parquet::file::metadata::{
+    ColumnChunkMetaDataBuilder, ParquetMetaDataReader, ParquetMetaDataWriter,
+};
 
 use super::*;
 
@@ -37,6 +39,18 @@ fn unit() -> Unit {
 /// The object with its footer rewritten so that one column chunk starts at
 /// `offset`.
 fn with_chunk_offset(bytes: &Bytes, column: usize, offset: i64) -> Bytes {
+    with_chunk(bytes, column, |c| {
+        c.set_dictionary_page_offset(None)
+            .set_data_page_offset(offset)
+    })
+}
+
+/// The object with one column chunk's footer entry rewritten by `edit`.
+fn with_chunk(
+    bytes: &Bytes,
+    column: usize,
+    edit: impl Fn(ColumnChunkMetaDataBuilder) -> ColumnChunkMetaDataBuilder,
+) -> Bytes {
     let meta = ParquetMetaDataReader::new()
         .parse_and_finish(bytes)
         .expect("footer parses");
@@ -54,12 +68,7 @@ fn with_chunk_offset(bytes: &Bytes, column: usize, offset: i64) -> Bytes {
                 .enumerate()
                 .map(|(i, c)| {
                     if i == column {
-                        c.clone()
-                            .into_builder()
-                            .set_dictionary_page_offset(None)
-                            .set_data_page_offset(offset)
-                            .build()
-                            .unwrap()
+                        edit(c.clone().into_builder()).build().unwrap()
                     } else {
                         c.clone()
                     }
@@ -113,4 +122,33 @@ fn a_page_the_parquet_reader_panics_on_is_a_decode_error() {
         Err(DecodeError::ReaderPanic(m)) => assert!(m.contains("dict"), "{m}"),
         other => panic!("expected the reader's panic as a decode error, got {other:?}"),
     }
+}
+
+#[test]
+fn pages_declaring_more_values_than_the_footer_are_refused_before_decoding() {
+    // Found by the raw_object fuzz target: a dictionary page header of a
+    // 4 KB object declared 1,883,292,039 values for a 40-row chunk, and the
+    // reader allocated over 14 GB for them. The check compares each chunk's
+    // pages with its footer entry; here the footer is made to say less than
+    // the (honest) pages. The time column (leaf 5) has a dictionary of the
+    // 3 distinct times; the node column (leaf 0) a dictionary of 1 name and
+    // data pages of 3 values.
+    let ok = raw_object();
+    let bad = with_chunk(&ok, 5, |c| c.set_num_values(1));
+    let e = decode_raw(bad, unit()).expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("column 5: a dictionary page declare 3 values, the footer 1"),
+        "{e}"
+    );
+    let bad = with_chunk(&ok, 0, |c| c.set_num_values(2));
+    let e = decode_raw(bad, unit()).expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("column 0: its data pages declare 3 values, the footer 2"),
+        "{e}"
+    );
+    // The footer's own count is what the check allows.
+    let same = with_chunk(&ok, 0, |c| c.set_num_values(3));
+    assert_eq!(decode_raw(same, unit()).unwrap()[0].num_rows(), 3);
 }
