@@ -423,3 +423,54 @@ fn crl_paths_are_one_path_or_a_list() {
     );
     assert!(many.crl.enforce_next_update);
 }
+
+/// `section.key` = `value` rows of README's table of main settings.
+fn readme_defaults() -> Vec<(String, String)> {
+    let readme = include_str!("../../../README.md");
+    let table = readme
+        .split("| key | default | what it sets |")
+        .nth(1)
+        .expect("README has the table of main settings");
+    let cells = |cell: &str| -> Vec<String> {
+        cell.split(", ")
+            .map(|c| c.trim().trim_matches('`').to_owned())
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for line in table.lines().skip(2) {
+        if !line.starts_with("| `") {
+            break;
+        }
+        let fields: Vec<&str> = line.split(" | ").collect();
+        let (keys, values) = (cells(fields[0].trim_start_matches("| ")), cells(fields[1]));
+        assert_eq!(keys.len(), values.len(), "README row {line}");
+        rows.extend(keys.into_iter().zip(values));
+    }
+    rows
+}
+
+#[test]
+fn readme_table_of_defaults_matches_the_code() {
+    let defaults = format!("{:?}", Config::from_yaml_with_env("", "empty", |_| None).unwrap());
+    let rows = readme_defaults();
+    assert!(rows.len() >= 30, "only {} rows read from README", rows.len());
+    for (key, value) in rows {
+        let (section, name) = key.split_once('.').expect("section.key");
+        let yaml = format!("{section}:\n  {name}: {value}\n");
+        let set = Config::from_yaml_with_env(&yaml, "README.md", |_| None)
+            .unwrap_or_else(|e| panic!("README's {key}: {value} does not parse: {e}"));
+        assert_eq!(
+            format!("{set:?}"),
+            defaults,
+            "README says {key} defaults to {value}; the code's default differs"
+        );
+    }
+}
+
+#[test]
+fn example_config_states_the_defaults() {
+    let defaults = format!("{:?}", Config::from_yaml_with_env("", "empty", |_| None).unwrap());
+    let text = include_str!("../../../infra/config.example.yaml");
+    let example = Config::from_yaml_with_env(text, "config.example.yaml", |_| None).unwrap();
+    assert_eq!(format!("{example:?}"), defaults);
+}
