@@ -44,10 +44,10 @@ for t in "${targets[@]}"; do
         if [ "${FUZZ_STRICT:-0}" != 1 ] && ! grep -q "panicked\|deadly signal\|ERROR: libFuzzer: \(crash\|deadly\)" "$scratch/$t.log" &&
             grep -q "ERROR: libFuzzer: \(out-of-memory\|timeout\)" "$scratch/$t.log"; then
             # Not a crash: an input took too much memory or time, as the
-            # open parquet-reader findings do (docs/fuzzing.md). Reported,
+            # parquet crate's page-header decoding can (docs/fuzzing.md). Reported,
             # kept in fuzz/artifacts/, and not a failure unless FUZZ_STRICT=1.
             grep -E "ERROR: libFuzzer|^stat::(slowest_unit_time_sec|peak_rss_mb)" "$scratch/$t.log" | sed "s/^/fuzz: $t: /" >&2
-            echo "fuzz: $t: an input ran out of memory or time (not a crash; see docs/fuzzing.md, findings 3 and 4); the input is in fuzz/artifacts/$t/" >&2
+            echo "fuzz: $t: an input ran out of memory or time (not a crash; see docs/fuzzing.md, finding 3); the input is in fuzz/artifacts/$t/" >&2
             continue
         fi
         grep -v "^Output of\|^	\[" "$scratch/$t.log" | grep -A 20 -m 1 "panicked\|ERROR" >&2 || tail -n 30 "$scratch/$t.log" | cut -c1-300 >&2
