@@ -257,25 +257,40 @@ pub struct ParquetConfig {
     /// Local directory used when `object_store.url` is empty.
     pub output_dir: String,
     /// Oldest a micro-batch may get before it is flushed, in seconds. In
-    /// `durable` ack mode this bounds the ack latency.
+    /// `durable` ack mode this bounds the ack latency. The batchers flush by
+    /// age together, into one flush (so one object per hour) as long as their
+    /// rows fit in `flush_rows` and `flush_bytes`.
     pub rotation_interval_secs: u64,
-    /// A micro-batch is flushed once it holds this many rows.
+    /// A batcher flushes once it holds this many rows.
     pub flush_rows: usize,
     /// ...or once its rows hold about this many bytes (node, metric, labels,
     /// 48 bytes of fixed fields per row).
     pub flush_bytes: usize,
     /// `snappy` or `zstd`.
     pub compression: String,
+    /// Micro-batchers, each taking the points of its share of the nodes
+    /// (a node always goes to the same one); 0 means one per CPU core.
+    pub batchers: usize,
+    /// Object-store PUT requests in flight at once. Flushes in flight (cut,
+    /// encoding or uploading) are bounded by `batchers + max_concurrent_puts`.
+    pub max_concurrent_puts: usize,
+    /// For benchmarks only: milliseconds added to every object-store PUT
+    /// (object_store's throttle wrapper), to measure the relay against a
+    /// distant store. 0 (the default) adds nothing; never set it in production.
+    pub debug_put_latency_ms: u64,
 }
 
 impl Default for ParquetConfig {
     fn default() -> Self {
         Self {
             output_dir: "data/objects".into(),
-            rotation_interval_secs: 5,
+            rotation_interval_secs: 1,
             flush_rows: 200_000,
             flush_bytes: 64 << 20,
             compression: "snappy".into(),
+            batchers: 0,
+            max_concurrent_puts: 8,
+            debug_put_latency_ms: 0,
         }
     }
 }
@@ -649,6 +664,12 @@ pub struct ParquetSettings {
     pub flush_bytes: usize,
     /// zstd instead of snappy.
     pub zstd: bool,
+    /// Micro-batchers (at least 1).
+    pub batchers: usize,
+    /// PUT requests in flight at most.
+    pub max_concurrent_puts: usize,
+    /// Added to every PUT (benchmarks only); zero in production.
+    pub debug_put_latency: Duration,
 }
 
 impl Config {
@@ -817,6 +838,40 @@ impl Config {
         )?;
         positive("parquet.flush_rows", self.parquet.flush_rows)?;
         positive("parquet.flush_bytes", self.parquet.flush_bytes)?;
+        positive("parquet.max_concurrent_puts", self.parquet.max_concurrent_puts)?;
+        if self.parquet.max_concurrent_puts > MAX_CONCURRENT_PUTS {
+            return Err(invalid(
+                "parquet.max_concurrent_puts",
+                format!(
+                    "{} must be at most {MAX_CONCURRENT_PUTS}",
+                    self.parquet.max_concurrent_puts
+                ),
+            ));
+        }
+        if self.parquet.batchers > MAX_BATCHERS {
+            return Err(invalid(
+                "parquet.batchers",
+                format!(
+                    "{} must be at most {MAX_BATCHERS} (0: one per CPU core)",
+                    self.parquet.batchers
+                ),
+            ));
+        }
+        if self.parquet.debug_put_latency_ms > 10_000 {
+            return Err(invalid(
+                "parquet.debug_put_latency_ms",
+                format!(
+                    "{} must be at most 10000 (a benchmark setting; 0 in production)",
+                    self.parquet.debug_put_latency_ms
+                ),
+            ));
+        }
+        let batchers = match self.parquet.batchers {
+            0 => std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_BATCHERS),
+            n => n,
+        };
         let location = self.store_location()?;
         let durable_acks = match self.ack.mode.as_str() {
             "durable" => true,
@@ -1006,6 +1061,9 @@ impl Config {
                 flush_rows: self.parquet.flush_rows,
                 flush_bytes: self.parquet.flush_bytes,
                 zstd,
+                batchers,
+                max_concurrent_puts: self.parquet.max_concurrent_puts,
+                debug_put_latency: Duration::from_millis(self.parquet.debug_put_latency_ms),
             },
             durable_acks,
             backpressure_threshold: l.backpressure_threshold,
@@ -1104,6 +1162,11 @@ impl Config {
             .map_err(|e| invalid(format!("object_store.{}", e.setting), e.message))
     }
 }
+
+/// Most micro-batchers (`parquet.batchers`).
+const MAX_BATCHERS: usize = 256;
+/// Most PUT requests in flight (`parquet.max_concurrent_puts`).
+const MAX_CONCURRENT_PUTS: usize = 1024;
 
 fn positive(key: &str, v: usize) -> Result<(), ConfigError> {
     if v == 0 {

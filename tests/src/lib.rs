@@ -6,6 +6,7 @@ pub mod bins;
 pub mod crl;
 pub mod flood;
 pub mod flow_gate;
+pub mod put_hold;
 pub mod quiclb;
 pub mod rawdata;
 pub mod servers;

@@ -102,7 +102,7 @@ async fn serve(
 
 /// Reads one HTTP/1.1 message (headers and a `Content-Length` body) off
 /// `conn`, keeping what follows in `buf`.
-async fn read_message(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+pub(crate) async fn read_message(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut chunk = [0u8; 16 * 1024];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

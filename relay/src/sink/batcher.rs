@@ -1,91 +1,116 @@
-//! The micro-batcher: collects accepted points, and flushes them to the
-//! object store as one Parquet object per event hour when the buffer reaches
-//! `parquet.flush_rows` rows, about `parquet.flush_bytes` bytes, or
-//! `parquet.rotation_interval_secs` of age. Points of hours before the
-//! previous one (an agent replaying its spool) go to one late object per
-//! flush, whatever hours they span, so a flush writes at most four objects:
-//! the late one, the previous, the current and (clock skew) the next hour.
+//! The micro-batchers: `parquet.batchers` of them, each collecting the
+//! accepted points of its share of the nodes (a node always goes to the same
+//! one, so its points stay in order), and the age flusher that cuts them all
+//! together.
 //!
-//! A flush that fails is retried with backoff, for as long as it takes;
-//! meanwhile the batcher takes no new submissions, so its bounded queue
-//! fills and the streams stop being read (QUIC flow control then pushes back
-//! on the agents). Durable acks of a flush are released only when every
-//! object of the flush is stored.
+//! - A batcher cuts its own rows into a flush once they reach
+//!   `parquet.flush_rows` rows or about `parquet.flush_bytes` bytes. At high
+//!   rates the batchers fill and flush in parallel.
+//! - The age flusher watches the oldest buffered row of every batcher. Once
+//!   it is `parquet.rotation_interval_secs` old (or at once while the relay
+//!   drains), it takes the rows of *every* batcher and flushes them together,
+//!   packed into as few flushes as `flush_rows`/`flush_bytes` allow: at low
+//!   rates that is one flush (one object per hour) per interval, whatever
+//!   the number of batchers.
+//!
+//! A cut needs a flush slot (`flush.rs`). While none is free, a full batcher
+//! stops taking submissions; its queue fills and the streams stop being
+//! read (QUIC flow control then pushes back on the agents). Each flush
+//! releases the durable acks of its own batches once its objects are stored.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
-use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
 
-use super::{Row, SinkError, SinkMetrics, StoreHealth, Submission};
-use crate::config::ParquetSettings;
-use crate::log_limit::LogLimiter;
-use crate::retry::{Backoff, retry};
+use super::flush::{Cut, Flusher};
+use super::{Row, SinkMetrics, Submission};
 
-/// Waits between attempts to store an object: 100 ms, doubling, at most 10 s.
-const PUT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+/// How often the age flusher looks at the batchers' oldest rows.
+const AGE_TICK: Duration = Duration::from_millis(50);
 
-/// An object that could not be stored while the relay was closing.
-#[derive(Debug, thiserror::Error)]
-#[error("object store write of {key} failed {attempts} times while closing: {source}")]
-pub(super) struct PutError {
-    key: String,
-    attempts: u32,
-    #[source]
-    source: object_store::Error,
+/// No row buffered (in a batcher's `oldest`).
+const EMPTY: u64 = u64::MAX;
+
+/// What the age flusher asks a batcher for: all its rows.
+type Take = oneshot::Sender<Cut>;
+
+/// When a batcher's oldest buffered row arrived, in nanoseconds since the
+/// sink started, or [`EMPTY`]; read by the age flusher.
+#[derive(Debug)]
+pub(super) struct Oldest {
+    epoch: Instant,
+    nanos: AtomicU64,
 }
 
+impl Oldest {
+    pub(super) fn new(epoch: Instant) -> Self {
+        Self {
+            epoch,
+            nanos: AtomicU64::new(EMPTY),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(EMPTY - 1)
+    }
+
+    fn set_now(&self) {
+        self.nanos.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn clear(&self) {
+        self.nanos.store(EMPTY, Ordering::Relaxed);
+    }
+
+    /// The age of the oldest row, if any.
+    fn age(&self) -> Option<Duration> {
+        match self.nanos.load(Ordering::Relaxed) {
+            EMPTY => None,
+            t => Some(Duration::from_nanos(self.now().saturating_sub(t))),
+        }
+    }
+}
+
+/// One micro-batcher: the rows of its nodes, not yet cut into a flush.
 pub(super) struct Batcher {
-    pub(super) rx: mpsc::Receiver<Submission>,
-    pub(super) settings: ParquetSettings,
-    pub(super) store: Arc<dyn ObjectStore>,
-    pub(super) relay_id: String,
-    pub(super) boot_ms: i64,
-    pub(super) seq: u64,
+    pub(super) rx: mpsc::UnboundedReceiver<Submission>,
+    /// Requests of the age flusher.
+    pub(super) takes: mpsc::Receiver<Take>,
+    pub(super) flusher: Arc<Flusher>,
     pub(super) metrics: Arc<SinkMetrics>,
-    /// Shutdown has reached the drain phase: flush whatever arrives
-    /// without waiting for age.
-    pub(super) draining: CancellationToken,
+    pub(super) oldest: Arc<Oldest>,
     /// Shutdown has reached the sink-flush phase: final flush and exit.
     pub(super) closing: CancellationToken,
-    pub(super) rows: Vec<Row>,
-    pub(super) waiters: Vec<oneshot::Sender<Result<(), SinkError>>>,
-    pub(super) oldest: Option<Instant>,
-    pub(super) bytes: usize,
-    pub(super) health: Arc<StoreHealth>,
-    pub(super) error_log: LogLimiter,
+    pub(super) buf: Cut,
 }
 
 impl Batcher {
     pub(super) async fn run(mut self) {
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (flush_rows, flush_bytes) = (
+            self.flusher.settings.flush_rows,
+            self.flusher.settings.flush_bytes,
+        );
         loop {
+            let full = self.buf.rows.len() >= flush_rows || self.buf.bytes >= flush_bytes;
             tokio::select! {
                 biased;
                 () = self.closing.cancelled() => break,
-                s = self.rx.recv() => match s {
-                    Some(s) => {
-                        self.add(s);
-                        if self.rows.len() >= self.settings.flush_rows || self.bytes >= self.settings.flush_bytes {
-                            self.flush().await;
-                        }
-                    }
+                Some(reply) = self.takes.recv() => {
+                    let _ = reply.send(self.take());
+                }
+                // Full: wait for a flush slot, taking no submissions meanwhile
+                // (but still giving the rows up to the age flusher if it asks).
+                slot = self.flusher.slot(), if full => {
+                    let cut = self.take();
+                    self.flusher.dispatch(cut, slot);
+                }
+                s = self.rx.recv(), if !full => match s {
+                    Some(s) => self.add(s),
                     None => break,
                 },
-                _ = tick.tick() => {
-                    let pending = !self.rows.is_empty() || !self.waiters.is_empty();
-                    let due = self.oldest.is_some_and(|t| t.elapsed() >= self.settings.max_age)
-                        || (pending && self.draining.is_cancelled());
-                    if due {
-                        self.flush().await;
-                    }
-                }
             }
         }
         // Final flush: refuse new submissions, take everything already queued.
@@ -93,170 +118,131 @@ impl Batcher {
         while let Ok(s) = self.rx.try_recv() {
             self.add(s);
         }
-        self.flush().await;
+        let cut = self.take();
+        if !cut.is_empty() {
+            let slot = self.flusher.slot().await;
+            self.flusher.dispatch(cut, slot);
+        }
     }
 
-    fn add(&mut self, s: Submission) {
-        self.metrics
-            .queue_batches
-            .set(i64::try_from(self.rx.len()).unwrap_or(i64::MAX));
-        if self.oldest.is_none() {
-            self.oldest = Some(Instant::now());
+    pub(super) fn add(&mut self, s: Submission) {
+        // The batch leaves the queue (its permit goes back with `s._queued`).
+        if self.buf.rows.is_empty() {
+            self.oldest.set_now();
         }
         let received_at = s.received_at;
-        self.bytes += s
+        let node = s.node;
+        let before = self.buf.rows.len();
+        self.buf.bytes += s
             .points
             .iter()
-            .map(|p| 48 + s.node.len() + p.series.text_bytes)
+            .map(|p| 48 + node.len() + p.series.text_bytes)
             .sum::<usize>();
-        self.rows.extend(s.points.into_iter().map(|p| Row {
-            node: s.node.clone(),
+        self.buf.rows.extend(s.points.into_iter().map(|p| Row {
+            node: node.clone(),
             series: p.series,
             time: p.time_unix_nano,
             value: p.value,
             received_at,
         }));
         if let Some(tx) = s.done {
-            self.waiters.push(tx);
-        }
-        self.metrics.buffered_rows.set(self.rows.len() as i64);
-    }
-
-    async fn flush(&mut self) {
-        self.oldest = None;
-        self.bytes = 0;
-        let rows = std::mem::take(&mut self.rows);
-        let waiters = std::mem::take(&mut self.waiters);
-        if rows.is_empty() {
-            for w in waiters {
-                let _ = w.send(Ok(()));
-            }
-            return;
-        }
-        let n = rows.len();
-        let started = Instant::now();
-        let (relay, zstd) = (self.relay_id.clone(), self.settings.zstd);
-        // Points of hours before the previous one go to one late object.
-        let now = Hour::of_nanos(horizon_shared::clock::unix_nanos_now());
-        let late_before = Hour {
-            start_unix_secs: now.start_unix_secs - 3600,
-        };
-        let encoded = tokio::task::spawn_blocking(move || {
-            super::parquet::encode_flush(rows, &relay, zstd, late_before)
-        })
-        .await;
-        let objects = match encoded {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => return self.fail(waiters, n, &e),
-            Err(e) => return self.fail(waiters, n, &format_args!("encoder task failed: {e}")),
-        };
-        let late = objects.late.map(|(count, bytes)| (None, count, bytes));
-        let hours = objects
-            .hours
-            .into_iter()
-            .map(|(hour, count, bytes)| (Some(hour), count, bytes));
-        for (hour, count, bytes) in late.into_iter().chain(hours) {
-            self.seq += 1;
-            let key = match hour {
-                Some(hour) => raw_object_key(
-                    &self.settings.raw_prefix,
-                    hour,
-                    &self.relay_id,
-                    self.boot_ms,
-                    self.seq,
-                ),
-                None => late_object_key(
-                    &self.settings.raw_prefix,
-                    &self.relay_id,
-                    self.boot_ms,
-                    self.seq,
-                ),
-            };
-            if let Err(e) = self.put(&key, bytes.clone()).await {
-                return self.fail(waiters, n, &e);
-            }
-            self.metrics.objects_written.inc();
-            self.metrics.bytes_written.inc_by(bytes.len() as u64);
-            self.metrics.points_written.inc_by(count as u64);
-            debug!(
-                key,
-                rows = count,
-                bytes = bytes.len(),
-                late = hour.is_none(),
-                "wrote raw object"
-            );
+            self.buf.waiters.push(tx);
         }
         self.metrics
-            .flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.buffered_rows.set(0);
-        for w in waiters {
-            let _ = w.send(Ok(()));
-        }
+            .buffered_rows
+            .inc_by((self.buf.rows.len() - before) as i64);
+        drop(s.queued);
+        self.metrics.queue_batches.dec();
     }
 
-    /// Puts one object, retrying with backoff until it is stored or the
-    /// relay is closing.
-    async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), PutError> {
-        let path = Path::from(key);
-        let stored = retry(
-            PUT_BACKOFF,
-            &self.closing,
-            |attempt| {
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                };
-                let put = self.store.put_opts(&path, bytes.clone().into(), opts);
-                async move {
-                    match put.await {
-                        Ok(_) => Ok(()),
-                        // Names are unique per relay process: an existing object is
-                        // this one, stored by an attempt whose response was lost.
-                        Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => Ok(()),
-                        Err(e) => Err(e),
-                    }
-                }
-            },
-            |f| {
-                self.health.failed();
-                self.metrics.put_errors.inc();
-                if let Some(suppressed) = self.error_log.allow() {
-                    warn!(key, attempt = f.attempt, error = %f.error, retry_in = ?f.retry_in, suppressed, "object store write failed; retrying (durable acks wait, streams will stop being read when the queue is full)");
-                }
-            },
-        )
-        .await;
-        match stored {
-            Ok(()) => {
-                self.health.succeeded();
-                Ok(())
+    fn take(&mut self) -> Cut {
+        self.oldest.clear();
+        self.metrics
+            .buffered_rows
+            .dec_by(self.buf.rows.len() as i64);
+        let mut cut = std::mem::take(&mut self.buf);
+        if !cut.rows.is_empty() {
+            cut.seq = Some(self.flusher.reserve());
+        }
+        cut
+    }
+}
+
+/// The age flusher's handle on one batcher.
+pub(super) struct Handle {
+    pub(super) takes: mpsc::Sender<Take>,
+    pub(super) oldest: Arc<Oldest>,
+}
+
+/// Cuts every batcher once the oldest buffered row reaches the flush age.
+pub(super) struct AgeFlusher {
+    pub(super) batchers: Vec<Handle>,
+    pub(super) flusher: Arc<Flusher>,
+    /// Shutdown has reached the drain phase: flush whatever is buffered
+    /// without waiting for age.
+    pub(super) draining: CancellationToken,
+    pub(super) closing: CancellationToken,
+}
+
+impl AgeFlusher {
+    pub(super) async fn run(self) {
+        let max_age = self.flusher.settings.max_age;
+        let mut tick = tokio::time::interval(AGE_TICK.min(max_age));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.closing.cancelled() => break,
+                _ = tick.tick() => {}
             }
-            Err((source, attempts)) => Err(PutError {
-                key: key.to_owned(),
-                attempts,
-                source,
-            }),
+            let oldest = self.batchers.iter().filter_map(|b| b.oldest.age()).max();
+            let due = oldest.is_some_and(|age| age >= max_age || self.draining.is_cancelled());
+            if !due {
+                continue;
+            }
+            // A slot first (waiting here while every flush slot is taken), so
+            // that the rows taken go out at once.
+            let slot = tokio::select! {
+                biased;
+                () = self.closing.cancelled() => break,
+                slot = self.flusher.slot() => slot,
+            };
+            let mut cuts = Vec::with_capacity(self.batchers.len());
+            for b in &self.batchers {
+                let (tx, rx) = oneshot::channel();
+                if b.takes.send(tx).await.is_ok()
+                    && let Ok(cut) = rx.await
+                    && !cut.is_empty()
+                {
+                    cuts.push(cut);
+                }
+            }
+            let mut slot = Some(slot);
+            for cut in pack(cuts, &self.flusher.settings) {
+                let slot = match slot.take() {
+                    Some(s) => s,
+                    None => self.flusher.slot().await,
+                };
+                self.flusher.dispatch(cut, slot);
+            }
         }
     }
+}
 
-    fn fail(
-        &self,
-        waiters: Vec<oneshot::Sender<Result<(), SinkError>>>,
-        rows: usize,
-        why: &dyn std::fmt::Display,
-    ) {
-        let why = why.to_string();
-        error!(
-            rows,
-            batches = waiters.len(),
-            error = %why,
-            "micro-batch not stored; durable acks refused as OVERLOADED (agents resend)"
-        );
-        self.metrics.points_unstored.inc_by(rows as u64);
-        self.metrics.buffered_rows.set(0);
-        for w in waiters {
-            let _ = w.send(Err(SinkError::Store(why.clone())));
+/// Packs cuts into as few flushes as `flush_rows` and `flush_bytes` allow
+/// (a cut is never split; one larger than the limits is a flush of its own).
+fn pack(cuts: Vec<Cut>, settings: &crate::config::ParquetSettings) -> Vec<Cut> {
+    let mut out: Vec<Cut> = Vec::new();
+    for cut in cuts {
+        match out.last_mut() {
+            Some(last)
+                if last.rows.len() + cut.rows.len() <= settings.flush_rows
+                    && last.bytes + cut.bytes <= settings.flush_bytes =>
+            {
+                last.append(cut);
+            }
+            _ => out.push(cut),
         }
     }
+    out
 }

@@ -9,10 +9,18 @@ use prometheus_client::registry::Registry;
 /// Metrics of the sinks.
 #[derive(Debug)]
 pub struct SinkMetrics {
-    /// Batches queued for the Parquet sink.
+    /// Batches queued for the Parquet sink (all batchers).
     pub queue_batches: Gauge,
-    /// Rows in the micro-batch being built.
+    /// Rows in the micro-batches being built (all batchers).
     pub buffered_rows: Gauge,
+    /// Micro-batchers running (`parquet.batchers`).
+    pub batchers: Gauge,
+    /// Flushes cut and not yet stored (encoding, uploading or retrying).
+    pub flushes_in_flight: Gauge,
+    /// Rows of the flushes in flight.
+    pub flushing_rows: Gauge,
+    /// Object-store PUT requests in flight.
+    pub puts_in_flight: Gauge,
     /// Parquet objects stored.
     pub objects_written: Counter,
     /// Bytes of Parquet stored.
@@ -46,6 +54,10 @@ impl SinkMetrics {
         let m = Self {
             queue_batches: Gauge::default(),
             buffered_rows: Gauge::default(),
+            batchers: Gauge::default(),
+            flushes_in_flight: Gauge::default(),
+            flushing_rows: Gauge::default(),
+            puts_in_flight: Gauge::default(),
             objects_written: Counter::default(),
             bytes_written: Counter::default(),
             points_written: Counter::default(),
@@ -61,13 +73,33 @@ impl SinkMetrics {
         };
         r.register(
             "sink_queue_batches",
-            "Batches queued for the Parquet sink (backpressure at limits.backpressure_threshold)",
+            "Batches queued for the Parquet micro-batchers, all together (backpressure at limits.backpressure_threshold)",
             m.queue_batches.clone(),
         );
         r.register(
             "sink_buffered_rows",
-            "Rows in the micro-batch being built",
+            "Rows in the micro-batches being built, all batchers together",
             m.buffered_rows.clone(),
+        );
+        r.register(
+            "sink_batchers",
+            "Parquet micro-batchers (parquet.batchers)",
+            m.batchers.clone(),
+        );
+        r.register(
+            "sink_flushes_in_flight",
+            "Micro-batch flushes cut and not yet stored: encoding, uploading or retrying (at most parquet.batchers + parquet.max_concurrent_puts)",
+            m.flushes_in_flight.clone(),
+        );
+        r.register(
+            "sink_flushing_rows",
+            "Rows of the flushes in flight (not yet stored, not yet acked in durable mode)",
+            m.flushing_rows.clone(),
+        );
+        r.register(
+            "object_puts_in_flight",
+            "Object-store PUT requests in flight (at most parquet.max_concurrent_puts)",
+            m.puts_in_flight.clone(),
         );
         r.register(
             "objects_written",
@@ -113,7 +145,7 @@ impl SinkMetrics {
         );
         r.register(
             "sink_flush_seconds",
-            "Time to encode and store one micro-batch",
+            "Time to encode and store one micro-batch flush, from its cut to its last object stored",
             m.flush_seconds.clone(),
         );
         r.register(

@@ -1,18 +1,28 @@
 //! The hand-off from streams to the sinks: [`Pipeline::submit`] takes a
 //! batch's accepted points, hands them to InfluxDB without waiting and to
-//! the micro-batcher through a bounded queue, and returns a [`Receipt`].
+//! the node's micro-batcher through a bounded queue, and returns a
+//! [`Receipt`].
+//!
+//! The queue is one bound shared by the batchers: a batch holds one of
+//! `limits.backpressure_threshold` permits from its submission until its
+//! batcher takes it in, so the bound does not grow with `parquet.batchers`.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::{SinkMetrics, StoreHealth, batcher, influx};
+use super::batcher::{AgeFlusher, Batcher, Handle, Oldest};
+use super::flush::{Cut, Flusher};
+use super::{SinkMetrics, StoreHealth, influx};
 use crate::config::Settings;
 use crate::ingest::AcceptedPoint;
 use crate::log_limit::LogLimiter;
 use crate::shutdown::{Phase, Shutdown};
+use std::sync::atomic::AtomicU64;
+use tracing::warn;
 
 /// Why a batch could not be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +49,8 @@ pub(crate) struct Submission {
     pub(super) points: Vec<AcceptedPoint>,
     pub(super) received_at: i64,
     pub(super) done: Option<oneshot::Sender<Result<(), SinkError>>>,
+    /// The batch's place in the queue, given back when its batcher takes it.
+    pub(super) queued: OwnedSemaphorePermit,
 }
 
 /// Tells when a submitted batch is stored (durable mode) or at once (received mode).
@@ -67,10 +79,23 @@ impl Receipt {
     }
 }
 
+/// The batcher of `node`, among `n`: the same for the relay's life.
+fn shard(node: &str, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    node.hash(&mut h);
+    (h.finish() % n as u64) as usize
+}
+
 /// The hand-off from streams to the sinks.
 #[derive(Debug)]
 pub struct Pipeline {
-    parquet: mpsc::Sender<Submission>,
+    /// One queue per batcher; a node's batches always go to the same one.
+    batchers: Vec<mpsc::UnboundedSender<Submission>>,
+    /// Room in the queues (`limits.backpressure_threshold` batches in all).
+    room: Arc<Semaphore>,
     influx: Option<influx::InfluxHandle>,
     durable: bool,
     metrics: Arc<SinkMetrics>,
@@ -80,7 +105,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the sink tasks, registered with `shutdown` in its
     /// [`Phase::Sinks`]: once [`Phase::Connections`] starts (drain) the
-    /// batcher flushes without waiting for the age limit; once
+    /// batchers flush without waiting for the age limit; once
     /// [`Phase::Sinks`] starts, both sinks write what they hold and stop
     /// (aborted at `server.drain_flush_secs`).
     pub fn start(
@@ -90,9 +115,9 @@ impl Pipeline {
         shutdown: &Shutdown,
     ) -> Result<Self, StartError> {
         let closing = shutdown.signal(Phase::Sinks);
+        let draining = shutdown.signal(Phase::Connections);
         let health = Arc::new(StoreHealth::default());
-        let (tx, rx) = mpsc::channel(settings.backpressure_threshold);
-        let boot_ms = horizon_shared::clock::unix_nanos_now() / 1_000_000;
+        let p = &settings.parquet;
         let influx = match &settings.influxdb {
             Some(s) => {
                 let (handle, writer) = influx::start(s.clone(), metrics.clone(), closing.clone())?;
@@ -101,26 +126,73 @@ impl Pipeline {
             }
             None => None,
         };
-        let batcher = batcher::Batcher {
-            rx,
-            settings: settings.parquet.clone(),
+        let store: Arc<dyn ObjectStore> = if p.debug_put_latency.is_zero() {
+            store
+        } else {
+            warn!(
+                latency = ?p.debug_put_latency,
+                "parquet.debug_put_latency_ms is set: every object-store PUT is delayed (benchmarks only)"
+            );
+            Arc::new(object_store::throttle::ThrottledStore::new(
+                store,
+                object_store::throttle::ThrottleConfig {
+                    wait_put_per_call: p.debug_put_latency,
+                    ..Default::default()
+                },
+            ))
+        };
+        let flusher = Arc::new(Flusher {
             store,
+            settings: p.clone(),
             relay_id: settings.relay_id.clone(),
-            boot_ms,
-            seq: 0,
+            boot_ms: horizon_shared::clock::unix_nanos_now() / 1_000_000,
+            seq: AtomicU64::new(0),
+            slots: Arc::new(Semaphore::new(p.batchers + p.max_concurrent_puts)),
+            puts: Semaphore::new(p.max_concurrent_puts),
             metrics: metrics.clone(),
-            draining: shutdown.signal(Phase::Connections),
-            closing,
-            rows: Vec::new(),
-            waiters: Vec::new(),
-            oldest: None,
-            bytes: 0,
             health: health.clone(),
             error_log: LogLimiter::new(Duration::from_secs(10)),
+            closing: closing.clone(),
+            shutdown: shutdown.clone(),
+        });
+        metrics.batchers.set(p.batchers as i64);
+        let epoch = Instant::now();
+        let mut senders = Vec::with_capacity(p.batchers);
+        let mut handles = Vec::with_capacity(p.batchers);
+        for i in 0..p.batchers {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (takes_tx, takes) = mpsc::channel(1);
+            let oldest = Arc::new(Oldest::new(epoch));
+            let batcher = Batcher {
+                rx,
+                takes,
+                flusher: flusher.clone(),
+                metrics: metrics.clone(),
+                oldest: oldest.clone(),
+                closing: closing.clone(),
+                buf: Cut::default(),
+            };
+            shutdown.spawn(
+                Phase::Sinks,
+                format!("Parquet micro-batcher {i}"),
+                batcher.run(),
+            );
+            senders.push(tx);
+            handles.push(Handle {
+                takes: takes_tx,
+                oldest,
+            });
+        }
+        let ager = AgeFlusher {
+            batchers: handles,
+            flusher,
+            draining,
+            closing,
         };
-        shutdown.spawn(Phase::Sinks, "Parquet micro-batcher", batcher.run());
+        shutdown.spawn(Phase::Sinks, "Parquet age flusher", ager.run());
         Ok(Self {
-            parquet: tx,
+            batchers: senders,
+            room: Arc::new(Semaphore::new(settings.backpressure_threshold)),
             influx,
             durable: settings.durable_acks,
             metrics,
@@ -155,31 +227,32 @@ impl Pipeline {
         } else {
             (None, Receipt::ready())
         };
+        // Room in the queue first: waits here while it is full (backpressure).
+        let mut waited = Duration::ZERO;
+        let queued = match self.room.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let t = Instant::now();
+                let p = self.room.clone().acquire_owned().await;
+                waited = t.elapsed();
+                match p {
+                    Ok(p) => p,
+                    Err(_) => return (Receipt::failed(SinkError::Stopped), waited),
+                }
+            }
+        };
         let sub = Submission {
             node: node.clone(),
             points,
             received_at,
             done,
+            queued,
         };
-        let mut waited = Duration::ZERO;
-        let sent = match self.parquet.try_send(sub) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(sub)) => {
-                let t = Instant::now();
-                let sent = self.parquet.send(sub).await.map_err(drop);
-                waited = t.elapsed();
-                sent
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-        };
-        if sent.is_err() {
+        let batcher = &self.batchers[shard(node, self.batchers.len())];
+        if batcher.send(sub).is_err() {
             return (Receipt::failed(SinkError::Stopped), waited);
         }
-        // The queue's length now (the batcher sets it too as it takes batches).
-        let queued = self.parquet.max_capacity() - self.parquet.capacity();
-        self.metrics
-            .queue_batches
-            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        self.metrics.queue_batches.inc();
         (receipt, waited)
     }
 }

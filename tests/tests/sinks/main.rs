@@ -14,6 +14,7 @@ use horizon_shared::client::{Batch, Client, Point, SeriesId};
 use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::proto::{Durability, RejectReason};
 
+mod batchers;
 mod drain;
 mod influx;
 mod outages;

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Two batchers, two PUTs at a time, flushes of 5 rows: during the outage
+/// four flushes are in flight (`batchers + max_concurrent_puts`), then the
+/// node's batcher fills and stops taking batches, then the queue fills.
 #[tokio::test]
 async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
     let moto = Moto::start("telemetry").await;
@@ -9,7 +12,7 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
     let relay = TestRelay::start(&s3_yaml(
         &gate.url(),
         "telemetry",
-        "limits:\n  backpressure_threshold: 4\n",
+        "limits:\n  backpressure_threshold: 4\nparquet:\n  batchers: 2\n  max_concurrent_puts: 2\n  flush_rows: 5\n",
     ))
     .await;
     let client = relay.client("gpu-node-5").await;
@@ -24,9 +27,10 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
 
     gate.close();
     let sender = tokio::spawn(async move {
-        // The first 20 fill a micro-batch whose write then hangs; the next 20
-        // find the batcher stuck: 4 fill the queue, the next waits for room
-        // and the stream stops being read.
+        // At most 20 fill the four flushes whose writes then hang (fewer
+        // when a flush is cut by age), 5 more fill the batcher, which waits
+        // for a flush slot; of the rest, 4 fill the queue, the next waits
+        // for room and the stream stops being read.
         let mut pending = queue_values(&client, s, 5..25).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         pending.extend(queue_values(&client, s, 25..45).await);
@@ -47,6 +51,16 @@ async fn s3_outage_holds_acks_pushes_back_and_loses_nothing() {
         m.get("horizon_relay_sink_queue_batches"),
         4.0,
         "queue full, at limits.backpressure_threshold"
+    );
+    assert_eq!(
+        m.get("horizon_relay_sink_flushes_in_flight"),
+        4.0,
+        "every flush slot taken: batchers + max_concurrent_puts"
+    );
+    assert!(m.get("horizon_relay_object_puts_in_flight") <= 2.0);
+    assert!(
+        m.get("horizon_relay_sink_buffered_rows") >= 5.0,
+        "the full batcher holds its rows"
     );
     assert_eq!(
         m.get("horizon_relay_points_written_total"),
