@@ -188,7 +188,13 @@ async fn durable_acks_wait_for_their_own_object_even_when_a_later_flush_is_store
         assert_eq!(ack.ack.durability, Durability::Durable as i32, "{name}");
     }
 
-    let stored = hold.stored();
+    // The held PUT is answered by now if the acks waited for it; if they
+    // did not, wait for it here so the assertions below say what went wrong.
+    let stored = eventually(
+        || std::future::ready(hold.stored()),
+        |s| s.iter().any(|p| p.held),
+    )
+    .await;
     let held = stored.iter().find(|p| p.held).expect("the held PUT was answered");
     assert_eq!(held.status / 100, 2, "{held:?}");
     assert!(
