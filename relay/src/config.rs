@@ -289,7 +289,7 @@ impl Default for ParquetConfig {
             flush_bytes: 64 << 20,
             compression: "snappy".into(),
             batchers: 0,
-            max_concurrent_puts: 8,
+            max_concurrent_puts: 4,
             debug_put_latency_ms: 0,
         }
     }
