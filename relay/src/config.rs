@@ -838,7 +838,10 @@ impl Config {
         )?;
         positive("parquet.flush_rows", self.parquet.flush_rows)?;
         positive("parquet.flush_bytes", self.parquet.flush_bytes)?;
-        positive("parquet.max_concurrent_puts", self.parquet.max_concurrent_puts)?;
+        positive(
+            "parquet.max_concurrent_puts",
+            self.parquet.max_concurrent_puts,
+        )?;
         if self.parquet.max_concurrent_puts > MAX_CONCURRENT_PUTS {
             return Err(invalid(
                 "parquet.max_concurrent_puts",

@@ -91,7 +91,13 @@ impl PutHold {
         }
     }
 
-    async fn serve(self, mut conn: TcpStream, target: SocketAddr, extra: Duration, give_up: Duration) {
+    async fn serve(
+        self,
+        mut conn: TcpStream,
+        target: SocketAddr,
+        extra: Duration,
+        give_up: Duration,
+    ) {
         let mut buf = Vec::new();
         let mut up: Option<(TcpStream, Vec<u8>)> = None;
         loop {

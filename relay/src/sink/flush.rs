@@ -183,12 +183,9 @@ impl Flusher {
                     self.boot_ms,
                     seq,
                 ),
-                None => late_object_key(
-                    &self.settings.raw_prefix,
-                    &self.relay_id,
-                    self.boot_ms,
-                    seq,
-                ),
+                None => {
+                    late_object_key(&self.settings.raw_prefix, &self.relay_id, self.boot_ms, seq)
+                }
             };
             let me = self.clone();
             puts.spawn(async move {

@@ -9,10 +9,12 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tracing::warn;
 
 use super::batcher::{AgeFlusher, Batcher, Handle, Oldest};
 use super::flush::{Cut, Flusher};
@@ -21,8 +23,6 @@ use crate::config::Settings;
 use crate::ingest::AcceptedPoint;
 use crate::log_limit::LogLimiter;
 use crate::shutdown::{Phase, Shutdown};
-use std::sync::atomic::AtomicU64;
-use tracing::warn;
 
 /// Why a batch could not be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,10 +249,12 @@ impl Pipeline {
             queued,
         };
         let batcher = &self.batchers[shard(node, self.batchers.len())];
+        // Counted before it is sent: the batcher counts it out as it takes it.
+        self.metrics.queue_batches.inc();
         if batcher.send(sub).is_err() {
+            self.metrics.queue_batches.dec();
             return (Receipt::failed(SinkError::Stopped), waited);
         }
-        self.metrics.queue_batches.inc();
         (receipt, waited)
     }
 }

@@ -80,7 +80,11 @@ async fn sharded_batchers_store_every_point_once_and_keep_each_nodes_order() {
 
     let data = read_parquet(&["local", relay.objects.to_str().unwrap()]);
     let files = rows_by_file(&data);
-    assert!(files.len() >= NODES, "flushes of 40 rows: {} objects", files.len());
+    assert!(
+        files.len() >= NODES,
+        "flushes of 40 rows: {} objects",
+        files.len()
+    );
     // Exactly once.
     let mut all = BTreeMap::<(String, String), Vec<i64>>::new();
     for (_, runs) in &files {
@@ -91,7 +95,11 @@ async fn sharded_batchers_store_every_point_once_and_keep_each_nodes_order() {
     assert_eq!(all.len(), NODES * 2, "every node's two series");
     for (k, mut v) in all {
         v.sort_unstable();
-        assert_eq!(v, (0..PER_SERIES).collect::<Vec<_>>(), "{k:?} stored once each");
+        assert_eq!(
+            v,
+            (0..PER_SERIES).collect::<Vec<_>>(),
+            "{k:?} stored once each"
+        );
     }
     // In order within each object, and from one object to the next of the
     // same hour (object names end in the relay's sequence number).
@@ -195,10 +203,15 @@ async fn durable_acks_wait_for_their_own_object_even_when_a_later_flush_is_store
         |s| s.iter().any(|p| p.held),
     )
     .await;
-    let held = stored.iter().find(|p| p.held).expect("the held PUT was answered");
+    let held = stored
+        .iter()
+        .find(|p| p.held)
+        .expect("the held PUT was answered");
     assert_eq!(held.status / 100, 2, "{held:?}");
     assert!(
-        stored.iter().any(|p| !p.held && p.status / 100 == 2 && p.at < held.at),
+        stored
+            .iter()
+            .any(|p| !p.held && p.status / 100 == 2 && p.at < held.at),
         "a later flush was stored before the first: {stored:?}"
     );
     assert!(
