@@ -12,6 +12,14 @@
 //!   objects without a relay);
 //! - the reader's check: [`check_schema`].
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampNanosecondArray,
+};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -22,8 +30,10 @@ use parquet::file::properties::WriterProperties;
 use crate::layout::Hour;
 use crate::model::series_hash;
 use crate::proto::Label;
+use crate::schema::map_builder_with_capacity;
 pub use crate::schema::{RawRow, SCHEMA_VERSION, build_raw_batch, raw_schema};
 use arrow_schema::{ArrowError, Schema};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Key-value metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_KEY: &str = "horizon.schema";
@@ -134,23 +144,17 @@ pub struct FlushObjects {
 /// given) go to one late object, so a flush makes a bounded number of
 /// objects whatever hours its points span.
 pub fn encode_flush(
-    mut rows: Vec<RawRow<'_>>,
+    rows: Vec<RawRow<'_>>,
     relay: &str,
     zstd: bool,
     late_before: Option<Hour>,
 ) -> Result<FlushObjects, EncodeError> {
-    rows.sort_unstable_by(|a, b| {
-        Hour::of_nanos(a.time)
-            .cmp(&Hour::of_nanos(b.time))
-            .then_with(|| a.metric.cmp(b.metric))
-            .then_with(|| a.node.cmp(b.node))
-            .then_with(|| a.series_id.cmp(&b.series_id))
-            .then_with(|| a.time.cmp(&b.time))
-    });
+    let sorted = SortedRows::new(&rows);
     let props = raw_writer_properties(zstd);
     let mut out = FlushObjects::default();
+    let order = &sorted.order;
     // Rows are sorted by hour first: the late ones are a prefix.
-    let mut start = late_before.map_or(0, |h| rows.partition_point(|r| Hour::of_nanos(r.time) < h));
+    let mut start = late_before.map_or(0, |h| order.partition_point(|(k, _)| k.hour < h));
     if start > 0 {
         // Sorted by hour before the key: not the declared order of an hour's object.
         let late_props = props
@@ -158,35 +162,219 @@ pub fn encode_flush(
             .into_builder()
             .set_sorting_columns(None)
             .build();
-        out.late = Some((start, encode_rows(&rows[..start], relay, &late_props)?));
+        let bytes = encode_rows(&rows, &sorted, &order[..start], relay, &late_props)?;
+        out.late = Some((start, bytes));
     }
-    while start < rows.len() {
-        let hour = Hour::of_nanos(rows[start].time);
-        let end = start
-            + rows[start..]
-                .iter()
-                .take_while(|r| Hour::of_nanos(r.time) == hour)
-                .count();
-        let slice = &rows[start..end];
-        out.hours
-            .push((hour, slice.len(), encode_rows(slice, relay, &props)?));
+    while start < order.len() {
+        let hour = order[start].0.hour;
+        let end = start + order[start..].partition_point(|(k, _)| k.hour == hour);
+        let slice = &order[start..end];
+        out.hours.push((
+            hour,
+            slice.len(),
+            encode_rows(&rows, &sorted, slice, relay, &props)?,
+        ));
         start = end;
     }
     Ok(out)
 }
 
+/// Where a row goes in a flush, compared field by field in this order: the
+/// event hour, then [`SORT_KEY`] with the metric and the node as their ranks
+/// among the flush's distinct names (so comparing two rows compares
+/// integers, not strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SortKey {
+    hour: Hour,
+    metric: u32,
+    node: u32,
+    series_id: i64,
+    time: i64,
+}
+
+/// A flush's rows in encoding order, with their metric names and nodes as
+/// dictionary codes.
+struct SortedRows<'a> {
+    /// The sort key and the index in the rows, in sorted order.
+    order: Vec<(SortKey, u32)>,
+    /// Distinct node names by rank (sorted), and each row's rank.
+    nodes: Vec<&'a str>,
+    /// Distinct metric names by rank (sorted).
+    metrics: Vec<&'a str>,
+}
+
+impl<'a> SortedRows<'a> {
+    fn new(rows: &[RawRow<'a>]) -> Self {
+        let mut nodes = Codes::default();
+        let mut metrics = Codes::default();
+        let codes: Vec<(u32, u32)> = rows
+            .iter()
+            .map(|r| (metrics.code(r.metric), nodes.code(r.node)))
+            .collect();
+        let (metrics, metric_rank) = metrics.ranked();
+        let (nodes, node_rank) = nodes.ranked();
+        let mut order: Vec<(SortKey, u32)> = rows
+            .iter()
+            .zip(codes)
+            .enumerate()
+            .map(|(i, (r, (metric, node)))| {
+                let key = SortKey {
+                    hour: Hour::of_nanos(r.time),
+                    metric: metric_rank[metric as usize],
+                    node: node_rank[node as usize],
+                    series_id: r.series_id,
+                    time: r.time,
+                };
+                (key, i as u32)
+            })
+            .collect();
+        order.sort_unstable_by_key(|&(k, _)| k);
+        Self {
+            order,
+            nodes,
+            metrics,
+        }
+    }
+}
+
+/// Small integer codes for distinct strings, in order of first sight.
+#[derive(Default)]
+struct Codes<'a> {
+    by_name: HashMap<&'a str, u32, BuildHasherDefault<StrHasher>>,
+    names: Vec<&'a str>,
+    /// The last string looked up and its code: consecutive rows often
+    /// share a node (one submission) and its memory.
+    last: Option<(&'a str, u32)>,
+}
+
+impl<'a> Codes<'a> {
+    fn code(&mut self, name: &'a str) -> u32 {
+        if let Some((last, code)) = self.last
+            && std::ptr::eq(last, name)
+        {
+            return code;
+        }
+        let next = self.names.len() as u32;
+        let code = *self.by_name.entry(name).or_insert(next);
+        if code == next {
+            self.names.push(name);
+        }
+        self.last = Some((name, code));
+        code
+    }
+
+    /// The names in ascending order, and each code's rank in it.
+    fn ranked(self) -> (Vec<&'a str>, Vec<u32>) {
+        let mut by_rank: Vec<u32> = (0..self.names.len() as u32).collect();
+        by_rank.sort_unstable_by_key(|&c| self.names[c as usize]);
+        let mut rank = vec![0; by_rank.len()];
+        for (r, &c) in by_rank.iter().enumerate() {
+            rank[c as usize] = r as u32;
+        }
+        let names = by_rank.iter().map(|&c| self.names[c as usize]).collect();
+        (names, rank)
+    }
+}
+
+/// xxh3 for the short strings of [`Codes`] (the default SipHash costs
+/// more than the rest of a row's coding).
+#[derive(Default)]
+struct StrHasher(u64);
+
+impl Hasher for StrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Encodes the rows `slice` names (in its order) as one Parquet object.
 fn encode_rows(
     rows: &[RawRow<'_>],
+    sorted: &SortedRows<'_>,
+    slice: &[(SortKey, u32)],
     relay: &str,
     props: &WriterProperties,
 ) -> Result<Bytes, EncodeError> {
-    let batch = build_raw_batch(rows.iter().copied(), relay).map_err(EncodeError::Batch)?;
-    let mut buf = Vec::with_capacity(rows.len() * 8);
+    let batch = build_sorted_batch(rows, sorted, slice, relay).map_err(EncodeError::Batch)?;
+    let mut buf = Vec::with_capacity(slice.len() * 8);
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
         .map_err(EncodeError::Start)?;
     w.write(&batch).map_err(EncodeError::Write)?;
     w.close().map_err(EncodeError::Finish)?;
     Ok(Bytes::from(buf))
+}
+
+/// The record batch of the rows `slice` names, in its order: the same
+/// batch as [`build_raw_batch`] of those rows, built column by column from
+/// the sort's codes (node, metric and relay as dictionary keys over the
+/// flush's distinct names; the writer keeps only the ones used).
+fn build_sorted_batch(
+    rows: &[RawRow<'_>],
+    sorted: &SortedRows<'_>,
+    slice: &[(SortKey, u32)],
+    relay: &str,
+) -> Result<RecordBatch, ArrowError> {
+    let n = slice.len();
+    let dict = |keys: Vec<i32>, names: &[&str]| -> Result<ArrayRef, ArrowError> {
+        let values: ArrayRef = Arc::new(StringArray::from_iter_values(names));
+        Ok(Arc::new(DictionaryArray::try_new(
+            Int32Array::from(keys),
+            values,
+        )?))
+    };
+    let node = dict(slice.iter().map(|(k, _)| k.node as i32).collect(), &sorted.nodes)?;
+    let metric = dict(
+        slice.iter().map(|(k, _)| k.metric as i32).collect(),
+        &sorted.metrics,
+    )?;
+    let relay_col = dict(vec![0; n], &[relay])?;
+    let (mut entries, mut bytes) = (0, 0);
+    for (_, i) in slice {
+        for l in rows[*i as usize].labels {
+            entries += 1;
+            bytes += l.key.len().max(l.value.len());
+        }
+    }
+    let mut labels = map_builder_with_capacity(n, entries, bytes);
+    for (_, i) in slice {
+        for l in rows[*i as usize].labels {
+            labels.keys().append_value(&l.key);
+            labels.values().append_value(&l.value);
+        }
+        labels.append(true)?;
+    }
+    let column = |f: &dyn Fn(&RawRow<'_>) -> i64| -> Vec<i64> {
+        slice.iter().map(|(_, i)| f(&rows[*i as usize])).collect()
+    };
+    let series = Int64Array::from(slice.iter().map(|(k, _)| k.series_id).collect::<Vec<_>>());
+    let time = TimestampNanosecondArray::from(slice.iter().map(|(k, _)| k.time).collect::<Vec<_>>())
+        .with_timezone("UTC");
+    let value = Float64Array::from(
+        slice
+            .iter()
+            .map(|(_, i)| rows[*i as usize].value)
+            .collect::<Vec<_>>(),
+    );
+    let received = TimestampNanosecondArray::from(column(&|r| r.received_at)).with_timezone("UTC");
+    let columns: Vec<ArrayRef> = vec![
+        node,
+        metric,
+        Arc::new(labels.finish()),
+        Arc::new(series),
+        Arc::new(time),
+        Arc::new(value),
+        Arc::new(received),
+        relay_col,
+    ];
+    RecordBatch::try_new(raw_schema(), columns)
 }
 
 /// A point for [`encode_raw_objects`].
@@ -380,6 +568,77 @@ mod tests {
         assert_eq!(n, 2, "both old hours in one object");
         let reader = SerializedFileReader::new(bytes).unwrap();
         assert!(reader.metadata().row_group(0).sorting_columns().is_none());
+    }
+
+    /// The encoder as it was: rows sorted by comparing strings, the batch
+    /// built row by row with [`build_raw_batch`].
+    fn reference_object(mut rows: Vec<RawRow<'_>>, relay: &str) -> Bytes {
+        rows.sort_by(|a, b| {
+            a.metric
+                .cmp(b.metric)
+                .then_with(|| a.node.cmp(b.node))
+                .then_with(|| a.series_id.cmp(&b.series_id))
+                .then_with(|| a.time.cmp(&b.time))
+        });
+        let batch = build_raw_batch(rows.into_iter(), relay).unwrap();
+        let mut buf = Vec::new();
+        let mut w =
+            ArrowWriter::try_new(&mut buf, batch.schema(), Some(raw_writer_properties(false)))
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        Bytes::from(buf)
+    }
+
+    #[test]
+    fn objects_are_the_bytes_the_row_by_row_encoder_wrote() {
+        // Distinct keys (so the order is total), names that sort otherwise
+        // than they first appear, equal names in distinct memory, series
+        // with no labels, and rows in no order.
+        let hour = 3_600_000_000_000i64 * 490_000;
+        let nodes: Vec<String> = ["n-b", "n-a", "n-c", "n-a", "m"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let metrics: Vec<String> = ["zeta", "alpha", "mid", "alpha"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let labels: Vec<Vec<Label>> = (0..7)
+            .map(|i| {
+                (0..i % 3)
+                    .map(|k| Label {
+                        key: format!("k{k}"),
+                        value: format!("v{}", i * 7 % 5),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut rows = Vec::new();
+        let mut x = 17u64;
+        for i in 0..5000u64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let node = &nodes[(x >> 33) as usize % nodes.len()];
+            let metric = &metrics[(x >> 40) as usize % metrics.len()];
+            let l = (x >> 20) as usize % labels.len();
+            rows.push(RawRow {
+                node,
+                metric,
+                labels: &labels[l],
+                series_id: l as i64 - 3,
+                // Distinct per row: the key is total.
+                time: hour + i as i64 * 1000 + (x >> 50) as i64 % 1000,
+                value: (x >> 11) as f64,
+                received_at: hour + (x >> 45) as i64,
+            });
+        }
+        let out = encode_flush(rows.clone(), "relay-7", false, None).unwrap();
+        assert_eq!(out.hours.len(), 1);
+        assert_eq!(out.hours[0].1, rows.len());
+        assert!(
+            out.hours[0].2 == reference_object(rows, "relay-7"),
+            "the object differs from the row-by-row encoder's"
+        );
     }
 
     #[test]

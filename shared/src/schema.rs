@@ -18,12 +18,27 @@ use crate::proto::Label;
 pub const SCHEMA_VERSION: &str = "1";
 
 fn map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
+    map_builder_with_capacity(0, 0, 0)
+}
+
+/// A builder of the `labels` column with room for `rows` maps of `labels`
+/// entries in all, holding `bytes` bytes of keys and of values each.
+pub(crate) fn map_builder_with_capacity(
+    rows: usize,
+    labels: usize,
+    bytes: usize,
+) -> MapBuilder<StringBuilder, StringBuilder> {
     let names = MapFieldNames {
         entry: "key_value".into(),
         key: "key".into(),
         value: "value".into(),
     };
-    MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new())
+    MapBuilder::with_capacity(
+        Some(names),
+        StringBuilder::with_capacity(labels, bytes),
+        StringBuilder::with_capacity(labels, bytes),
+        rows,
+    )
 }
 
 fn dict() -> DataType {
