@@ -168,7 +168,7 @@ impl UnitPlan {
         let sorted = sort_raw(ctx, unit, &self.new, work.path()).await?;
         stats.raw_objects = sorted.folded.len();
         stats.raw_bytes = sorted.folded_bytes;
-        stats.bytes_read = sorted.folded_bytes;
+        stats.bytes_read = sorted.bytes_read;
         stats.quarantined = sorted.quarantined;
         let next = generation + 1;
         let now = (ctx.now_ms)();

@@ -34,6 +34,7 @@ mod probe;
 mod route;
 pub mod settings;
 mod settle;
+mod sparse;
 mod transfer;
 pub mod unit;
 

@@ -14,7 +14,7 @@ use arrow_array::types::{Int32Type, Int64Type, TimestampNanosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::ArrowError;
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use horizon_shared::raw::{self, raw_schema};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -24,12 +24,12 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
-use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
 
 use crate::commit::{StoreError, store_err};
 use crate::error::UnitError;
 use crate::execute::blocking;
+use crate::sparse::Sparse;
 
 /// Columns a probe reads: the key and the tie-breaks (not `labels`).
 const PROBE_COLUMNS: [&str; 7] = [
@@ -373,50 +373,4 @@ fn read_hits(
         late.hits(&batch?, &mut cursor, &mut hits)?;
     }
     Ok(hits)
-}
-
-/// The parts of a file fetched so far, readable as a Parquet file as long
-/// as only those parts are read.
-struct Sparse {
-    len: u64,
-    /// (offset, bytes)
-    parts: Vec<(u64, Bytes)>,
-}
-
-impl Sparse {
-    fn slice(&self, start: u64, len: Option<usize>) -> Result<Bytes, ParquetError> {
-        for (off, b) in &self.parts {
-            let end = off + b.len() as u64;
-            if start >= *off && start <= end {
-                let from = (start - off) as usize;
-                let to = match len {
-                    Some(l) if from + l <= b.len() => from + l,
-                    Some(_) => continue,
-                    None => b.len(),
-                };
-                return Ok(b.slice(from..to));
-            }
-        }
-        Err(ParquetError::General(format!(
-            "bytes at {start} (+{len:?}) were not fetched"
-        )))
-    }
-}
-
-impl Length for Sparse {
-    fn len(&self) -> u64 {
-        self.len
-    }
-}
-
-impl ChunkReader for Sparse {
-    type T = bytes::buf::Reader<Bytes>;
-
-    fn get_read(&self, start: u64) -> Result<Self::T, ParquetError> {
-        Ok(self.slice(start, None)?.reader())
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
-        self.slice(start, Some(length))
-    }
 }

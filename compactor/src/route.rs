@@ -61,8 +61,8 @@ pub(crate) async fn route_late(
         .collect();
     objects.sort_by(|a, b| a.location.cmp(&b.location));
     let mut out = Routed::default();
-    // Groups of about a sort chunk of compressed bytes (decoded rows are larger).
-    let limit = (settings.sort_chunk_bytes() / 4).max(1) as u64;
+    // Groups of a twelfth of the sort memory in compressed bytes (decoded rows are larger).
+    let limit = (settings.sort_memory / 12).max(1);
     let mut group: Vec<ObjectMeta> = Vec::new();
     let mut bytes = 0;
     for meta in objects {

@@ -221,9 +221,17 @@ impl Settings {
         Duration::from_secs(self.allowed_lateness_secs)
     }
 
-    /// Bytes of decoded rows sorted in memory at once.
+    /// Bytes of decoded rows, with the sort's index of them, sorted in
+    /// memory at once: five eighths of `--sort-memory`.
     pub fn sort_chunk_bytes(&self) -> usize {
-        usize::try_from(self.sort_memory).unwrap_or(usize::MAX) / 3
+        usize::try_from(self.sort_memory / 8 * 5).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes of decoded raw objects fetched ahead of the sort: an eighth of
+    /// `--sort-memory` (fewer objects at once than `--read-concurrency`
+    /// when they are large).
+    pub fn read_ahead_bytes(&self) -> usize {
+        usize::try_from(self.sort_memory / 8).unwrap_or(usize::MAX)
     }
 
     /// The work directory.

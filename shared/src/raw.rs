@@ -149,10 +149,10 @@ pub fn encode_flush(
     zstd: bool,
     late_before: Option<Hour>,
 ) -> Result<FlushObjects, EncodeError> {
-    let sorted = SortedRows::new(&rows);
+    let mut sorted = SortedRows::new(&rows);
     let props = raw_writer_properties(zstd);
     let mut out = FlushObjects::default();
-    let order = &sorted.order;
+    let mut order = std::mem::take(&mut sorted.order);
     // Rows are sorted by hour first: the late ones are a prefix.
     let mut start = late_before.map_or(0, |h| order.partition_point(|(k, _)| k.hour < h));
     if start > 0 {
@@ -168,11 +168,12 @@ pub fn encode_flush(
     while start < order.len() {
         let hour = order[start].0.hour;
         let end = start + order[start..].partition_point(|(k, _)| k.hour == hour);
-        let slice = &order[start..end];
+        let slice = &mut order[start..end];
+        let groups = group_stably(slice, |(k, _)| sorted.node_buckets[k.node as usize]);
         out.hours.push((
             hour,
             slice.len(),
-            encode_rows(&rows, &sorted, slice, relay, &props)?,
+            encode_rows_grouped(&rows, &sorted, slice, relay, &props, &groups)?,
         ));
         start = end;
     }
@@ -201,6 +202,8 @@ struct SortedRows<'a> {
     nodes: Vec<&'a str>,
     /// Distinct metric names by rank (sorted).
     metrics: Vec<&'a str>,
+    /// Each node's bucket ([`node_bucket`]), by rank.
+    node_buckets: Vec<u16>,
 }
 
 impl<'a> SortedRows<'a> {
@@ -229,10 +232,12 @@ impl<'a> SortedRows<'a> {
             })
             .collect();
         order.sort_unstable_by_key(|&(k, _)| k);
+        let node_buckets = nodes.iter().map(|n| node_bucket(n)).collect();
         Self {
             order,
             nodes,
             metrics,
+            node_buckets,
         }
     }
 }
@@ -303,11 +308,44 @@ fn encode_rows(
     relay: &str,
     props: &WriterProperties,
 ) -> Result<Bytes, EncodeError> {
+    encode_rows_grouped(rows, sorted, slice, relay, props, &[])
+}
+
+/// [`encode_rows`], cutting a row group at the end of each of `groups` (in
+/// row order) and listing their bucket ranges under [`NODE_BUCKETS_KEY`];
+/// no groups: one batch, no list.
+fn encode_rows_grouped(
+    rows: &[RawRow<'_>],
+    sorted: &SortedRows<'_>,
+    slice: &[(SortKey, u32)],
+    relay: &str,
+    props: &WriterProperties,
+    groups: &[NodeGroup],
+) -> Result<Bytes, EncodeError> {
     let batch = build_sorted_batch(rows, sorted, slice, relay).map_err(EncodeError::Batch)?;
     let mut buf = Vec::with_capacity(slice.len() * 8);
     let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
         .map_err(EncodeError::Start)?;
-    w.write(&batch).map_err(EncodeError::Write)?;
+    if groups.is_empty() {
+        w.write(&batch).map_err(EncodeError::Write)?;
+    } else {
+        let mut ranges = Vec::new();
+        let mut offset = 0;
+        for g in groups {
+            w.write(&batch.slice(offset, g.rows))
+                .map_err(EncodeError::Write)?;
+            w.flush().map_err(EncodeError::Write)?;
+            offset += g.rows;
+            // The writer also cuts at its row-group size limit: every row
+            // group of the group carries the group's range.
+            let cut = w.flushed_row_groups().len() - ranges.len();
+            ranges.extend(std::iter::repeat_n(g.buckets.clone(), cut));
+        }
+        w.append_key_value_metadata(KeyValue::new(
+            NODE_BUCKETS_KEY.into(),
+            format_node_buckets(&ranges),
+        ));
+    }
     w.close().map_err(EncodeError::Finish)?;
     Ok(Bytes::from(buf))
 }
@@ -330,7 +368,10 @@ fn build_sorted_batch(
             values,
         )?))
     };
-    let node = dict(slice.iter().map(|(k, _)| k.node as i32).collect(), &sorted.nodes)?;
+    let node = dict(
+        slice.iter().map(|(k, _)| k.node as i32).collect(),
+        &sorted.nodes,
+    )?;
     let metric = dict(
         slice.iter().map(|(k, _)| k.metric as i32).collect(),
         &sorted.metrics,
@@ -355,8 +396,9 @@ fn build_sorted_batch(
         slice.iter().map(|(_, i)| f(&rows[*i as usize])).collect()
     };
     let series = Int64Array::from(slice.iter().map(|(k, _)| k.series_id).collect::<Vec<_>>());
-    let time = TimestampNanosecondArray::from(slice.iter().map(|(k, _)| k.time).collect::<Vec<_>>())
-        .with_timezone("UTC");
+    let time =
+        TimestampNanosecondArray::from(slice.iter().map(|(k, _)| k.time).collect::<Vec<_>>())
+            .with_timezone("UTC");
     let value = Float64Array::from(
         slice
             .iter()
@@ -375,6 +417,121 @@ fn build_sorted_batch(
         relay_col,
     ];
     RecordBatch::try_new(raw_schema(), columns)
+}
+
+// ---- Node groups: row groups a compactor shard can read alone ----------
+//
+// An hour's object is ordered by node group first (the top bits of
+// `node_bucket`), then by `SORT_KEY`, with a row group per group, so that
+// a compactor shard (`xxh3_64(node) % N`) of a power-of-two N reads only
+// its row groups (docs/data.md, "Row groups by node bucket").
+
+/// Key-value metadata key listing each row group's node buckets: one
+/// `start-end` range (end exclusive, in `0..=65536`) per row group, in
+/// order, comma-separated. Objects without it (written before) are read
+/// whole.
+pub const NODE_BUCKETS_KEY: &str = "horizon.node_buckets";
+
+/// At most `1 << MAX_GROUP_BITS` node groups (row groups) per object.
+pub const MAX_GROUP_BITS: u32 = 4;
+
+/// An object is cut into fewer groups when its groups would hold fewer
+/// rows than this on average: a row group costs about 1.3 KiB of footer,
+/// which every shard reads, and its own dictionary pages; 4,096 rows
+/// (about 15 KiB snappy-compressed) keep the footer near a tenth of an
+/// object.
+pub const MIN_GROUP_ROWS: usize = 4096;
+
+/// A node's bucket: the low 16 bits of XXH3-64 of its name, bit-reversed.
+/// The compactor's shard of a node is `xxh3_64 % N`; for N a power of two
+/// that is the low bits of the hash, so the top bits of the bucket: the
+/// nodes of one shard have one contiguous range of buckets.
+pub fn node_bucket(node: &str) -> u16 {
+    (xxhash_rust::xxh3::xxh3_64(node.as_bytes()) as u16).reverse_bits()
+}
+
+/// One node group of an object: its bucket range and its row count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGroup {
+    /// Buckets of the group, end exclusive (`0..65536` is every bucket).
+    pub buckets: std::ops::Range<u32>,
+    /// Rows in it.
+    pub rows: usize,
+}
+
+/// Reorders `rows` (sorted by [`SORT_KEY`]) by node group, stably (each
+/// group stays in key order), and returns the non-empty groups in order.
+/// Small slices get fewer groups ([`MIN_GROUP_ROWS`]).
+pub fn group_by_node(rows: &mut [RawRow<'_>]) -> Vec<NodeGroup> {
+    group_stably(rows, |r| node_bucket(r.node))
+}
+
+/// [`group_by_node`] for any items, given each one's node bucket: a
+/// counting sort by group, one pass to count and one to place.
+fn group_stably<T: Copy>(items: &mut [T], bucket: impl Fn(&T) -> u16) -> Vec<NodeGroup> {
+    let bits = (0..=MAX_GROUP_BITS)
+        .rev()
+        .find(|&b| items.len() >> b >= MIN_GROUP_ROWS)
+        .unwrap_or(0);
+    let width = 1u32 << (16 - bits);
+    if bits == 0 {
+        return vec![NodeGroup {
+            buckets: 0..1 << 16,
+            rows: items.len(),
+        }];
+    }
+    let group: Vec<u8> = items
+        .iter()
+        .map(|i| (u32::from(bucket(i)) / width) as u8)
+        .collect();
+    let mut counts = vec![0usize; 1 << bits];
+    for &g in &group {
+        counts[usize::from(g)] += 1;
+    }
+    let mut at = Vec::with_capacity(counts.len());
+    let mut sum = 0;
+    for &c in &counts {
+        at.push(sum);
+        sum += c;
+    }
+    let mut placed = items.to_vec();
+    for (item, &g) in items.iter().zip(&group) {
+        placed[at[usize::from(g)]] = *item;
+        at[usize::from(g)] += 1;
+    }
+    items.copy_from_slice(&placed);
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(g, &c)| NodeGroup {
+            buckets: g as u32 * width..(g as u32 + 1) * width,
+            rows: c,
+        })
+        .collect()
+}
+
+fn format_node_buckets(ranges: &[std::ops::Range<u32>]) -> String {
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{}-{}", r.start, r.end))
+        .collect();
+    parts.join(",")
+}
+
+/// The node buckets of each row group of an object (its key-value metadata
+/// [`NODE_BUCKETS_KEY`]), or `None` when absent or not one well-formed
+/// range per row group (the object is then read whole).
+pub fn parse_node_buckets(value: &str, row_groups: usize) -> Option<Vec<std::ops::Range<u32>>> {
+    let ranges = value
+        .split(',')
+        .map(|p| {
+            let (a, b) = p.split_once('-')?;
+            let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+            (a < b && b <= 1 << 16).then_some(a..b)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (ranges.len() == row_groups).then_some(ranges)
 }
 
 /// A point for [`encode_raw_objects`].
@@ -580,12 +737,23 @@ mod tests {
                 .then_with(|| a.series_id.cmp(&b.series_id))
                 .then_with(|| a.time.cmp(&b.time))
         });
+        let groups = group_by_node(&mut rows);
         let batch = build_raw_batch(rows.into_iter(), relay).unwrap();
         let mut buf = Vec::new();
         let mut w =
             ArrowWriter::try_new(&mut buf, batch.schema(), Some(raw_writer_properties(false)))
                 .unwrap();
-        w.write(&batch).unwrap();
+        let mut offset = 0;
+        for g in &groups {
+            w.write(&batch.slice(offset, g.rows)).unwrap();
+            w.flush().unwrap();
+            offset += g.rows;
+        }
+        let ranges: Vec<_> = groups.iter().map(|g| g.buckets.clone()).collect();
+        w.append_key_value_metadata(KeyValue::new(
+            NODE_BUCKETS_KEY.into(),
+            format_node_buckets(&ranges),
+        ));
         w.close().unwrap();
         Bytes::from(buf)
     }
@@ -594,7 +762,8 @@ mod tests {
     fn objects_are_the_bytes_the_row_by_row_encoder_wrote() {
         // Distinct keys (so the order is total), names that sort otherwise
         // than they first appear, equal names in distinct memory, series
-        // with no labels, and rows in no order.
+        // with no labels, rows in no order, and enough of them for four
+        // node groups.
         let hour = 3_600_000_000_000i64 * 490_000;
         let nodes: Vec<String> = ["n-b", "n-a", "n-c", "n-a", "m"]
             .iter()
@@ -616,7 +785,7 @@ mod tests {
             .collect();
         let mut rows = Vec::new();
         let mut x = 17u64;
-        for i in 0..5000u64 {
+        for i in 0..20_000u64 {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let node = &nodes[(x >> 33) as usize % nodes.len()];
             let metric = &metrics[(x >> 40) as usize % metrics.len()];
@@ -635,10 +804,135 @@ mod tests {
         let out = encode_flush(rows.clone(), "relay-7", false, None).unwrap();
         assert_eq!(out.hours.len(), 1);
         assert_eq!(out.hours[0].1, rows.len());
+        let groups = SerializedFileReader::new(out.hours[0].2.clone())
+            .unwrap()
+            .metadata()
+            .num_row_groups();
+        assert!(groups > 1, "{groups} row groups");
         assert!(
             out.hours[0].2 == reference_object(rows, "relay-7"),
             "the object differs from the row-by-row encoder's"
         );
+    }
+
+    #[test]
+    fn an_hours_object_has_a_row_group_per_node_group() {
+        let h = 3_600_000_000_000i64 * 490_000;
+        let nodes: Vec<String> = (0..64).map(|n| format!("node-{n}")).collect();
+        let points: Vec<RawPoint> = (0..20_000)
+            .map(|i| RawPoint {
+                node: nodes[i % 64].clone(),
+                metric: format!("m{}", i % 3),
+                labels: Vec::new(),
+                time: h + i as i64,
+                value: i as f64,
+                received_at: h,
+            })
+            .collect();
+        let objects = encode_raw_objects(&points, "r").unwrap();
+        let bytes = objects[0].2.clone();
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let meta = reader.metadata();
+        let kv = meta.file_metadata().key_value_metadata().unwrap();
+        let value = kv
+            .iter()
+            .find(|k| k.key == NODE_BUCKETS_KEY)
+            .and_then(|k| k.value.clone())
+            .expect("bucket ranges listed");
+        let ranges = parse_node_buckets(&value, meta.num_row_groups()).expect("one per row group");
+        assert_eq!(ranges.len(), 4, "20,000 rows of 64 nodes: 4 groups");
+        // Each row group holds exactly the nodes of its range, in key order.
+        let strings = |b: &arrow_array::RecordBatch, c: usize| -> Vec<String> {
+            use arrow_array::cast::AsArray;
+            let d = b.column(c).as_dictionary::<arrow_array::types::Int32Type>();
+            let v = d.values().as_string::<i32>();
+            d.keys()
+                .values()
+                .iter()
+                .map(|&k| v.value(k as usize).to_owned())
+                .collect()
+        };
+        let mut rows_seen = 0;
+        for (g, range) in ranges.iter().enumerate() {
+            assert_eq!(
+                meta.row_group(g).sorting_columns().unwrap(),
+                &sorting_columns()
+            );
+            let part = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes.clone(),
+            )
+            .unwrap()
+            .with_row_groups(vec![g])
+            .with_batch_size(1 << 20)
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+            let (nodes, metrics) = (strings(&part, 0), strings(&part, 1));
+            for r in 0..part.num_rows() {
+                assert!(range.contains(&u32::from(node_bucket(&nodes[r]))));
+                if r > 0 {
+                    assert!((&metrics[r - 1], &nodes[r - 1]) <= (&metrics[r], &nodes[r]));
+                }
+            }
+            rows_seen += part.num_rows();
+        }
+        assert_eq!(rows_seen, 20_000);
+    }
+
+    #[test]
+    fn small_objects_get_fewer_groups() {
+        let row = |node: &'static str| RawRow {
+            node,
+            metric: "m",
+            labels: &[],
+            series_id: 1,
+            time: 0,
+            value: 0.0,
+            received_at: 0,
+        };
+        let mut few = vec![row("a"); 100];
+        assert_eq!(
+            group_by_node(&mut few),
+            [NodeGroup {
+                buckets: 0..65536,
+                rows: 100
+            }]
+        );
+        let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+        let mut some: Vec<RawRow<'_>> = (0..16_384)
+            .map(|i| RawRow {
+                node: &names[i % 100],
+                ..row("")
+            })
+            .collect();
+        let groups = group_by_node(&mut some);
+        assert_eq!(
+            groups.len(),
+            4,
+            "16,384 rows: four groups of 4,096 on average"
+        );
+        assert_eq!(groups.iter().map(|g| g.rows).sum::<usize>(), 16_384);
+        let mut at = 0;
+        for g in &groups {
+            for r in &some[at..at + g.rows] {
+                assert!(g.buckets.contains(&u32::from(node_bucket(r.node))));
+            }
+            at += g.rows;
+        }
+    }
+
+    #[test]
+    fn bucket_lists_must_match_the_row_groups() {
+        assert_eq!(
+            parse_node_buckets("0-32768,32768-65536", 2),
+            Some(vec![0..32768, 32768..65536])
+        );
+        assert_eq!(parse_node_buckets("0-32768", 2), None);
+        assert_eq!(parse_node_buckets("0-70000,1-2", 2), None);
+        assert_eq!(parse_node_buckets("5-5,1-2", 2), None);
+        assert_eq!(parse_node_buckets("x", 1), None);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! - `shard.rs`: which rows belong to a shard.
 //!
 //! Everything here is synchronous and CPU-bound: callers run it on blocking
-//! threads. Rows are compared in arrow's row format (one memcmp per compare).
+//! threads. The in-memory sort compares fixed-width entries (the strings as
+//! ranks, 56 bytes a row); the k-way merge compares rows in arrow's row
+//! format (one memcmp per compare), one batch per source.
 
 mod kway;
 mod order;
@@ -26,9 +28,9 @@ use std::path::{Path, PathBuf};
 use arrow_schema::ArrowError;
 
 pub use kway::{Source, merge, open_source};
-pub use order::{Orderer, batch_bytes, sort_dedup};
+pub use order::{Orderer, SORT_BYTES_PER_ROW, batch_bytes, sort_dedup};
 pub use output::{LocalFile, OutputFiles, output_properties, spill_properties};
-pub use shard::{filter_shard, shard_of};
+pub use shard::{filter_shard, shard_buckets, shard_of};
 
 /// Rows per output batch of the sort and the merge.
 pub const BATCH_ROWS: usize = 8192;

@@ -1,6 +1,8 @@
 //! Ordering rows: the key and the full order of the raw schema, and the
 //! in-memory sort with deduplication.
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::{ArrowError, SortOptions};
@@ -60,41 +62,131 @@ impl Orderer {
     }
 }
 
+/// Bytes of the sort's own index per row, beside the rows' batches: what
+/// [`sort_dedup`] allocates (counted by callers bounding a chunk's memory).
+pub const SORT_BYTES_PER_ROW: usize = std::mem::size_of::<Entry>();
+
+/// A row's place in the order, in fixed width: its strings as ranks among
+/// the distinct strings of the sorted batches (string order), its numbers
+/// as they are, its value as an integer of the same total order.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    metric: u32,
+    node: u32,
+    series_id: i64,
+    time: i64,
+    received_at: i64,
+    value: i64,
+    relay: u32,
+    batch: u32,
+    row: u32,
+}
+
+impl Entry {
+    fn key(&self) -> (u32, u32, i64, i64) {
+        (self.metric, self.node, self.series_id, self.time)
+    }
+}
+
+/// The order of [`Orderer`]'s rows: the key ascending, the tie-breaks
+/// descending (`value` by `f64::total_cmp`, as arrow's row format does).
+fn order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    a.key()
+        .cmp(&b.key())
+        .then_with(|| (b.received_at, b.relay, b.value).cmp(&(a.received_at, a.relay, a.value)))
+}
+
+/// `f64::total_cmp` as an integer order.
+fn total_order(v: f64) -> i64 {
+    let s = v.to_bits() as i64;
+    s ^ (((s >> 63) as u64) >> 1) as i64
+}
+
+/// Per batch, the rank of each dictionary value of a string column among
+/// the distinct values of all batches.
+fn ranks(batches: &[RecordBatch], col: usize) -> Result<Vec<Vec<u32>>, ArrowError> {
+    let values = |b: &RecordBatch| -> Result<arrow_array::StringArray, ArrowError> {
+        let d = b
+            .column(col)
+            .as_dictionary_opt::<Int32Type>()
+            .ok_or_else(|| {
+                ArrowError::InvalidArgumentError(format!("column {col} is not a dictionary"))
+            })?;
+        Ok(d.values().as_string::<i32>().clone())
+    };
+    let all: Vec<arrow_array::StringArray> =
+        batches.iter().map(values).collect::<Result<_, _>>()?;
+    let mut distinct: Vec<&str> = all.iter().flat_map(|v| v.iter().flatten()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    Ok(all
+        .iter()
+        .map(|v| {
+            v.iter()
+                .map(|s| distinct.binary_search(&s.unwrap_or_default()).unwrap_or(0) as u32)
+                .collect()
+        })
+        .collect())
+}
+
 /// Sorts and deduplicates batches held in memory, handing the result to
-/// `emit` in batches of [`BATCH_ROWS`].
+/// `emit` in batches of [`BATCH_ROWS`]. The batches must hold no nulls in
+/// the key and tie-break columns (the raw schema's are not nullable; the
+/// reader refuses objects that hold some). Besides the batches it allocates
+/// [`SORT_BYTES_PER_ROW`] per row.
 pub fn sort_dedup(
     orderer: &Orderer,
     batches: &[RecordBatch],
     mut emit: impl FnMut(RecordBatch) -> Result<(), MergeError>,
 ) -> Result<Counts, MergeError> {
-    let rows = batches
-        .iter()
-        .map(|b| orderer.rows(b))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut idx: Vec<(usize, usize)> = batches
-        .iter()
-        .enumerate()
-        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-        .collect();
-    let rows_in = idx.len() as u64;
-    idx.sort_unstable_by(|a, b| rows[a.0].1.row(a.1).cmp(&rows[b.0].1.row(b.1)));
-    let mut keep: Vec<(usize, usize)> = Vec::with_capacity(idx.len());
-    for &(b, r) in &idx {
-        let dup = keep
-            .last()
-            .is_some_and(|&(pb, pr)| rows[pb].0.row(pr) == rows[b].0.row(r));
-        if !dup {
-            keep.push((b, r));
+    let [metric, node, series_id, time] = orderer.key_idx;
+    let [received_at, relay, value] = orderer.tie_idx;
+    let (metric_rank, node_rank, relay_rank) = (
+        ranks(batches, metric)?,
+        ranks(batches, node)?,
+        ranks(batches, relay)?,
+    );
+    let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut entries: Vec<Entry> = Vec::with_capacity(rows_in);
+    for (b, batch) in batches.iter().enumerate() {
+        let keys = |c: usize| batch.column(c).as_dictionary::<Int32Type>().keys().values();
+        let ts = |c: usize| {
+            batch
+                .column(c)
+                .as_primitive::<TimestampNanosecondType>()
+                .values()
+        };
+        let (m, n, r) = (keys(metric), keys(node), keys(relay));
+        let s = batch.column(series_id).as_primitive::<Int64Type>().values();
+        let (t, rec) = (ts(time), ts(received_at));
+        let v = batch.column(value).as_primitive::<Float64Type>().values();
+        for i in 0..batch.num_rows() {
+            entries.push(Entry {
+                metric: metric_rank[b][m[i] as usize],
+                node: node_rank[b][n[i] as usize],
+                series_id: s[i],
+                time: t[i],
+                received_at: rec[i],
+                value: total_order(v[i]),
+                relay: relay_rank[b][r[i] as usize],
+                batch: b as u32,
+                row: i as u32,
+            });
         }
     }
-    drop(idx);
+    entries.sort_unstable_by(order);
+    // The first of each key is the one the rule keeps.
+    entries.dedup_by(|later, first| later.key() == first.key());
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    for chunk in keep.chunks(BATCH_ROWS) {
-        emit(interleave_record_batch(&refs, chunk)?)?;
+    let mut idx: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
+    for chunk in entries.chunks(BATCH_ROWS) {
+        idx.clear();
+        idx.extend(chunk.iter().map(|e| (e.batch as usize, e.row as usize)));
+        emit(interleave_record_batch(&refs, &idx)?)?;
     }
     Ok(Counts {
-        rows_in,
-        rows_out: keep.len() as u64,
+        rows_in: rows_in as u64,
+        rows_out: entries.len() as u64,
     })
 }
 

@@ -33,3 +33,21 @@ pub fn filter_shard(
 pub fn shard_of(node: &str, shards: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(node.as_bytes()) % u64::from(shards.max(1))) as u32
 }
+
+/// The node buckets (`horizon_shared::raw::node_bucket`) of a shard's
+/// nodes, end exclusive, when `shards` is a power of two (up to 65,536):
+/// the shard is the low bits of the hash, which are the top bits of the
+/// bucket, reversed. `None` for other counts: a shard's nodes are spread
+/// over every bucket.
+pub fn shard_buckets(shard: u32, shards: u32) -> Option<std::ops::Range<u32>> {
+    if !shards.is_power_of_two() || shards > 1 << 16 || shard >= shards {
+        return None;
+    }
+    let bits = shards.trailing_zeros();
+    if bits == 0 {
+        return Some(0..1 << 16);
+    }
+    let top = u32::from((shard as u16).reverse_bits() >> (16 - bits));
+    let width = 1u32 << (16 - bits);
+    Some(top * width..(top + 1) * width)
+}

@@ -188,3 +188,28 @@ fn shards_partition_nodes() {
     }
     assert_eq!(seen, 50);
 }
+
+#[test]
+fn a_power_of_two_shard_is_one_range_of_node_buckets() {
+    use horizon_shared::raw::node_bucket;
+    for shards in [1u32, 2, 4, 8, 16, 32, 64, 1024] {
+        let ranges: Vec<_> = (0..shards)
+            .map(|s| shard_buckets(s, shards).expect("a power of two"))
+            .collect();
+        assert_eq!(
+            ranges.iter().map(|r| r.len()).sum::<usize>(),
+            1 << 16,
+            "{shards}: the ranges cover every bucket"
+        );
+        for i in 0..2000 {
+            let node = format!("gpu-node-{i:05}");
+            let s = shard_of(&node, shards);
+            assert!(
+                ranges[s as usize].contains(&u32::from(node_bucket(&node))),
+                "{node} in shard {s} of {shards}"
+            );
+        }
+    }
+    assert_eq!(shard_buckets(0, 3), None);
+    assert_eq!(shard_buckets(4, 4), None);
+}

@@ -1,0 +1,409 @@
+//! Shards of an hour read only their share of the raw objects: an hour
+//! compacted with `--shards 4` holds the same rows as with one unit, and
+//! each shard reads about a quarter of the raw bytes (counted by a store
+//! wrapper around a local directory). Raw objects without the node-bucket
+//! list (written before it, or with it stripped) are read whole and
+//! compacted the same.
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path as FsPath;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use horizon_compactor::{Compactor, Outcome, Settings, Unit, UnitResult};
+use horizon_shared::layout::{Hour, raw_object_key};
+use horizon_shared::proto::Label;
+use horizon_shared::raw::{self, RawPoint, encode_raw_objects};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+type Fut<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send + 'a>>;
+
+/// A store that counts the bytes its GETs return.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn ObjectStore>,
+    read: AtomicU64,
+}
+
+impl fmt::Display for Counting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+impl ObjectStore for Counting {
+    fn put_opts<'a, 'b, 'c>(
+        &'a self,
+        location: &'b Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Fut<'c, PutResult>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        self.inner.put_opts(location, payload, opts)
+    }
+
+    fn put_multipart_opts<'a, 'b, 'c>(
+        &'a self,
+        location: &'b Path,
+        opts: PutMultipartOptions,
+    ) -> Fut<'c, Box<dyn MultipartUpload>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        self.inner.put_multipart_opts(location, opts)
+    }
+
+    fn get_opts<'a, 'b, 'c>(&'a self, location: &'b Path, options: GetOptions) -> Fut<'c, GetResult>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        Box::pin(async move {
+            let r = self.inner.get_opts(location, options).await?;
+            self.read
+                .fetch_add(r.range.end - r.range.start, Ordering::Relaxed);
+            Ok(r)
+        })
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_delimiter<'a, 'b, 'c>(&'a self, prefix: Option<&'b Path>) -> Fut<'c, ListResult>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        self.inner.list_with_delimiter(prefix)
+    }
+
+    fn copy_opts<'a, 'b, 'd, 'c>(
+        &'a self,
+        from: &'b Path,
+        to: &'d Path,
+        options: CopyOptions,
+    ) -> Fut<'c, ()>
+    where
+        'a: 'c,
+        'b: 'c,
+        'd: 'c,
+        Self: 'c,
+    {
+        self.inner.copy_opts(from, to, options)
+    }
+}
+
+const HOUR: &str = "2025-06-01T10";
+
+fn resent(node: &str) -> bool {
+    ["000", "020", "040", "060"]
+        .iter()
+        .any(|n| node.ends_with(n))
+}
+
+/// Raw objects of one hour: 2 flushes by 2 relays of 64 nodes × 48 series
+/// (18,432 rows an object: four node groups), each flush's points sent
+/// again by the other relay 1 s later for nodes 000, 020, 040 and 060 (a
+/// resend after a lost ack; its copy wins).
+fn points() -> Vec<(String, u64, Vec<RawPoint>)> {
+    let hour = Hour::parse(HOUR).unwrap();
+    let mut out = Vec::new();
+    for flush in 0..2u64 {
+        for relay in 0..2u64 {
+            let mut pts = Vec::new();
+            for n in (relay as usize..64).step_by(2) {
+                for s in 0..48 {
+                    for t in 0..12 {
+                        let secs = (flush as i64 * 12 + t) * 30;
+                        let time = (hour.start_unix_secs + secs) * 1_000_000_000 + n as i64;
+                        pts.push(RawPoint {
+                            node: format!("gpu-node-{n:03}"),
+                            metric: format!("metric_{}", s % 5),
+                            labels: vec![Label {
+                                key: "gpu".into(),
+                                value: (s / 5).to_string(),
+                            }],
+                            time,
+                            value: (n * 100 + s) as f64 + secs as f64,
+                            received_at: time + 1_000_000,
+                        });
+                    }
+                }
+            }
+            let resend: Vec<RawPoint> = pts
+                .iter()
+                .filter(|p| resent(&p.node))
+                .map(|p| RawPoint {
+                    received_at: p.received_at + 1_000_000_000,
+                    value: p.value + 0.5,
+                    ..p.clone()
+                })
+                .collect();
+            out.push((format!("relay-{relay}"), flush, pts));
+            out.push((format!("relay-{}", 1 - relay), 100 + flush, resend));
+        }
+    }
+    out
+}
+
+/// The object as the encoder before node groups wrote it: one row group,
+/// no bucket list (rows in the new object's order; readers never relied
+/// on more than each row group's order).
+fn without_bucket_list(bytes: Bytes) -> Bytes {
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(
+        &mut buf,
+        batches[0].schema(),
+        Some(raw::raw_writer_properties(false)),
+    )
+    .unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    Bytes::from(buf)
+}
+
+fn write_hour(dir: &FsPath, old_format: bool) -> u64 {
+    let mut total = 0;
+    for (relay, seq, pts) in points() {
+        for (hour, _, bytes) in encode_raw_objects(&pts, &relay).unwrap() {
+            let bytes = if old_format {
+                without_bucket_list(bytes)
+            } else {
+                bytes
+            };
+            let key = raw_object_key("raw", hour, &relay, 1_700_000_000_000, seq);
+            let path = dir.join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            total += bytes.len() as u64;
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+    total
+}
+
+/// Every committed row of the hour, sorted (metric, node, series, time,
+/// received_at, relay, value).
+type Row = (String, String, i64, i64, i64, String, u64);
+
+fn committed_rows(dir: &FsPath) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let part = dir.join("compacted/dt=2025-06-01/hour=10");
+    for e in std::fs::read_dir(part).unwrap() {
+        let file = std::fs::File::open(e.unwrap().path()).unwrap();
+        for b in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = b.unwrap();
+            let s = |name: &str, i: usize| {
+                let d = b.column_by_name(name).unwrap().as_dictionary::<Int32Type>();
+                let k = d.keys().value(i) as usize;
+                d.values().as_string::<i32>().value(k).to_owned()
+            };
+            let i64s = |name: &str| {
+                b.column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            };
+            let ts = |name: &str| {
+                b.column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<TimestampNanosecondType>()
+                    .clone()
+            };
+            let (series, time, recv) = (i64s("series_id"), ts("time"), ts("received_at"));
+            let value = b
+                .column_by_name("value")
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .clone();
+            for i in 0..b.num_rows() {
+                rows.push((
+                    s("metric", i),
+                    s("node", i),
+                    series.value(i),
+                    time.value(i),
+                    recv.value(i),
+                    s("relay", i),
+                    value.value(i).to_bits(),
+                ));
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Compacts the hour in `shards` units; returns each unit's bytes read
+/// from the store (counted) and as the unit reports them.
+async fn compact(dir: &FsPath, shards: u32) -> Vec<(u64, u64)> {
+    let counting = Arc::new(Counting {
+        inner: Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap()),
+        read: AtomicU64::new(0),
+    });
+    let store: Arc<dyn ObjectStore> = counting.clone();
+    let settings = Settings::from_args([
+        "--shards",
+        &shards.to_string(),
+        "--work-dir",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    let compactor = Compactor::with_store(settings, store);
+    let hour = Hour::parse(HOUR).unwrap();
+    let mut out = Vec::new();
+    for shard in 0..shards {
+        let before = counting.read.load(Ordering::Relaxed);
+        let r = compactor
+            .run_unit(
+                Unit {
+                    hour,
+                    shard,
+                    shards,
+                },
+                false,
+            )
+            .await;
+        let UnitResult::Ok(Outcome::Compacted(c)) = r.result else {
+            panic!("shard {shard}: {:?}", r.result);
+        };
+        assert!(c.quarantined.is_empty());
+        let counted = counting.read.load(Ordering::Relaxed) - before;
+        out.push((counted, c.bytes_read));
+    }
+    out
+}
+
+/// Raw bytes read by a unit: what it got from the store, less its own
+/// bookkeeping (manifests and leases are a few hundred bytes each).
+fn raw_read((counted, reported): (u64, u64)) -> u64 {
+    assert!(
+        counted >= reported,
+        "the report counts no more than was read"
+    );
+    assert!(
+        counted - reported < 16 * 1024,
+        "bookkeeping reads are small"
+    );
+    reported
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_read_their_share_and_give_the_same_rows() {
+    let one = tempfile::tempdir().unwrap();
+    let four = tempfile::tempdir().unwrap();
+    let raw_bytes = write_hour(one.path(), false);
+    write_hour(four.path(), false);
+
+    let whole = compact(one.path(), 1).await;
+    let rows = committed_rows(one.path());
+    assert_eq!(rows.len(), 2 * 12 * 64 * 48, "every point once");
+    for r in &rows {
+        // Relay-1 serves the odd nodes and resent 000, 020, …: that copy wins.
+        let odd = r.1.ends_with(['1', '3', '5', '7', '9']);
+        let relay = if odd || resent(&r.1) {
+            "relay-1"
+        } else {
+            "relay-0"
+        };
+        assert_eq!(r.5, relay, "{r:?}");
+        let delay = if resent(&r.1) {
+            1_001_000_000
+        } else {
+            1_000_000
+        };
+        assert_eq!(r.4 - r.3, delay, "{r:?}");
+    }
+    assert_eq!(
+        raw_read(whole[0]),
+        raw_bytes,
+        "one unit reads every object whole"
+    );
+
+    let shards = compact(four.path(), 4).await;
+    assert_eq!(committed_rows(four.path()), rows, "the same dataset");
+    for (s, r) in shards.iter().enumerate() {
+        let read = raw_read(*r);
+        // A quarter of the rows, plus each object's footer (the resends,
+        // small objects of one row group, are read whole): before, every
+        // shard read every object whole.
+        assert!(
+            read * 100 < raw_bytes * 40,
+            "shard {s} read {read} of {raw_bytes} raw bytes"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_without_the_bucket_list_are_read_whole() {
+    let one = tempfile::tempdir().unwrap();
+    let four = tempfile::tempdir().unwrap();
+    write_hour(one.path(), false);
+    let raw_bytes = write_hour(four.path(), true);
+    compact(one.path(), 1).await;
+    let shards = compact(four.path(), 4).await;
+    assert_eq!(committed_rows(four.path()), committed_rows(one.path()));
+    for (s, r) in shards.iter().enumerate() {
+        let read = raw_read(*r);
+        // Every row group (all but the leading magic number and the page
+        // indexes, which the reader does not need).
+        assert!(
+            read * 100 > raw_bytes * 90,
+            "shard {s} read {read} of {raw_bytes}: whole objects"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_count_not_a_power_of_two_reads_whole_objects() {
+    let one = tempfile::tempdir().unwrap();
+    let three = tempfile::tempdir().unwrap();
+    write_hour(one.path(), false);
+    let raw_bytes = write_hour(three.path(), false);
+    compact(one.path(), 1).await;
+    let shards = compact(three.path(), 3).await;
+    assert_eq!(committed_rows(three.path()), committed_rows(one.path()));
+    for r in shards {
+        assert_eq!(raw_read(r), raw_bytes);
+    }
+}
