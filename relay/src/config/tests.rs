@@ -451,9 +451,16 @@ fn readme_defaults() -> Vec<(String, String)> {
 
 #[test]
 fn readme_table_of_defaults_matches_the_code() {
-    let defaults = format!("{:?}", Config::from_yaml_with_env("", "empty", |_| None).unwrap());
+    let defaults = format!(
+        "{:?}",
+        Config::from_yaml_with_env("", "empty", |_| None).unwrap()
+    );
     let rows = readme_defaults();
-    assert!(rows.len() >= 30, "only {} rows read from README", rows.len());
+    assert!(
+        rows.len() >= 30,
+        "only {} rows read from README",
+        rows.len()
+    );
     for (key, value) in rows {
         let (section, name) = key.split_once('.').expect("section.key");
         let yaml = format!("{section}:\n  {name}: {value}\n");
@@ -469,7 +476,10 @@ fn readme_table_of_defaults_matches_the_code() {
 
 #[test]
 fn example_config_states_the_defaults() {
-    let defaults = format!("{:?}", Config::from_yaml_with_env("", "empty", |_| None).unwrap());
+    let defaults = format!(
+        "{:?}",
+        Config::from_yaml_with_env("", "empty", |_| None).unwrap()
+    );
     let text = include_str!("../../../infra/config.example.yaml");
     let example = Config::from_yaml_with_env(text, "config.example.yaml", |_| None).unwrap();
     assert_eq!(format!("{example:?}"), defaults);
