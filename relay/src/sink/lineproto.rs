@@ -274,7 +274,8 @@ mod tests {
             3.0,
             1,
         );
-        assert_eq!(s, "é\\ m,ключ\\==値\\ ✓,node=ü\\,n value=3.0 1\n");
+        // "ключ" sorts after "node" (byte order), so the node tag comes first.
+        assert_eq!(s, "é\\ m,node=ü\\,n,ключ\\==値\\ ✓ value=3.0 1\n");
     }
 
     #[test]
