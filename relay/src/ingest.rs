@@ -31,7 +31,8 @@ pub struct SeriesEntry {
     pub text_bytes: usize,
     /// The series in InfluxDB line protocol, escaped once: made by the
     /// InfluxDB sink the first time it writes the series.
-    pub line_protocol: std::sync::OnceLock<crate::sink::lineproto::SeriesLine>,
+    /// Boxed: a pointer in every entry, the text only for series written.
+    pub line_protocol: std::sync::OnceLock<Box<crate::sink::lineproto::SeriesLine>>,
 }
 
 pub(crate) fn cut(s: &str) -> String {

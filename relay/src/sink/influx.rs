@@ -96,7 +96,9 @@ impl InfluxHandle {
             let cached = p
                 .series
                 .line_protocol
-                .get_or_init(|| SeriesLine::new(self.escaping, &p.series.metric, &p.series.labels));
+                .get_or_init(|| {
+                    Box::new(SeriesLine::new(self.escaping, &p.series.metric, &p.series.labels))
+                });
             if cached.escaping() == self.escaping {
                 write_line(&mut lines, cached, &tag, p.value, p.time_unix_nano);
             } else {
