@@ -226,6 +226,9 @@ pub struct InfluxConfig {
     pub max_buffered_points: usize,
     /// Timeout of one write request, seconds.
     pub timeout_secs: u64,
+    /// gzip request bodies (level 1). Off saves the relay's CPU when the
+    /// database is on the same host or network bandwidth is free.
+    pub gzip: bool,
 }
 
 impl Default for InfluxConfig {
@@ -246,6 +249,7 @@ impl Default for InfluxConfig {
             flush_interval_ms: 1000,
             max_buffered_points: 1_000_000,
             timeout_secs: 10,
+            gzip: true,
         }
     }
 }
@@ -647,6 +651,8 @@ pub struct InfluxSettings {
     pub max_buffered_points: usize,
     /// Request timeout.
     pub timeout: Duration,
+    /// gzip request bodies.
+    pub gzip: bool,
 }
 
 /// Parquet sink settings after validation.
@@ -1145,6 +1151,7 @@ impl Config {
             flush_interval: Duration::from_millis(i.flush_interval_ms),
             max_buffered_points: i.max_buffered_points,
             timeout: Duration::from_secs(i.timeout_secs),
+            gzip: i.gzip,
         }))
     }
 

@@ -29,6 +29,10 @@ pub struct SeriesEntry {
     /// Bytes of text in the series (metric, label keys and values), for
     /// estimating the size of buffered rows.
     pub text_bytes: usize,
+    /// The series in InfluxDB line protocol, escaped once: made by the
+    /// InfluxDB sink the first time it writes the series.
+    /// Boxed: a pointer in every entry, the text only for series written.
+    pub line_protocol: std::sync::OnceLock<Box<crate::sink::lineproto::SeriesLine>>,
 }
 
 pub(crate) fn cut(s: &str) -> String {

@@ -143,6 +143,11 @@ impl Influx1 {
         }
     }
 
+    /// The server's process id (for its CPU time in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self._proc.child.id()
+    }
+
     /// Runs an InfluxQL query (URL-encoded `q`), returns the JSON body.
     pub async fn query(&self, database: &str, q: &str) -> serde_json::Value {
         let path = format!("/query?db={database}&epoch=ns&q={}", urlencode(q));
@@ -182,6 +187,11 @@ impl Victoria {
             addr,
             _proc: Proc { child, _dir: dir },
         }
+    }
+
+    /// The server's process id (for its CPU time in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self._proc.child.id()
     }
 
     /// Every stored sample as (labels with `__name__`, value, ms timestamp).

@@ -382,16 +382,19 @@ fn influx_request_sizes_and_concurrency_are_read_and_checked() {
     let base = "influxdb:\n  url: http://localhost:8086\n  api: v1\n  database: t\n";
     let i = parse(base).unwrap().influxdb.unwrap();
     assert_eq!(
-        (i.batch_points, i.batch_bytes, i.max_concurrent_writes),
-        (5000, 1 << 20, 4)
+        (i.batch_points, i.batch_bytes, i.max_concurrent_writes, i.gzip),
+        (5000, 1 << 20, 4, true)
     );
     let i = parse(&format!(
-        "{base}  batch_bytes: 65536\n  max_concurrent_writes: 16\n"
+        "{base}  batch_bytes: 65536\n  max_concurrent_writes: 16\n  gzip: false\n"
     ))
     .unwrap()
     .influxdb
     .unwrap();
-    assert_eq!((i.batch_bytes, i.max_concurrent_writes), (65_536, 16));
+    assert_eq!(
+        (i.batch_bytes, i.max_concurrent_writes, i.gzip),
+        (65_536, 16, false)
+    );
     for (extra, key) in [
         ("  batch_bytes: 100\n", "influxdb.batch_bytes"),
         (

@@ -275,6 +275,7 @@ impl StreamDictionary {
                     metric: Arc::from(def.metric),
                     labels: labels.into_boxed_slice(),
                     invalid: None,
+                    line_protocol: std::sync::OnceLock::new(),
                 }))
             }
         };

@@ -8,11 +8,17 @@
 //! most `influxdb.batch_points` points and `influxdb.batch_bytes` bytes,
 //! retried with jittered backoff. A 429 or 503 with `Retry-After` pauses
 //! every request until then (capped at [`MAX_RETRY_AFTER`]): the database
-//! asked for room, so none of them presses on. Points that do not fit in the
+//! asked for room, so none of them presses on. Bodies are gzip-compressed
+//! at level 1 unless `influxdb.gzip` is off. Points that do not fit in the
 //! buffer are dropped for InfluxDB only (they still reach Parquet), counted
 //! in `horizon_relay_influxdb_dropped_points_total` and logged; so points are
 //! dropped only when the database falls behind for longer than the buffer
 //! lasts.
+//!
+//! Lines are formatted by the stream that hands the points over (so on
+//! every core the streams run on), from each series' escaped measurement
+//! and tags, kept with the series ([`SeriesLine`]); compression runs in the
+//! request's task, so requests in flight compress in parallel.
 
 use std::future::Future;
 use std::io::Write;
@@ -20,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use tokio::sync::{Semaphore, mpsc};
@@ -28,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use super::SinkMetrics;
-use super::lineproto::{Escaping, write_point};
+use super::lineproto::{Escaping, SeriesLine, node_tag, write_line};
 use crate::config::{InfluxApi, InfluxSettings};
 use crate::ingest::AcceptedPoint;
 use crate::log_limit::LogLimiter;
@@ -83,17 +90,27 @@ impl InfluxHandle {
             }
             return;
         }
-        let mut lines = String::with_capacity(n * 96);
-        for p in points {
-            write_point(
-                &mut lines,
-                self.escaping,
-                &p.series.metric,
-                node,
-                &p.series.labels,
-                p.value,
-                p.time_unix_nano,
-            );
+        let tag = node_tag(self.escaping, node);
+        let mut lines = String::new();
+        for (i, p) in points.iter().enumerate() {
+            let cached = p
+                .series
+                .line_protocol
+                .get_or_init(|| {
+                    Box::new(SeriesLine::new(self.escaping, &p.series.metric, &p.series.labels))
+                });
+            if cached.escaping() == self.escaping {
+                write_line(&mut lines, cached, &tag, p.value, p.time_unix_nano);
+            } else {
+                // Only if a series were shared with a sink of another
+                // escaping; the relay has one sink.
+                let own = SeriesLine::new(self.escaping, &p.series.metric, &p.series.labels);
+                write_line(&mut lines, &own, &tag, p.value, p.time_unix_nano);
+            }
+            if i == 0 {
+                // The first line tells the size of the rest, near enough.
+                lines.reserve((lines.len() + 8) * (n - 1));
+            }
         }
         if self.tx.send(Chunk { lines, points: n }).is_err() {
             self.buffered.fetch_sub(n, Ordering::AcqRel);
@@ -115,7 +132,7 @@ pub enum InfluxError {
 
 /// Sets up the writer; returns the handle and the writer's task, to spawn.
 /// The writer writes what it holds and ends once `closing` fires.
-pub(super) fn start(
+pub fn start(
     settings: InfluxSettings,
     metrics: Arc<SinkMetrics>,
     closing: CancellationToken,
@@ -169,12 +186,22 @@ enum Outcome {
     Retry(String),
 }
 
-/// One request's worth of lines being gathered.
+/// One request's worth of lines being gathered, as the streams handed them
+/// over (joined only when the request is made).
 #[derive(Default)]
 struct Pending {
-    body: String,
+    chunks: Vec<String>,
+    bytes: usize,
     points: usize,
     deadline: Option<tokio::time::Instant>,
+}
+
+impl Pending {
+    fn add(&mut self, c: Chunk) {
+        self.bytes += c.lines.len();
+        self.points += c.points;
+        self.chunks.push(c.lines);
+    }
 }
 
 impl Writer {
@@ -195,11 +222,10 @@ impl Writer {
                 Some(_) = writes.join_next(), if !writes.is_empty() => {}
                 c = rx.recv() => match c {
                     Some(c) => {
-                        pending.body.push_str(&c.lines);
-                        pending.points += c.points;
+                        pending.add(c);
                         pending.deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.settings.flush_interval);
                         if pending.points >= self.settings.batch_points
-                            || pending.body.len() >= self.settings.batch_bytes
+                            || pending.bytes >= self.settings.batch_bytes
                         {
                             self.dispatch(std::mem::take(&mut pending), &mut writes).await;
                         }
@@ -210,8 +236,7 @@ impl Writer {
             }
         }
         while let Ok(c) = rx.try_recv() {
-            pending.body.push_str(&c.lines);
-            pending.points += c.points;
+            pending.add(c);
         }
         self.dispatch(pending, &mut writes).await;
         while writes.join_next().await.is_some() {}
@@ -229,7 +254,7 @@ impl Writer {
         };
         let me = self.clone();
         writes.spawn(async move {
-            me.write(pending.body, pending.points).await;
+            me.write(pending.chunks, pending.bytes, pending.points).await;
             drop(slot);
         });
     }
@@ -262,15 +287,26 @@ impl Writer {
 
     /// Writes one request's worth, retrying until it succeeds, InfluxDB
     /// refuses it for good, or the relay is closing.
-    async fn write(&self, body: String, points: usize) {
+    async fn write(&self, chunks: Vec<String>, bytes: usize, points: usize) {
         if points == 0 {
             return;
         }
-        let gz = {
-            let mut e = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-            let _ = e.write_all(body.as_bytes());
+        let body = if self.settings.gzip {
+            // Line protocol shrinks about tenfold.
+            let mut e = GzEncoder::new(Vec::with_capacity(bytes / 8), Compression::fast());
+            for c in &chunks {
+                let _ = e.write_all(c.as_bytes());
+            }
             e.finish().unwrap_or_default()
+        } else {
+            let mut b = Vec::with_capacity(bytes);
+            for c in &chunks {
+                b.extend_from_slice(c.as_bytes());
+            }
+            b
         };
+        drop(chunks);
+        let body = Bytes::from(body);
         let started = std::time::Instant::now();
         let written = retry(
             WRITE_BACKOFF,
@@ -278,7 +314,7 @@ impl Writer {
             |_| {
                 let post = async {
                     self.wait_if_paused().await;
-                    self.post(gz.clone()).await
+                    self.post(body.clone()).await
                 };
                 async move {
                     match post.await {
@@ -323,7 +359,7 @@ impl Writer {
             .set(self.buffered.load(Ordering::Relaxed) as i64);
     }
 
-    async fn post(&self, gz: Vec<u8>) -> Outcome {
+    async fn post(&self, body: Bytes) -> Outcome {
         let s = &self.settings;
         let req = match &s.api {
             InfluxApi::V2 { org, bucket, token } => self
@@ -351,10 +387,14 @@ impl Writer {
                 }
             }
         };
+        let req = if s.gzip {
+            req.header("Content-Encoding", "gzip")
+        } else {
+            req
+        };
         let resp = req
-            .header("Content-Encoding", "gzip")
             .header("Content-Type", "text/plain; charset=utf-8")
-            .body(gz)
+            .body(body)
             .send()
             .await;
         match resp {

@@ -41,7 +41,7 @@ fn influx_rows(v: &serde_json::Value) -> Vec<Expected> {
 async fn influxdb_1x_gets_every_point_with_exact_names() {
     let influx = Influx1::start("telemetry").await;
     let yaml = format!(
-        "influxdb:\n  url: http://{}\n  api: v1\n  database: telemetry\n  flush_interval_ms: 100\n",
+        "influxdb:\n  url: http://{}\n  api: v1\n  database: telemetry\n  flush_interval_ms: 100\n  gzip: false\n",
         influx.addr
     );
     let relay = TestRelay::start(&yaml).await;
@@ -162,6 +162,83 @@ async fn influxdb_429_with_retry_after_pauses_every_writer_and_loses_nothing() {
             "{early} requests within the Retry-After of a refusal: more than were in flight"
         );
     }
+    client.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn influxdb_429_longer_than_the_buffer_lasts_drops_only_what_does_not_fit() {
+    const RETRY_AFTER: Duration = Duration::from_secs(3);
+    const BUFFER: usize = 40;
+    let influx = Influx1::start("telemetry").await;
+    let gate = horizon_e2e::throttle::Throttle::start(influx.addr, 1, RETRY_AFTER.as_secs()).await;
+    // One request at a time: the first is refused, and while the database's
+    // pause runs nothing is written, so the buffer (40 points) fills and
+    // the rest of the 92 points sent at once are dropped.
+    let yaml = format!(
+        "influxdb:\n  url: {}\n  api: v1\n  database: telemetry\n  flush_interval_ms: 50\n  batch_points: 20\n  max_concurrent_writes: 1\n  max_buffered_points: {BUFFER}\n",
+        gate.url()
+    );
+    let relay = TestRelay::start(&yaml).await;
+    let client = relay.client("throttled-node").await;
+    let sent = std::time::Instant::now();
+    let expected = sorted(send_points(&client, "throttled-node", 30).await);
+    assert!(
+        sent.elapsed() < RETRY_AFTER,
+        "the points must all be offered within the pause for this test to mean anything"
+    );
+
+    let m = eventually(
+        || relay.scrape(),
+        |m| {
+            m.get("horizon_relay_influxdb_buffered_points") == 0.0
+                && m.get("horizon_relay_influxdb_written_points_total") > 0.0
+        },
+    )
+    .await;
+    let accepted = m.get("horizon_relay_points_accepted_total");
+    let written = m.get("horizon_relay_influxdb_written_points_total");
+    let dropped = m.get("horizon_relay_influxdb_dropped_points_total");
+    assert_eq!(accepted, expected.len() as f64);
+    assert_eq!(
+        written + dropped,
+        accepted,
+        "every accepted point written or dropped, exactly"
+    );
+    assert_eq!(
+        written, BUFFER as f64,
+        "written: what the buffer held (four batches of ten), the refused request included"
+    );
+
+    // The database holds exactly the points counted as written, each one
+    // of those sent, none twice.
+    let got = eventually(
+        || async { influx_rows(&influx.query("telemetry", "SELECT * FROM /.*/").await) },
+        |r: &Vec<Expected>| r.len() >= written as usize,
+    )
+    .await;
+    assert_eq!(got.len(), written as usize, "stored = written");
+    for row in &got {
+        assert!(expected.contains(row), "{row:?} was not sent");
+    }
+    let mut distinct = got.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), got.len(), "no point stored twice");
+
+    // The refused request went out again only after the pause.
+    let seen = gate.seen();
+    assert_eq!(seen.refusals.len(), 1);
+    let refusal = seen.refusals[0];
+    let next = seen
+        .requests
+        .iter()
+        .find(|r| **r > refusal)
+        .expect("the refused request was sent again");
+    assert!(
+        *next >= refusal + RETRY_AFTER - Duration::from_millis(100),
+        "sent again {:?} after the refusal, within its Retry-After",
+        *next - refusal
+    );
     client.close().await;
     relay.stop().await;
 }
