@@ -6,7 +6,12 @@
 #   1. SIGKILL relay 1, restart it 2 s later;
 #   2. cut S3 off for CUT_SECS (moto stopped with SIGSTOP: requests hang,
 #      as on a network partition), which also fills the sink queues
-#      (BACKPRESSURE, default 300 batches, is the relays' queue bound);
+#      (BACKPRESSURE, default 300 batches, is the relays' queue bound). So
+#      that a cut fills them within seconds, the relays run one micro-batcher
+#      (BATCHERS, default 1) with one PUT in flight (MAX_PUTS, default 1) and
+#      flushes of FLUSH_ROWS (default 5000) rows: with the defaults a relay
+#      keeps taking points into flushes in flight and its batchers' buffers
+#      (up to 200,000 rows each) for minutes before its queue fills;
 #   3. stop InfluxDB for CUT_SECS (SIGSTOP);
 #   4. SIGTERM relay 2 mid-stream (GoAway, drain), restart it once it exits.
 #
@@ -30,6 +35,7 @@ gap=${GAP_SECS:-10}
 nodes=${NODES:-30}
 rate=${RATE:-10000}
 export BIN_DIR="$bin" BACKPRESSURE="${BACKPRESSURE:-300}"
+export FLUSH_ROWS="${FLUSH_ROWS:-5000}" BATCHERS="${BATCHERS:-1}" MAX_PUTS="${MAX_PUTS:-1}"
 export DEV_DIR="${DEV_DIR:-$root/.dev}"
 run="$DEV_DIR/fleet"
 acct="$DEV_DIR/chaos"

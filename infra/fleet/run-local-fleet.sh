@@ -11,7 +11,9 @@
 #
 # Needs what `bash infra/dev/install-test-deps.sh` installs. BIN_DIR picks
 # the binaries (default target/release, built if missing); BACKPRESSURE, if
-# set, is the relays' limits.backpressure_threshold. Each process's pid is
+# set, is the relays' limits.backpressure_threshold; FLUSH_ROWS, BATCHERS and
+# MAX_PUTS, if set, their parquet.flush_rows, parquet.batchers and
+# parquet.max_concurrent_puts. Each process's pid is
 # in .dev/fleet/NAME.pid, and relay-N.yaml restarts relay N. DEV_DIR moves
 # .dev (the run directory and the development PKI) elsewhere.
 set -euo pipefail
@@ -87,8 +89,10 @@ influxdb:
   api: v1
   database: telemetry
 parquet:
-  # Durable acks within about a second (the 5 s default spends fewer PUTs).
   rotation_interval_secs: 1
+  flush_rows: ${FLUSH_ROWS:-200000}
+  batchers: ${BATCHERS:-0}
+  max_concurrent_puts: ${MAX_PUTS:-4}
 limits:
   backpressure_threshold: ${BACKPRESSURE:-5000}
 observability:

@@ -39,6 +39,9 @@ fn chaos_short_run_loses_nothing_acked() {
         .env("NODES", "10")
         .env("RATE", "3000")
         .env("BACKPRESSURE", "20")
+        // At 1,000 points/s a relay, a 5 s cut fills its queue after two
+        // flushes in flight and a batcher of 1,000 rows.
+        .env("FLUSH_ROWS", "1000")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
