@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
-use horizon_shared::model::series_hash;
 use horizon_shared::proto::Label;
-use horizon_shared::raw::{RawPoint, RawRow, encode_flush};
+use horizon_shared::raw::{RawPoint, encode_flush};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -114,18 +113,7 @@ fn write_flush(
     points: &[RawPoint],
     late: bool,
 ) -> anyhow::Result<usize> {
-    let rows = points
-        .iter()
-        .map(|p| RawRow {
-            node: &p.node,
-            metric: &p.metric,
-            labels: &p.labels,
-            series_id: series_hash(&p.metric, &p.labels) as i64,
-            time: p.time,
-            value: p.value,
-            received_at: p.received_at,
-        })
-        .collect();
+    let rows = points.iter().map(RawPoint::row).collect();
     let everything = Hour::of_secs(i64::MAX / 2_000_000_000);
     let out = encode_flush(rows, relay, false, late.then_some(everything))?;
     let mut n = 0;

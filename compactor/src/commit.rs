@@ -109,6 +109,20 @@ pub fn store_err(op: &'static str, key: &Path) -> impl FnOnce(object_store::Erro
     move |source| StoreError::Store { op, key, source }
 }
 
+/// An object's whole content.
+pub(crate) async fn get_bytes(
+    store: &Arc<dyn ObjectStore>,
+    key: &Path,
+) -> Result<bytes::Bytes, StoreError> {
+    store
+        .get(key)
+        .await
+        .map_err(store_err("get", key))?
+        .bytes()
+        .await
+        .map_err(store_err("get", key))
+}
+
 /// Every object under a prefix (recursively).
 pub async fn list_all(
     store: &Arc<dyn ObjectStore>,
@@ -146,13 +160,7 @@ pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
     key: &Path,
     what: &'static str,
 ) -> Result<T, StoreError> {
-    let bytes = store
-        .get(key)
-        .await
-        .map_err(store_err("get", key))?
-        .bytes()
-        .await
-        .map_err(store_err("get", key))?;
+    let bytes = get_bytes(store, key).await?;
     serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
         what,

@@ -27,7 +27,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::commit::{StoreError, create, list_all, store_err};
+use crate::commit::{StoreError, create, get_bytes, list_all, store_err};
 use crate::error::{DecodeError, UnitError};
 use crate::execute::blocking;
 use crate::keys::Keys;
@@ -106,13 +106,7 @@ async fn route_group(
         .map(|meta| {
             let store = Arc::clone(store);
             async move {
-                let bytes = store
-                    .get(&meta.location)
-                    .await
-                    .map_err(store_err("get", &meta.location))?
-                    .bytes()
-                    .await
-                    .map_err(store_err("get", &meta.location))?;
+                let bytes = get_bytes(&store, &meta.location).await?;
                 let decoded = blocking(move || decode(bytes)).await?;
                 Ok::<_, UnitError>((meta, decoded))
             }

@@ -26,7 +26,7 @@ use parquet::file::serialized_reader::SerializedPageReader;
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
-use crate::commit::store_err;
+use crate::commit::{get_bytes, store_err};
 use crate::error::{DecodeError, UnitError};
 use crate::execute::{Ctx, blocking};
 use crate::merge::{self, LocalFile, MergeError, Orderer, OutputFiles};
@@ -175,13 +175,7 @@ async fn fetch_raw(
         |r: Range<u64>| async move { store.get_range(key, r).await.map_err(store_err("get", key)) };
     let Some(buckets) = merge::shard_buckets(unit.shard, unit.shards).filter(|_| unit.shards > 1)
     else {
-        let bytes = store
-            .get(key)
-            .await
-            .map_err(store_err("get", key))?
-            .bytes()
-            .await
-            .map_err(store_err("get", key))?;
+        let bytes = get_bytes(store, key).await?;
         let bytes_read = bytes.len() as u64;
         let rows = blocking(move || decode_raw(bytes, unit)).await?;
         return Ok(Fetched { rows, bytes_read });

@@ -551,23 +551,28 @@ pub struct RawPoint {
     pub received_at: i64,
 }
 
+impl RawPoint {
+    /// The row a relay encodes for this point (its series id is the hash of
+    /// its metric and labels).
+    pub fn row(&self) -> RawRow<'_> {
+        RawRow {
+            node: &self.node,
+            metric: &self.metric,
+            labels: &self.labels,
+            series_id: series_hash(&self.metric, &self.labels) as i64,
+            time: self.time,
+            value: self.value,
+            received_at: self.received_at,
+        }
+    }
+}
+
 /// Encodes points exactly as a relay's Parquet sink does (sorted, split by
 /// event hour, one object per hour, snappy), for tools and tests that need
 /// raw objects without running a relay. Returns each hour with its row
 /// count and object bytes.
 pub fn encode_raw_objects(points: &[RawPoint], relay: &str) -> Result<Vec<RawObject>, EncodeError> {
-    let rows = points
-        .iter()
-        .map(|p| RawRow {
-            node: &p.node,
-            metric: &p.metric,
-            labels: &p.labels,
-            series_id: series_hash(&p.metric, &p.labels) as i64,
-            time: p.time,
-            value: p.value,
-            received_at: p.received_at,
-        })
-        .collect();
+    let rows = points.iter().map(RawPoint::row).collect();
     encode_by_hour(rows, relay, false)
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
 use horizon_shared::model::series_hash;
 use horizon_shared::proto::Label;
-use horizon_shared::raw::{RawPoint, RawRow, encode_flush, encode_raw_objects};
+use horizon_shared::raw::{RawPoint, encode_flush, encode_raw_objects};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -83,18 +83,7 @@ pub async fn put_late(
     seq: u64,
     points: &[RawPoint],
 ) -> Path {
-    let rows = points
-        .iter()
-        .map(|p| RawRow {
-            node: &p.node,
-            metric: &p.metric,
-            labels: &p.labels,
-            series_id: series_hash(&p.metric, &p.labels) as i64,
-            time: p.time,
-            value: p.value,
-            received_at: p.received_at,
-        })
-        .collect();
+    let rows = points.iter().map(RawPoint::row).collect();
     // Every hour counts as late.
     let future = Hour::of_secs(i64::MAX / 2_000_000_000);
     let objects = encode_flush(rows, relay, false, Some(future)).expect("relay encoder");
