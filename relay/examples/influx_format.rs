@@ -74,7 +74,11 @@ fn main() {
         let mut lines = String::new();
         for (i, p) in points.iter().enumerate() {
             let series = p.series.line_protocol.get_or_init(|| {
-                Box::new(SeriesLine::new(Escaping::V2, &p.series.metric, &p.series.labels))
+                Box::new(SeriesLine::new(
+                    Escaping::V2,
+                    &p.series.metric,
+                    &p.series.labels,
+                ))
             });
             write_line(&mut lines, series, &tag, p.value, p.time_unix_nano);
             if i == 0 {

@@ -382,7 +382,12 @@ fn influx_request_sizes_and_concurrency_are_read_and_checked() {
     let base = "influxdb:\n  url: http://localhost:8086\n  api: v1\n  database: t\n";
     let i = parse(base).unwrap().influxdb.unwrap();
     assert_eq!(
-        (i.batch_points, i.batch_bytes, i.max_concurrent_writes, i.gzip),
+        (
+            i.batch_points,
+            i.batch_bytes,
+            i.max_concurrent_writes,
+            i.gzip
+        ),
         (5000, 1 << 20, 4, true)
     );
     let i = parse(&format!(

@@ -93,12 +93,13 @@ impl InfluxHandle {
         let tag = node_tag(self.escaping, node);
         let mut lines = String::new();
         for (i, p) in points.iter().enumerate() {
-            let cached = p
-                .series
-                .line_protocol
-                .get_or_init(|| {
-                    Box::new(SeriesLine::new(self.escaping, &p.series.metric, &p.series.labels))
-                });
+            let cached = p.series.line_protocol.get_or_init(|| {
+                Box::new(SeriesLine::new(
+                    self.escaping,
+                    &p.series.metric,
+                    &p.series.labels,
+                ))
+            });
             if cached.escaping() == self.escaping {
                 write_line(&mut lines, cached, &tag, p.value, p.time_unix_nano);
             } else {
@@ -254,7 +255,8 @@ impl Writer {
         };
         let me = self.clone();
         writes.spawn(async move {
-            me.write(pending.chunks, pending.bytes, pending.points).await;
+            me.write(pending.chunks, pending.bytes, pending.points)
+                .await;
             drop(slot);
         });
     }

@@ -75,7 +75,11 @@ impl SeriesLine {
     /// Escapes a series (labels in canonical order) for `esc`.
     pub fn new(esc: Escaping, metric: &str, labels: &[Label]) -> Self {
         let mut text = String::with_capacity(
-            metric.len() + labels.iter().map(|l| l.key.len() + l.value.len() + 2).sum::<usize>(),
+            metric.len()
+                + labels
+                    .iter()
+                    .map(|l| l.key.len() + l.value.len() + 2)
+                    .sum::<usize>(),
         );
         escape(&mut text, metric, MEASUREMENT_SPECIALS, esc);
         let mut node_at = None;
