@@ -119,6 +119,15 @@ pub struct Settings {
     #[arg(long, env = "HORIZON_READ_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub read_concurrency: u32,
 
+    /// A shard of a power-of-two count fetches only the parts of a raw
+    /// object it needs (footer, offset index, its pages): parts closer than
+    /// this are fetched in one GET, and an object no larger than this is
+    /// fetched whole (e.g. 1MiB, 0). A GET costs about what a mebibyte of
+    /// in-region transfer does, in time and in money; 0 fetches exactly
+    /// the parts.
+    #[arg(long, env = "HORIZON_READ_GAP", default_value = "1MiB", value_parser = parse_size_or_zero)]
+    pub read_gap: u64,
+
     /// What happens to raw objects after their rows are committed.
     #[arg(
         long,
@@ -252,6 +261,14 @@ pub fn parse_share(s: &str) -> Result<f64, String> {
         return Err(format!("{s:?} is not between 0 and 1 (0% and 100%)"));
     }
     Ok(v)
+}
+
+/// [`parse_size`], or 0.
+pub fn parse_size_or_zero(s: &str) -> Result<u64, SizeError> {
+    match s.trim() {
+        "0" => Ok(0),
+        _ => parse_size(s),
+    }
 }
 
 /// Parses a size: a number of bytes with an optional unit (B, KiB, MiB,

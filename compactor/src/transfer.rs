@@ -6,6 +6,7 @@
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
@@ -16,11 +17,13 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelectionPolicy, RowSelector,
 };
 use parquet::basic::PageType;
+use parquet::column::page::PageReader;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
 use tokio::io::AsyncWriteExt;
@@ -31,7 +34,7 @@ use crate::error::{DecodeError, UnitError};
 use crate::execute::{Ctx, blocking};
 use crate::merge::{self, LocalFile, MergeError, Orderer, OutputFiles};
 use crate::settle::delete;
-use crate::sparse::Sparse;
+use crate::sparse::{self, Sparse};
 use crate::unit::Unit;
 
 /// Streams an object into a local file.
@@ -85,16 +88,66 @@ pub(crate) async fn upload(
 }
 
 /// Decodes one raw object into this shard's batches, or says why it cannot
-/// (the object is then moved to quarantine). Public for the fuzz targets.
+/// (the object is then moved to quarantine). A shard of a power-of-two
+/// count decodes only its pages of an object cut into node groups, as when
+/// it fetches them by ranged reads. Public for the fuzz targets.
 pub fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeError> {
     let len = bytes.len();
     caught(|| {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-        check_chunk_ranges(reader.metadata(), len)?;
-        let groups: Vec<usize> = (0..reader.metadata().num_row_groups()).collect();
-        check_page_counts(&Arc::new(bytes), reader.metadata(), &groups)?;
-        decode_rows(reader, unit)
+        let metadata = ParquetMetaDataReader::new()
+            .with_offset_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(&bytes)?;
+        check_chunk_ranges(&metadata, len)?;
+        if let Some(rows) = shard_buckets(unit).and_then(|b| sparse::shard_rows(&metadata, &b)) {
+            let pages = sparse::select_pages(&metadata, &rows)?;
+            return decode_shard(bytes, metadata, &rows, &pages, unit);
+        }
+        let groups: Vec<usize> = (0..metadata.num_row_groups()).collect();
+        let bytes = Arc::new(bytes);
+        check_page_counts(&bytes, &metadata, &groups, None)?;
+        let bytes = Arc::into_inner(bytes).expect("the check keeps no reference");
+        let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())?;
+        decode_rows(
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta),
+            unit,
+        )
     })
+}
+
+/// The node buckets of a shard of a power-of-two count above one.
+fn shard_buckets(unit: Unit) -> Option<Range<u32>> {
+    merge::shard_buckets(unit.shard, unit.shards).filter(|_| unit.shards > 1)
+}
+
+/// Decodes `rows` of an object's one row group, reading the dictionary
+/// pages and the data `pages` that hold them ([`sparse::select_pages`]):
+/// `reader` needs to hold nothing else but the footer.
+fn decode_shard<R: ChunkReader + 'static>(
+    reader: R,
+    metadata: ParquetMetaData,
+    rows: &Range<usize>,
+    pages: &[sparse::ColumnPages],
+    unit: Unit,
+) -> Result<Vec<RecordBatch>, DecodeError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reader = Arc::new(reader);
+    check_page_counts(&reader, &metadata, &[0], Some(pages))?;
+    let reader = Arc::into_inner(reader).expect("the check keeps no reference");
+    let total = metadata.row_group(0).num_rows() as usize;
+    let selection = RowSelection::from(vec![
+        RowSelector::skip(rows.start),
+        RowSelector::select(rows.len()),
+        RowSelector::skip(total - rows.end),
+    ]);
+    let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta)
+        .with_row_groups(vec![0])
+        .with_row_selection(selection)
+        // Skip whole pages (a mask would decode every page).
+        .with_row_selection_policy(RowSelectionPolicy::Selectors);
+    decode_rows(reader, unit)
 }
 
 /// Runs a read of one object, turning a panic of the parquet crate into
@@ -146,11 +199,11 @@ fn decode_rows<R: ChunkReader + 'static>(
 }
 
 /// Bytes fetched from the end of a raw object for its footer at first: a
-/// 32nd of the object, from 8 to 32 KiB (a raw object's footer is about
-/// 1.1 KiB plus 1.3 KiB per row group, and the encoder makes a row group
-/// per 4,096 rows or more; a longer footer takes a second read).
+/// 32nd of the object, from 5 to 32 KiB (a raw object's footer and offset
+/// index take about 2.5 KiB plus 0.1 KiB per node group, 4.2 KiB with 16;
+/// a longer one takes a second read).
 fn footer_guess(size: u64) -> u64 {
-    (size / 32).clamp(8 * 1024, 32 * 1024)
+    (size / 32).clamp(5 * 1024, 32 * 1024)
 }
 
 /// One raw object, read for a unit.
@@ -162,69 +215,101 @@ struct Fetched {
 }
 
 /// Fetches and decodes a raw object: whole, or for a shard of a
-/// power-of-two count, its footer and then only the row groups that can
-/// hold the shard's nodes (the object's `horizon.node_buckets` list; an
-/// object without it is read whole).
+/// power-of-two count, its footer and then, if the object is cut into node
+/// groups, its offset index and only the pages that hold the shard's rows
+/// (each column's dictionary page and its data pages of the shard's
+/// groups); an object without node groups is read whole. Parts less than
+/// `gap` bytes apart are fetched in one GET, and an object of at most
+/// `gap` bytes whole (`--read-gap`).
 async fn fetch_raw(
     store: &Arc<dyn ObjectStore>,
     meta: &ObjectMeta,
     unit: Unit,
+    gap: u64,
 ) -> Result<Fetched, UnitError> {
     let key = &meta.location;
-    let get =
-        |r: Range<u64>| async move { store.get_range(key, r).await.map_err(store_err("get", key)) };
-    let Some(buckets) = merge::shard_buckets(unit.shard, unit.shards).filter(|_| unit.shards > 1)
-    else {
+    let buckets = shard_buckets(unit).filter(|_| meta.size > gap);
+    let Some(buckets) = buckets else {
         let bytes = get_bytes(store, key).await?;
         let bytes_read = bytes.len() as u64;
         let rows = blocking(move || decode_raw(bytes, unit)).await?;
         return Ok(Fetched { rows, bytes_read });
     };
     let size = meta.size;
-    let tail_start = size.saturating_sub(footer_guess(size));
-    let tail = get(tail_start..size).await?;
-    let mut bytes_read = tail.len() as u64;
-    let mut sparse = Sparse {
-        len: size,
-        parts: vec![(tail_start, tail)],
+    let mut parts = Parts {
+        store,
+        key,
+        gap,
+        sparse: Sparse {
+            len: size,
+            parts: Vec::new(),
+        },
+        from: size,
+        bytes_read: 0,
     };
+    let failed = |e, bytes_read| {
+        Ok(Fetched {
+            rows: Err(e),
+            bytes_read,
+        })
+    };
+    parts
+        .fetch_from(size.saturating_sub(footer_guess(size)))
+        .await?;
     // The footer: its length is in the last 8 bytes.
-    let footer_start = match footer_start(&sparse.parts[0].1, size) {
+    let footer_start = match footer_start(&parts.sparse.parts[0].1, size) {
         Ok(start) => start,
-        Err(e) => {
-            return Ok(Fetched {
-                rows: Err(e),
-                bytes_read,
-            });
-        }
+        Err(e) => return failed(e, parts.bytes_read),
     };
-    if footer_start < tail_start {
-        let rest = get(footer_start..tail_start).await?;
-        bytes_read += rest.len() as u64;
-        sparse.add(footer_start, rest);
+    parts.fetch_from(footer_start).await?;
+    let plan = caught(|| {
+        let metadata = ParquetMetaDataReader::new().parse_and_finish(&parts.sparse)?;
+        check_chunk_ranges(&metadata, size as usize)?;
+        let rows = sparse::shard_rows(&metadata, &buckets);
+        Ok((metadata, rows))
+    });
+    let (metadata, rows) = match plan {
+        Ok(p) => p,
+        Err(e) => return failed(e, parts.bytes_read),
+    };
+    let Some(rows) = rows else {
+        // No node groups: the rest of the object.
+        parts.fetch_from(0).await?;
+        let bytes = parts.sparse.parts.pop().map(|(_, b)| b).unwrap_or_default();
+        let rows = blocking(move || decode_raw(bytes, unit)).await?;
+        return Ok(Fetched {
+            rows,
+            bytes_read: parts.bytes_read,
+        });
+    };
+    if rows.is_empty() {
+        return Ok(Fetched {
+            rows: Ok(Vec::new()),
+            bytes_read: parts.bytes_read,
+        });
+    }
+    // The offset index, just before the footer.
+    let index = sparse::offset_index_range(&metadata).expect("checked by shard_rows");
+    if index.start < parts.from && index.end <= size {
+        parts.fetch_from(index.start).await?;
     }
     let plan = caught(|| {
-        let metadata = ParquetMetaDataReader::new().parse_and_finish(&sparse)?;
-        check_chunk_ranges(&metadata, size as usize)?;
-        let groups = shard_row_groups(&metadata, &buckets);
-        Ok((metadata, groups))
+        let mut reader = ParquetMetaDataReader::new_with_metadata(metadata)
+            .with_offset_index_policy(PageIndexPolicy::Required);
+        reader.read_page_indexes(&parts.sparse)?;
+        let metadata = reader.finish()?;
+        let pages = sparse::select_pages(&metadata, &rows)?;
+        Ok((metadata, pages))
     });
-    let (metadata, groups) = match plan {
+    let (metadata, pages) = match plan {
         Ok(p) => p,
-        Err(e) => {
-            return Ok(Fetched {
-                rows: Err(e),
-                bytes_read,
-            });
-        }
+        Err(e) => return failed(e, parts.bytes_read),
     };
-    // The row groups' column chunks not yet fetched (adjacent ones joined).
-    let fetched_from = footer_start.min(tail_start);
+    // Each column's dictionary page and data pages not yet fetched.
     let mut ranges: Vec<Range<u64>> = Vec::new();
-    for &g in &groups {
-        for c in metadata.row_group(g).columns() {
-            let (start, len) = c.byte_range();
-            let r = start..(start + len).min(fetched_from);
+    for c in &pages {
+        for r in c.dictionary.iter().chain([&c.bytes]) {
+            let r = r.start..r.end.min(parts.from);
             if r.is_empty() {
                 continue;
             }
@@ -234,29 +319,68 @@ async fn fetch_raw(
             }
         }
     }
-    if !ranges.is_empty() {
-        let parts = store
-            .get_ranges(key, &ranges)
-            .await
-            .map_err(store_err("get", key))?;
-        for (r, b) in ranges.iter().zip(parts) {
-            bytes_read += b.len() as u64;
-            sparse.add(r.start, b);
-        }
-    }
-    let rows = blocking(move || {
-        caught(|| {
-            let sparse = Arc::new(sparse);
-            check_page_counts(&sparse, &metadata, &groups)?;
-            let sparse = Arc::into_inner(sparse).expect("the check keeps no reference");
-            let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())?;
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(sparse, meta)
-                .with_row_groups(groups);
-            decode_rows(reader, unit)
-        })
+    parts.fetch_ranges(&ranges).await?;
+    let sparse = parts.sparse;
+    let rows =
+        blocking(move || caught(|| decode_shard(sparse, metadata, &rows, &pages, unit))).await?;
+    Ok(Fetched {
+        rows,
+        bytes_read: parts.bytes_read,
     })
-    .await?;
-    Ok(Fetched { rows, bytes_read })
+}
+
+/// The parts of one object fetched so far: a tail from `from` to its end,
+/// and ranges before it.
+struct Parts<'a> {
+    store: &'a Arc<dyn ObjectStore>,
+    key: &'a Path,
+    /// Ranges closer than this are fetched in one GET.
+    gap: u64,
+    sparse: Sparse,
+    /// Where the fetched tail starts.
+    from: u64,
+    bytes_read: u64,
+}
+
+impl Parts<'_> {
+    /// Extends the tail down to `start`.
+    async fn fetch_from(&mut self, start: u64) -> Result<(), UnitError> {
+        if start < self.from {
+            let r = start..self.from;
+            self.fetch_ranges(std::slice::from_ref(&r)).await?;
+            self.from = start;
+        }
+        Ok(())
+    }
+
+    /// Fetches ranges (not overlapping what was fetched), counting the
+    /// bytes the GETs return (gaps included).
+    async fn fetch_ranges(&mut self, ranges: &[Range<u64>]) -> Result<(), UnitError> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let (store, key) = (self.store, self.key);
+        let fetched = AtomicU64::new(0);
+        let got = object_store::coalesce_ranges(
+            ranges,
+            |r| {
+                let fetched = &fetched;
+                async move {
+                    let b = store.get_range(key, r).await?;
+                    fetched.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    Ok::<_, object_store::Error>(b)
+                }
+            },
+            self.gap,
+        )
+        .await
+        .map_err(store_err("get", key))?;
+        self.bytes_read += fetched.into_inner();
+        for (r, b) in ranges.iter().zip(got) {
+            self.sparse.add(r.start, b);
+        }
+        Ok(())
+    }
 }
 
 /// Where the footer of an object of `size` bytes starts, from its last bytes.
@@ -273,24 +397,6 @@ fn footer_start(tail: &Bytes, size: u64) -> Result<u64, DecodeError> {
     match size.checked_sub(meta_len + 8) {
         Some(start) if start >= 4 => Ok(start),
         _ => bad("footer longer than the file"),
-    }
-}
-
-/// The row groups of an object that can hold nodes of the bucket range:
-/// by its `horizon.node_buckets` list, or all of them without one.
-fn shard_row_groups(metadata: &ParquetMetaData, buckets: &Range<u32>) -> Vec<usize> {
-    let n = metadata.num_row_groups();
-    let listed = metadata
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == raw::NODE_BUCKETS_KEY))
-        .and_then(|k| k.value.as_deref())
-        .and_then(|v| raw::parse_node_buckets(v, n));
-    match listed {
-        Some(ranges) => (0..n)
-            .filter(|&g| ranges[g].start < buckets.end && buckets.start < ranges[g].end)
-            .collect(),
-        None => (0..n).collect(),
     }
 }
 
@@ -326,6 +432,7 @@ fn check_page_counts<R: ChunkReader + 'static>(
     reader: &Arc<R>,
     meta: &ParquetMetaData,
     groups: &[usize],
+    selected: Option<&[sparse::ColumnPages]>,
 ) -> Result<(), DecodeError> {
     for &g in groups {
         let group = meta.row_group(g);
@@ -337,11 +444,44 @@ fn check_page_counts<R: ChunkReader + 'static>(
                     "row group {g} column {c}: {what} declare {n} values, the footer {declared} (row group of {rows} rows)"
                 ))))
             };
-            let pages =
-                SerializedPageReader::new(Arc::clone(reader), column, rows.max(0) as usize, None)?;
+            // With a selection: the dictionary page and the selected data
+            // pages only, skipping the others by the offset index.
+            let (locations, wanted) = match selected {
+                Some(pages) => {
+                    let locations = meta
+                        .page_index()
+                        .and_then(|i| i.page_locations(g, c))
+                        .cloned();
+                    let pages = pages.get(c).map(|p| p.pages.clone());
+                    (locations, pages)
+                }
+                None => (None, None),
+            };
+            let mut pages = SerializedPageReader::new(
+                Arc::clone(reader),
+                column,
+                rows.max(0) as usize,
+                locations,
+            )?;
             let mut values = 0i64;
-            for page in pages {
-                let page = page?;
+            let mut data_page = 0usize;
+            loop {
+                if let Some(wanted) = &wanted {
+                    let Some(next) = pages.peek_next_page()? else {
+                        break;
+                    };
+                    if !next.is_dict && !wanted.contains(&data_page) {
+                        if data_page >= wanted.end {
+                            break;
+                        }
+                        pages.skip_next_page()?;
+                        data_page += 1;
+                        continue;
+                    }
+                }
+                let Some(page) = pages.get_next_page()? else {
+                    break;
+                };
                 let n = i64::from(page.num_values());
                 match page.page_type() {
                     PageType::DICTIONARY_PAGE if n > declared => {
@@ -349,6 +489,7 @@ fn check_page_counts<R: ChunkReader + 'static>(
                     }
                     PageType::DICTIONARY_PAGE => {}
                     _ => {
+                        data_page += 1;
                         values = values.saturating_add(n);
                         if values > declared {
                             return refuse("its data pages", values);
@@ -394,10 +535,11 @@ pub(crate) async fn sort_raw(
     let chunk_limit = ctx.settings.sort_chunk_bytes();
     let ahead_limit = ctx.settings.read_ahead_bytes();
     let store = Arc::clone(ctx.store);
+    let gap = ctx.settings.read_gap;
     let fetch = |meta: ObjectMeta| {
         let store = Arc::clone(&store);
         async move {
-            let f = fetch_raw(&store, &meta, unit).await?;
+            let f = fetch_raw(&store, &meta, unit, gap).await?;
             Ok::<_, UnitError>((meta, f))
         }
     };

@@ -22,10 +22,11 @@ use arrow_array::{
 };
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, SortingColumn};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::layout::Hour;
 use crate::model::series_hash;
@@ -85,7 +86,10 @@ pub fn metadata(compacted: bool) -> Vec<KeyValue> {
 }
 
 /// Writer properties of a raw object: zstd or snappy, the schema version in
-/// the metadata, the sort order declared.
+/// the metadata, the sort order declared, and the `value` column in byte
+/// stream split encoding (no dictionary): on the synthetic hour's data an
+/// object is 40% smaller than with a dictionary of values, which every
+/// compactor shard would read whole, and encoding it hashes nothing.
 pub fn raw_writer_properties(zstd: bool) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(if zstd {
@@ -93,6 +97,8 @@ pub fn raw_writer_properties(zstd: bool) -> WriterProperties {
         } else {
             Compression::SNAPPY
         })
+        .set_column_dictionary_enabled("value".into(), false)
+        .set_column_encoding("value".into(), Encoding::BYTE_STREAM_SPLIT)
         .set_key_value_metadata(Some(metadata(false)))
         .set_sorting_columns(Some(sorting_columns()))
         .build()
@@ -311,9 +317,9 @@ fn encode_rows(
     encode_rows_grouped(rows, sorted, slice, relay, props, &[])
 }
 
-/// [`encode_rows`], cutting a row group at the end of each of `groups` (in
-/// row order) and listing their bucket ranges under [`NODE_BUCKETS_KEY`];
-/// no groups: one batch, no list.
+/// [`encode_rows`], cutting a data page in every column at the end of each
+/// of `groups` (in row order) and listing them under [`NODE_GROUPS_KEY`];
+/// fewer than two groups: as [`encode_rows`] writes, no list.
 fn encode_rows_grouped(
     rows: &[RawRow<'_>],
     sorted: &SortedRows<'_>,
@@ -324,30 +330,73 @@ fn encode_rows_grouped(
 ) -> Result<Bytes, EncodeError> {
     let batch = build_sorted_batch(rows, sorted, slice, relay).map_err(EncodeError::Batch)?;
     let mut buf = Vec::with_capacity(slice.len() * 8);
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
-        .map_err(EncodeError::Start)?;
-    if groups.is_empty() {
+    if groups.len() < 2 {
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
+            .map_err(EncodeError::Start)?;
         w.write(&batch).map_err(EncodeError::Write)?;
-    } else {
-        let mut ranges = Vec::new();
-        let mut offset = 0;
-        for g in groups {
-            w.write(&batch.slice(offset, g.rows))
-                .map_err(EncodeError::Write)?;
-            w.flush().map_err(EncodeError::Write)?;
-            offset += g.rows;
-            // The writer also cuts at its row-group size limit: every row
-            // group of the group carries the group's range.
-            let cut = w.flushed_row_groups().len() - ranges.len();
-            ranges.extend(std::iter::repeat_n(g.buckets.clone(), cut));
-        }
-        w.append_key_value_metadata(KeyValue::new(
-            NODE_BUCKETS_KEY.into(),
-            format_node_buckets(&ranges),
-        ));
+        w.close().map_err(EncodeError::Finish)?;
+        return Ok(Bytes::from(buf));
     }
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(grouped_properties(props)))
+        .map_err(EncodeError::Start)?;
+    let mut offset = 0;
+    for g in groups {
+        // One write per group: the writer ends a page after each write.
+        w.write(&batch.slice(offset, g.rows))
+            .map_err(EncodeError::Write)?;
+        offset += g.rows;
+    }
+    w.append_key_value_metadata(KeyValue::new(
+        NODE_GROUPS_KEY.into(),
+        format_node_groups(groups),
+    ));
     w.close().map_err(EncodeError::Finish)?;
     Ok(Bytes::from(buf))
+}
+
+/// Writer properties of an object cut into node groups: `props`, with one
+/// row group whatever its size, and a data page ended after each write and
+/// only then, so that each write (a node group) is one page in every
+/// column.
+///
+/// The writer checks its page limits after each mini-batch, and ends the
+/// page if it holds at least `data_page_row_count_limit` rows or
+/// `data_page_size_limit` bytes. A mini-batch is `write_batch_size`
+/// levels, or, for a nested column whose levels are all alike (the
+/// `labels` map when every row of a write has no entry, or one), that row
+/// limit. So: the batch size and the dictionary page limit are out of
+/// reach (a mini-batch is a whole write), and the page is ended after it by
+/// a row limit of 1, except in the `labels` columns, where a row limit of
+/// 1 would make a page per row: there the row limit is out of reach and
+/// the byte limit 1 byte. The test
+/// `an_hours_object_has_a_page_per_node_group_in_every_column` checks the
+/// pages with rows of no label, of one, and of several.
+///
+/// A page cut elsewhere (another version of the writer) costs a shard some
+/// bytes, not rows: the compactor reads the pages that overlap its rows,
+/// by the offset index. Statistics are kept per column chunk only: page
+/// statistics would add to every page header and the column index, and
+/// raw objects are read by the compactor, not queried. The declared sort
+/// order holds within each group only, so none is declared.
+fn grouped_properties(props: &WriterProperties) -> WriterProperties {
+    // Page sizes are i32 in the format; no page of a raw object nears it.
+    const OUT_OF_REACH: usize = i32::MAX as usize;
+    let mut b = props.clone().into_builder();
+    for leaf in ["key", "value"] {
+        let path = || ColumnPath::new(vec!["labels".into(), "key_value".into(), leaf.into()]);
+        b = b
+            .set_column_data_page_row_count_limit(path(), OUT_OF_REACH)
+            .set_column_data_page_size_limit(path(), 1);
+    }
+    b.set_sorting_columns(None)
+        .set_max_row_group_row_count(None)
+        .set_max_row_group_bytes(None)
+        .set_write_batch_size(OUT_OF_REACH)
+        .set_data_page_row_count_limit(1)
+        .set_data_page_size_limit(OUT_OF_REACH)
+        .set_dictionary_page_size_limit(OUT_OF_REACH)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .build()
 }
 
 /// The record batch of the rows `slice` names, in its order: the same
@@ -419,28 +468,27 @@ fn build_sorted_batch(
     RecordBatch::try_new(raw_schema(), columns)
 }
 
-// ---- Node groups: row groups a compactor shard can read alone ----------
+// ---- Node groups: pages a compactor shard can read alone --------------
 //
 // An hour's object is ordered by node group first (the top bits of
-// `node_bucket`), then by `SORT_KEY`, with a row group per group, so that
-// a compactor shard (`xxh3_64(node) % N`) of a power-of-two N reads only
-// its row groups (docs/data.md, "Row groups by node bucket").
+// `node_bucket`), then by `SORT_KEY`, in one row group with a data page
+// per group in every column, so that a compactor shard (`xxh3_64(node) %
+// N`) of a power-of-two N reads only its groups' pages, by the offset
+// index (docs/data.md, "Pages by node bucket").
 
-/// Key-value metadata key listing each row group's node buckets: one
-/// `start-end` range (end exclusive, in `0..=65536`) per row group, in
-/// order, comma-separated. Objects without it (written before) are read
-/// whole.
-pub const NODE_BUCKETS_KEY: &str = "horizon.node_buckets";
+/// Key-value metadata key listing an object's node groups, in row order:
+/// `start-end:rows` per group (buckets `start..end`, end exclusive, in
+/// `0..=65536`), comma-separated. Objects without it are read whole.
+pub const NODE_GROUPS_KEY: &str = "horizon.node_groups";
 
-/// At most `1 << MAX_GROUP_BITS` node groups (row groups) per object.
+/// At most `1 << MAX_GROUP_BITS` node groups per object.
 pub const MAX_GROUP_BITS: u32 = 4;
 
 /// An object is cut into fewer groups when its groups would hold fewer
-/// rows than this on average: a row group costs about 1.3 KiB of footer,
-/// which every shard reads, and its own dictionary pages; 4,096 rows
-/// (about 15 KiB snappy-compressed) keep the footer near a tenth of an
-/// object.
-pub const MIN_GROUP_ROWS: usize = 4096;
+/// rows than this on average: each group is a page in each of the nine
+/// leaf columns, about 30 bytes of page header and offset index each,
+/// and compresses a little worse the smaller it is.
+pub const MIN_GROUP_ROWS: usize = 1024;
 
 /// A node's bucket: the low 16 bits of XXH3-64 of its name, bit-reversed.
 /// The compactor's shard of a node is `xxh3_64 % N`; for N a power of two
@@ -511,27 +559,39 @@ fn group_stably<T: Copy>(items: &mut [T], bucket: impl Fn(&T) -> u16) -> Vec<Nod
         .collect()
 }
 
-fn format_node_buckets(ranges: &[std::ops::Range<u32>]) -> String {
-    let parts: Vec<String> = ranges
+fn format_node_groups(groups: &[NodeGroup]) -> String {
+    let parts: Vec<String> = groups
         .iter()
-        .map(|r| format!("{}-{}", r.start, r.end))
+        .map(|g| format!("{}-{}:{}", g.buckets.start, g.buckets.end, g.rows))
         .collect();
     parts.join(",")
 }
 
-/// The node buckets of each row group of an object (its key-value metadata
-/// [`NODE_BUCKETS_KEY`]), or `None` when absent or not one well-formed
-/// range per row group (the object is then read whole).
-pub fn parse_node_buckets(value: &str, row_groups: usize) -> Option<Vec<std::ops::Range<u32>>> {
-    let ranges = value
+/// The node groups of an object of `rows` rows (its key-value metadata
+/// [`NODE_GROUPS_KEY`]), or `None` when not well formed: ranges in
+/// ascending order, not overlapping, within `0..=65536`, and row counts
+/// adding up to `rows` (the object is then read whole).
+pub fn parse_node_groups(value: &str, rows: u64) -> Option<Vec<NodeGroup>> {
+    let groups = value
         .split(',')
         .map(|p| {
-            let (a, b) = p.split_once('-')?;
+            let (range, n) = p.split_once(':')?;
+            let (a, b) = range.split_once('-')?;
             let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
-            (a < b && b <= 1 << 16).then_some(a..b)
+            let n = n.parse::<usize>().ok()?;
+            (a < b && b <= 1 << 16).then_some(NodeGroup {
+                buckets: a..b,
+                rows: n,
+            })
         })
         .collect::<Option<Vec<_>>>()?;
-    (ranges.len() == row_groups).then_some(ranges)
+    let ordered = groups
+        .windows(2)
+        .all(|w| w[0].buckets.end <= w[1].buckets.start);
+    let total = groups
+        .iter()
+        .try_fold(0u64, |t, g| t.checked_add(g.rows as u64));
+    (ordered && total == Some(rows)).then_some(groups)
 }
 
 /// A point for [`encode_raw_objects`].
@@ -745,19 +805,16 @@ mod tests {
         let groups = group_by_node(&mut rows);
         let batch = build_raw_batch(rows.into_iter(), relay).unwrap();
         let mut buf = Vec::new();
-        let mut w =
-            ArrowWriter::try_new(&mut buf, batch.schema(), Some(raw_writer_properties(false)))
-                .unwrap();
+        let props = grouped_properties(&raw_writer_properties(false));
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
         let mut offset = 0;
         for g in &groups {
             w.write(&batch.slice(offset, g.rows)).unwrap();
-            w.flush().unwrap();
             offset += g.rows;
         }
-        let ranges: Vec<_> = groups.iter().map(|g| g.buckets.clone()).collect();
         w.append_key_value_metadata(KeyValue::new(
-            NODE_BUCKETS_KEY.into(),
-            format_node_buckets(&ranges),
+            NODE_GROUPS_KEY.into(),
+            format_node_groups(&groups),
         ));
         w.close().unwrap();
         Bytes::from(buf)
@@ -809,11 +866,15 @@ mod tests {
         let out = encode_flush(rows.clone(), "relay-7", false, None).unwrap();
         assert_eq!(out.hours.len(), 1);
         assert_eq!(out.hours[0].1, rows.len());
-        let groups = SerializedFileReader::new(out.hours[0].2.clone())
+        let kv = SerializedFileReader::new(out.hours[0].2.clone())
             .unwrap()
             .metadata()
-            .num_row_groups();
-        assert!(groups > 1, "{groups} row groups");
+            .file_metadata()
+            .key_value_metadata()
+            .cloned()
+            .unwrap_or_default();
+        let groups = kv.iter().find(|k| k.key == NODE_GROUPS_KEY);
+        assert!(groups.is_some(), "cut into node groups: {kv:?}");
         assert!(
             out.hours[0].2 == reference_object(rows, "relay-7"),
             "the object differs from the row-by-row encoder's"
@@ -821,14 +882,29 @@ mod tests {
     }
 
     #[test]
-    fn an_hours_object_has_a_row_group_per_node_group() {
+    fn an_hours_object_has_a_page_per_node_group_in_every_column() {
+        // Rows of 0 to 2 labels, then of none, then of one (the writer
+        // takes the map's levels otherwise when they are all alike).
+        for shape in [3, 1, 2] {
+            one_page_per_node_group(shape);
+        }
+    }
+
+    /// An object of rows with `i % shape` labels, checked.
+    fn one_page_per_node_group(shape: usize) {
         let h = 3_600_000_000_000i64 * 490_000;
         let nodes: Vec<String> = (0..64).map(|n| format!("node-{n}")).collect();
         let points: Vec<RawPoint> = (0..20_000)
             .map(|i| RawPoint {
                 node: nodes[i % 64].clone(),
                 metric: format!("m{}", i % 3),
-                labels: Vec::new(),
+                labels: (0..i % shape + usize::from(shape == 2))
+                    .take(2)
+                    .map(|k| Label {
+                        key: format!("k{k}"),
+                        value: format!("v{}", i % 7),
+                    })
+                    .collect(),
                 time: h + i as i64,
                 value: i as f64,
                 received_at: h,
@@ -836,20 +912,61 @@ mod tests {
             .collect();
         let objects = encode_raw_objects(&points, "r").unwrap();
         let bytes = objects[0].2.clone();
-        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let options = parquet::file::serialized_reader::ReadOptionsBuilder::new()
+            .with_page_index()
+            .build();
+        let reader = SerializedFileReader::new_with_options(bytes.clone(), options).unwrap();
         let meta = reader.metadata();
+        assert_eq!(meta.num_row_groups(), 1);
+        assert!(meta.row_group(0).sorting_columns().is_none());
         let kv = meta.file_metadata().key_value_metadata().unwrap();
         let value = kv
             .iter()
-            .find(|k| k.key == NODE_BUCKETS_KEY)
+            .find(|k| k.key == NODE_GROUPS_KEY)
             .and_then(|k| k.value.clone())
-            .expect("bucket ranges listed");
-        let ranges = parse_node_buckets(&value, meta.num_row_groups()).expect("one per row group");
-        assert_eq!(ranges.len(), 4, "20,000 rows of 64 nodes: 4 groups");
-        // Each row group holds exactly the nodes of its range, in key order.
-        let strings = |b: &arrow_array::RecordBatch, c: usize| -> Vec<String> {
+            .expect("node groups listed");
+        let groups = parse_node_groups(&value, 20_000).expect("well formed");
+        assert_eq!(groups.len(), 16, "20,000 rows of 64 nodes: 16 groups");
+        // Every column, the map's keys and values among them, has a page
+        // starting at each group's first row and no other.
+        let starts: Vec<i64> = groups
+            .iter()
+            .scan(0i64, |at, g| {
+                let s = *at;
+                *at += g.rows as i64;
+                Some(s)
+            })
+            .collect();
+        let index = meta.page_index().expect("page index read");
+        assert_eq!(meta.row_group(0).num_columns(), 9, "nine leaf columns");
+        for c in 0..9 {
+            let firsts: Vec<i64> = index
+                .page_locations(0, c)
+                .expect("offset index written")
+                .iter()
+                .map(|p| p.first_row_index)
+                .collect();
+            assert!(
+                firsts == starts,
+                "labels of shape {shape}, column {c}: pages at {:?}…, {} in all",
+                &firsts[..firsts.len().min(20)],
+                firsts.len()
+            );
+        }
+        // The rows of each group: its nodes only, in key order.
+        let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .with_batch_size(1 << 20)
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let strings = |c: usize| -> Vec<String> {
             use arrow_array::cast::AsArray;
-            let d = b.column(c).as_dictionary::<arrow_array::types::Int32Type>();
+            let d = batch
+                .column(c)
+                .as_dictionary::<arrow_array::types::Int32Type>();
             let v = d.values().as_string::<i32>();
             d.keys()
                 .values()
@@ -857,33 +974,16 @@ mod tests {
                 .map(|&k| v.value(k as usize).to_owned())
                 .collect()
         };
-        let mut rows_seen = 0;
-        for (g, range) in ranges.iter().enumerate() {
-            assert_eq!(
-                meta.row_group(g).sorting_columns().unwrap(),
-                &sorting_columns()
-            );
-            let part = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                bytes.clone(),
-            )
-            .unwrap()
-            .with_row_groups(vec![g])
-            .with_batch_size(1 << 20)
-            .build()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-            let (nodes, metrics) = (strings(&part, 0), strings(&part, 1));
-            for r in 0..part.num_rows() {
-                assert!(range.contains(&u32::from(node_bucket(&nodes[r]))));
-                if r > 0 {
+        let (nodes, metrics) = (strings(0), strings(1));
+        for (g, &start) in groups.iter().zip(&starts) {
+            let start = start as usize;
+            for r in start..start + g.rows {
+                assert!(g.buckets.contains(&u32::from(node_bucket(&nodes[r]))));
+                if r > start {
                     assert!((&metrics[r - 1], &nodes[r - 1]) <= (&metrics[r], &nodes[r]));
                 }
             }
-            rows_seen += part.num_rows();
         }
-        assert_eq!(rows_seen, 20_000);
     }
 
     #[test]
@@ -906,7 +1006,7 @@ mod tests {
             }]
         );
         let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
-        let mut some: Vec<RawRow<'_>> = (0..16_384)
+        let mut some: Vec<RawRow<'_>> = (0..4_096)
             .map(|i| RawRow {
                 node: &names[i % 100],
                 ..row("")
@@ -916,9 +1016,9 @@ mod tests {
         assert_eq!(
             groups.len(),
             4,
-            "16,384 rows: four groups of 4,096 on average"
+            "4,096 rows: four groups of 1,024 on average"
         );
-        assert_eq!(groups.iter().map(|g| g.rows).sum::<usize>(), 16_384);
+        assert_eq!(groups.iter().map(|g| g.rows).sum::<usize>(), 4_096);
         let mut at = 0;
         for g in &groups {
             for r in &some[at..at + g.rows] {
@@ -929,15 +1029,26 @@ mod tests {
     }
 
     #[test]
-    fn bucket_lists_must_match_the_row_groups() {
+    fn group_lists_must_be_ordered_and_add_up_to_the_rows() {
+        let g = |a: u32, b: u32, rows: usize| NodeGroup {
+            buckets: a..b,
+            rows,
+        };
         assert_eq!(
-            parse_node_buckets("0-32768,32768-65536", 2),
-            Some(vec![0..32768, 32768..65536])
+            parse_node_groups("0-32768:5,32768-65536:7", 12),
+            Some(vec![g(0, 32768, 5), g(32768, 65536, 7)])
         );
-        assert_eq!(parse_node_buckets("0-32768", 2), None);
-        assert_eq!(parse_node_buckets("0-70000,1-2", 2), None);
-        assert_eq!(parse_node_buckets("5-5,1-2", 2), None);
-        assert_eq!(parse_node_buckets("x", 1), None);
+        assert_eq!(
+            parse_node_groups(&format_node_groups(&[g(4096, 8192, 3)]), 3),
+            Some(vec![g(4096, 8192, 3)])
+        );
+        assert_eq!(parse_node_groups("0-32768:5,32768-65536:7", 13), None);
+        assert_eq!(parse_node_groups("32768-65536:7,0-32768:5", 12), None);
+        assert_eq!(parse_node_groups("0-70000:1", 1), None);
+        assert_eq!(parse_node_groups("5-5:1", 1), None);
+        assert_eq!(parse_node_groups("0-2", 0), None);
+        assert_eq!(parse_node_groups("0-1:18446744073709551615,1-2:1", 0), None);
+        assert_eq!(parse_node_groups("x", 1), None);
     }
 
     #[test]
