@@ -177,10 +177,24 @@ fn decode_rows<R: ChunkReader + 'static>(
     let mut out = Vec::new();
     for b in reader {
         let b = b?;
-        // The sort reads these columns' values as they are: no nulls (the
-        // raw schema's are not nullable; a damaged or foreign object could
-        // declare them optional).
+        // The sort reads these columns' values as they are: of the raw
+        // schema's types (the reader can give a column another type than
+        // the schema it reports: a `metric` of binary values under a
+        // string schema, from a damaged page; found by the `raw_object`
+        // fuzz target), and without nulls (the raw schema's are not
+        // nullable; a damaged or foreign object could declare them
+        // optional).
         for (i, f) in b.schema().fields().iter().enumerate() {
+            let got = b.column(i).data_type();
+            if got != f.data_type() {
+                return Err(DecodeError::Arrow(
+                    arrow_schema::ArrowError::InvalidArgumentError(format!(
+                        "column {} decoded as {got}, not {}",
+                        f.name(),
+                        f.data_type()
+                    )),
+                ));
+            }
             if f.name() != "labels" && b.column(i).logical_null_count() > 0 {
                 return Err(DecodeError::Arrow(
                     arrow_schema::ArrowError::InvalidArgumentError(format!(
@@ -515,8 +529,9 @@ pub(crate) struct SortedRaw {
     pub folded: Vec<String>,
     /// Their size.
     pub folded_bytes: u64,
-    /// Bytes fetched from the raw objects (footers and this shard's row
-    /// groups, or whole objects).
+    /// Bytes fetched from the raw objects (footers, offset indexes and
+    /// this shard's pages, with the gaps `--read-gap` joins; or whole
+    /// objects).
     pub bytes_read: u64,
 }
 

@@ -34,7 +34,7 @@ $extra
 YAML
 taskset -c "$cpus" "$relay_bin" "$work/relay.yaml" > "$work/relay.log" 2>&1 &
 relay=$!
-trap 'kill $relay 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $relay 2>/dev/null || true; wait $relay 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do
   curl -sf "localhost:$mport/readyz" > /dev/null && break
   sleep 0.1

@@ -152,3 +152,23 @@ fn pages_declaring_more_values_than_the_footer_are_refused_before_decoding() {
     let same = with_chunk(&ok, 0, |c| c.set_num_values(3));
     assert_eq!(decode_raw(same, unit()).unwrap()[0].num_rows(), 3);
 }
+
+#[test]
+fn a_column_decoded_as_another_type_than_the_schema_says_is_a_decode_error() {
+    // Found by the raw_object fuzz target (kept as a seed): a footer whose
+    // `metric` column lost its String annotation while the embedded Arrow
+    // schema still says string. The reader reports the string schema and
+    // decodes binary values, on which the sort's string cast panicked.
+    // The first byte picks 4 shards, as the fuzz target reads it.
+    let input = include_bytes!("../../../fuzz/seeds/raw_object/metric_not_a_string.parquet.seed");
+    let shards = Unit {
+        shards: 4,
+        ..unit()
+    };
+    let e = decode_raw(Bytes::from_static(&input[1..]), shards).expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("column metric decoded as Dictionary(Int32, Binary)"),
+        "{e}"
+    );
+}
