@@ -287,9 +287,16 @@ async fn fetch_raw(
         Err(e) => return failed(e, parts.bytes_read),
     };
     let Some(rows) = rows else {
-        // No node groups: the rest of the object.
+        // No node groups: the rest of the object (its parts join into one).
         parts.fetch_from(0).await?;
-        let bytes = parts.sparse.parts.pop().map(|(_, b)| b).unwrap_or_default();
+        let bytes = match parts.sparse.parts.as_slice() {
+            [(0, whole)] if whole.len() as u64 == size => whole.clone(),
+            _ => {
+                let whole = get_bytes(store, key).await?;
+                parts.bytes_read += whole.len() as u64;
+                whole
+            }
+        };
         let rows = blocking(move || decode_raw(bytes, unit)).await?;
         return Ok(Fetched {
             rows,
