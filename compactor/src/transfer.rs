@@ -235,6 +235,11 @@ struct Fetched {
 /// groups); an object without node groups is read whole. Parts less than
 /// `gap` bytes apart are fetched in one GET, and an object of at most
 /// `gap` bytes whole (`--read-gap`).
+///
+/// An object whose parts do not decode is then fetched whole and decoded
+/// by [`decode_raw`], which decides whether it is moved aside: damage
+/// found in the parts is damage of the object, but a mistake in choosing
+/// the parts must not move a sound object aside.
 async fn fetch_raw(
     store: &Arc<dyn ObjectStore>,
     meta: &ObjectMeta,
@@ -242,13 +247,29 @@ async fn fetch_raw(
     gap: u64,
 ) -> Result<Fetched, UnitError> {
     let key = &meta.location;
-    let buckets = shard_buckets(unit).filter(|_| meta.size > gap);
-    let Some(buckets) = buckets else {
-        let bytes = get_bytes(store, key).await?;
-        let bytes_read = bytes.len() as u64;
-        let rows = blocking(move || decode_raw(bytes, unit)).await?;
-        return Ok(Fetched { rows, bytes_read });
-    };
+    let mut bytes_read = 0;
+    if let Some(buckets) = shard_buckets(unit).filter(|_| meta.size > gap) {
+        let parts = fetch_parts(store, meta, unit, gap, buckets).await?;
+        if parts.rows.is_ok() {
+            return Ok(parts);
+        }
+        bytes_read = parts.bytes_read;
+    }
+    let bytes = get_bytes(store, key).await?;
+    bytes_read += bytes.len() as u64;
+    let rows = blocking(move || decode_raw(bytes, unit)).await?;
+    Ok(Fetched { rows, bytes_read })
+}
+
+/// [`fetch_raw`] by parts, for a shard's `buckets`.
+async fn fetch_parts(
+    store: &Arc<dyn ObjectStore>,
+    meta: &ObjectMeta,
+    unit: Unit,
+    gap: u64,
+    buckets: Range<u32>,
+) -> Result<Fetched, UnitError> {
+    let key = &meta.location;
     let size = meta.size;
     let mut parts = Parts {
         store,

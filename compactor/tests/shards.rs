@@ -26,8 +26,8 @@ use horizon_shared::raw::{self, RawPoint, encode_raw_objects};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -35,11 +35,13 @@ use xxhash_rust::xxh3::xxh3_64 as xxh3;
 
 type Fut<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send + 'a>>;
 
-/// A store that counts the bytes its GETs return.
+/// A store that counts the bytes its GETs return, and can garble what it
+/// returns for a range that ends before the object does.
 #[derive(Debug)]
 struct Counting {
     inner: Arc<dyn ObjectStore>,
     read: AtomicU64,
+    garble: bool,
 }
 
 impl fmt::Display for Counting {
@@ -86,7 +88,20 @@ impl ObjectStore for Counting {
             let r = self.inner.get_opts(location, options).await?;
             self.read
                 .fetch_add(r.range.end - r.range.start, Ordering::Relaxed);
-            Ok(r)
+            if !self.garble || r.range.end == r.meta.size {
+                return Ok(r);
+            }
+            let (meta, range, attributes) = (r.meta.clone(), r.range.clone(), r.attributes.clone());
+            let zeros = Bytes::from(vec![0u8; r.bytes().await?.len()]);
+            Ok(GetResult {
+                payload: GetResultPayload::Stream(Box::pin(futures::stream::once(async {
+                    Ok(zeros)
+                }))),
+                meta,
+                range,
+                attributes,
+                extensions: Default::default(),
+            })
         })
     }
 
@@ -284,9 +299,16 @@ fn committed_rows(dir: &FsPath) -> Vec<Row> {
 /// Compacts the hour in `shards` units; returns each unit's bytes read
 /// from the store (counted) and as the unit reports them.
 async fn compact(dir: &FsPath, shards: u32, read_gap: &str) -> Vec<(u64, u64)> {
+    compact_on(dir, shards, read_gap, false).await
+}
+
+/// [`compact`], the store garbling ranges that end before the object if
+/// `garble`.
+async fn compact_on(dir: &FsPath, shards: u32, read_gap: &str, garble: bool) -> Vec<(u64, u64)> {
     let counting = Arc::new(Counting {
         inner: Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap()),
         read: AtomicU64::new(0),
+        garble,
     });
     let store: Arc<dyn ObjectStore> = counting.clone();
     let settings = Settings::from_args([
@@ -430,5 +452,23 @@ async fn a_shard_count_not_a_power_of_two_reads_whole_objects() {
     assert_eq!(committed_rows(three.path()), committed_rows(one.path()));
     for r in shards {
         assert_eq!(raw_read(r), raw_bytes);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_whose_parts_do_not_decode_are_fetched_whole_not_moved_aside() {
+    // The store garbles every ranged read but the tail: the footer parses,
+    // the offset index or the pages do not. Each object is then fetched
+    // whole, and, being sound, compacted; none is quarantined (the unit
+    // checks that).
+    let one = tempfile::tempdir().unwrap();
+    let four = tempfile::tempdir().unwrap();
+    write_hour(one.path(), false);
+    let raw_bytes = write_hour(four.path(), false);
+    compact(one.path(), 1, "0").await;
+    let shards = compact_on(four.path(), 4, "0", true).await;
+    assert_eq!(committed_rows(four.path()), committed_rows(one.path()));
+    for r in shards {
+        assert!(raw_read(r) > raw_bytes, "parts, then every object whole");
     }
 }
