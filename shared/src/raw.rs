@@ -884,14 +884,15 @@ mod tests {
 
     #[test]
     fn an_hours_object_has_a_page_per_node_group_in_every_column() {
-        // Rows of 0 to 2 labels, then of none, then of one (the writer
-        // takes the map's levels otherwise when they are all alike).
+        // Rows of 0 to 2 labels, then of none, then of one each (the
+        // writer takes the map's levels otherwise when they are all alike).
         for shape in [3, 1, 2] {
             one_page_per_node_group(shape);
         }
     }
 
-    /// An object of rows with `i % shape` labels, checked.
+    /// An object of rows with `i % 3` labels (`shape` 3), none (1) or one
+    /// each (2), checked.
     fn one_page_per_node_group(shape: usize) {
         let h = 3_600_000_000_000i64 * 490_000;
         let nodes: Vec<String> = (0..64).map(|n| format!("node-{n}")).collect();
@@ -899,8 +900,7 @@ mod tests {
             .map(|i| RawPoint {
                 node: nodes[i % 64].clone(),
                 metric: format!("m{}", i % 3),
-                labels: (0..i % shape + usize::from(shape == 2))
-                    .take(2)
+                labels: (0..[0, 0, 1, i % 3][shape])
                     .map(|k| Label {
                         key: format!("k{k}"),
                         value: format!("v{}", i % 7),
