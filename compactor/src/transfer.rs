@@ -103,15 +103,26 @@ pub fn decode_raw(bytes: Bytes, unit: Unit) -> Result<Vec<RecordBatch>, DecodeEr
             return decode_shard(bytes, metadata, &rows, &pages, unit);
         }
         let groups: Vec<usize> = (0..metadata.num_row_groups()).collect();
-        let bytes = Arc::new(bytes);
-        check_page_counts(&bytes, &metadata, &groups, None)?;
-        let bytes = Arc::into_inner(bytes).expect("the check keeps no reference");
-        let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())?;
-        decode_rows(
-            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta),
-            unit,
-        )
+        decode_rows(checked_reader(bytes, metadata, &groups, None)?, unit)
     })
+}
+
+/// A reader of the object `reader` holds, once its pages' declared value
+/// counts are checked ([`check_page_counts`]: the row groups `groups`, and
+/// in them the `selected` pages only, if given).
+fn checked_reader<R: ChunkReader + 'static>(
+    reader: R,
+    metadata: ParquetMetaData,
+    groups: &[usize],
+    selected: Option<&[sparse::ColumnPages]>,
+) -> Result<ParquetRecordBatchReaderBuilder<R>, DecodeError> {
+    let reader = Arc::new(reader);
+    check_page_counts(&reader, &metadata, groups, selected)?;
+    let reader = Arc::into_inner(reader).expect("the check keeps no reference");
+    let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())?;
+    Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(
+        reader, meta,
+    ))
 }
 
 /// The node buckets of a shard of a power-of-two count above one.
@@ -132,17 +143,13 @@ fn decode_shard<R: ChunkReader + 'static>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let reader = Arc::new(reader);
-    check_page_counts(&reader, &metadata, &[0], Some(pages))?;
-    let reader = Arc::into_inner(reader).expect("the check keeps no reference");
     let total = metadata.row_group(0).num_rows() as usize;
     let selection = RowSelection::from(vec![
         RowSelector::skip(rows.start),
         RowSelector::select(rows.len()),
         RowSelector::skip(total - rows.end),
     ]);
-    let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta)
+    let reader = checked_reader(reader, metadata, &[0], Some(pages))?
         .with_row_groups(vec![0])
         .with_row_selection(selection)
         // Skip whole pages (a mask would decode every page).

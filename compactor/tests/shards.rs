@@ -406,32 +406,39 @@ async fn shards_read_their_share_and_give_the_same_rows() {
     }
 }
 
+/// The hour (in the format before node groups if `old_format`) compacted
+/// in `shards` units, the store garbling ranged reads if `garble`, beside
+/// the same hour compacted in one unit: checks that both hold the same
+/// rows, and returns the hour's raw bytes and each shard's raw bytes read.
+async fn against_one_unit(
+    shards: u32,
+    read_gap: &str,
+    old_format: bool,
+    garble: bool,
+) -> (u64, Vec<u64>) {
+    let one = tempfile::tempdir().unwrap();
+    let many = tempfile::tempdir().unwrap();
+    write_hour(one.path(), false);
+    let raw_bytes = write_hour(many.path(), old_format);
+    compact(one.path(), 1, "0").await;
+    let reads = compact_on(many.path(), shards, read_gap, garble).await;
+    assert_eq!(committed_rows(many.path()), committed_rows(one.path()));
+    (raw_bytes, reads.into_iter().map(raw_read).collect())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_within_the_read_gap_are_fetched_whole_in_one_get() {
-    let one = tempfile::tempdir().unwrap();
-    let four = tempfile::tempdir().unwrap();
-    write_hour(one.path(), false);
-    let raw_bytes = write_hour(four.path(), false);
-    compact(one.path(), 1, "0").await;
     // Every object is under 1 MiB, the default gap.
-    let shards = compact(four.path(), 4, "1MiB").await;
-    assert_eq!(committed_rows(four.path()), committed_rows(one.path()));
-    for r in shards {
-        assert_eq!(raw_read(r), raw_bytes);
+    let (raw_bytes, reads) = against_one_unit(4, "1MiB", false, false).await;
+    for read in reads {
+        assert_eq!(read, raw_bytes);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_without_the_group_list_are_read_whole() {
-    let one = tempfile::tempdir().unwrap();
-    let four = tempfile::tempdir().unwrap();
-    write_hour(one.path(), false);
-    let raw_bytes = write_hour(four.path(), true);
-    compact(one.path(), 1, "0").await;
-    let shards = compact(four.path(), 4, "0").await;
-    assert_eq!(committed_rows(four.path()), committed_rows(one.path()));
-    for (s, r) in shards.iter().enumerate() {
-        let read = raw_read(*r);
+    let (raw_bytes, reads) = against_one_unit(4, "0", true, false).await;
+    for (s, read) in reads.into_iter().enumerate() {
         // Every row group (all but the leading magic number and the page
         // indexes, which the reader does not need).
         assert!(
@@ -443,15 +450,9 @@ async fn objects_without_the_group_list_are_read_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_count_not_a_power_of_two_reads_whole_objects() {
-    let one = tempfile::tempdir().unwrap();
-    let three = tempfile::tempdir().unwrap();
-    write_hour(one.path(), false);
-    let raw_bytes = write_hour(three.path(), false);
-    compact(one.path(), 1, "0").await;
-    let shards = compact(three.path(), 3, "0").await;
-    assert_eq!(committed_rows(three.path()), committed_rows(one.path()));
-    for r in shards {
-        assert_eq!(raw_read(r), raw_bytes);
+    let (raw_bytes, reads) = against_one_unit(3, "0", false, false).await;
+    for read in reads {
+        assert_eq!(read, raw_bytes);
     }
 }
 
@@ -461,14 +462,8 @@ async fn objects_whose_parts_do_not_decode_are_fetched_whole_not_moved_aside() {
     // the offset index or the pages do not. Each object is then fetched
     // whole, and, being sound, compacted; none is quarantined (the unit
     // checks that).
-    let one = tempfile::tempdir().unwrap();
-    let four = tempfile::tempdir().unwrap();
-    write_hour(one.path(), false);
-    let raw_bytes = write_hour(four.path(), false);
-    compact(one.path(), 1, "0").await;
-    let shards = compact_on(four.path(), 4, "0", true).await;
-    assert_eq!(committed_rows(four.path()), committed_rows(one.path()));
-    for r in shards {
-        assert!(raw_read(r) > raw_bytes, "parts, then every object whole");
+    let (raw_bytes, reads) = against_one_unit(4, "0", false, true).await;
+    for read in reads {
+        assert!(read > raw_bytes, "parts, then every object whole");
     }
 }

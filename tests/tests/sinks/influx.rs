@@ -188,14 +188,7 @@ async fn influxdb_429_longer_than_the_buffer_lasts_drops_only_what_does_not_fit(
         "the points must all be offered within the pause for this test to mean anything"
     );
 
-    let m = eventually(
-        || relay.scrape(),
-        |m| {
-            m.get("horizon_relay_influxdb_buffered_points") == 0.0
-                && m.get("horizon_relay_influxdb_written_points_total") > 0.0
-        },
-    )
-    .await;
+    let m = influx_drained(&relay).await;
     let accepted = m.get("horizon_relay_points_accepted_total");
     let written = m.get("horizon_relay_influxdb_written_points_total");
     let dropped = m.get("horizon_relay_influxdb_dropped_points_total");

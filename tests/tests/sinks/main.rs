@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use horizon_e2e::servers::{Gate, Influx1, Moto, Victoria};
-use horizon_e2e::{TestPki, TestRelay, queue_values, read_parquet, send_values};
+use horizon_e2e::{Metrics, TestPki, TestRelay, queue_values, read_parquet, send_values};
 use horizon_shared::client::{Batch, Client, Point, SeriesId};
 use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::proto::{Durability, RejectReason};
@@ -172,6 +172,19 @@ where
         last = f().await;
     }
     last
+}
+
+/// The relay's metrics once its InfluxDB sink has written points and holds
+/// none buffered (or after 10 s of waiting for that).
+async fn influx_drained(relay: &TestRelay) -> Metrics {
+    eventually(
+        || relay.scrape(),
+        |m| {
+            m.get("horizon_relay_influxdb_buffered_points") == 0.0
+                && m.get("horizon_relay_influxdb_written_points_total") > 0.0
+        },
+    )
+    .await
 }
 
 fn s3_yaml(endpoint: &str, bucket: &str, extra: &str) -> String {

@@ -133,14 +133,7 @@ async fn influxdb_outage_does_not_slow_parquet_and_drops_are_counted() {
     let durability = send_and_wait(&client, s, 0..100).await;
     assert!(durability.iter().all(|d| *d == Durability::Durable as i32));
     gate.open();
-    let m = eventually(
-        || relay.scrape(),
-        |m| {
-            m.get("horizon_relay_influxdb_buffered_points") == 0.0
-                && m.get("horizon_relay_influxdb_written_points_total") > 0.0
-        },
-    )
-    .await;
+    let m = influx_drained(&relay).await;
     let dropped = m.get("horizon_relay_influxdb_dropped_points_total");
     let written = m.get("horizon_relay_influxdb_written_points_total");
     assert!(dropped > 0.0, "the bounded buffer overflowed");
