@@ -7,13 +7,15 @@
 //! target/release/examples/influx_ceiling --server victoria --secs 10
 //! ```
 //!
-//! Every phase writes the same points to the same database process: 400
-//! series of `gpu_util` with `gpu`, `model` and `node` tags, one float field
-//! `value`, nanosecond timestamps, in gzip-compressed requests (level 1) of
+//! Every phase writes the same points to the same database process: on
+//! each of `--nodes` nodes, 400 series of `gpu_util` with `gpu`, `model`
+//! and `node` tags, one float field `value`, nanosecond timestamps, in
+//! batches of 1000 points a node, gzip-compressed requests (level 1) of
 //! 5000 lines, 4 requests in flight. The phases, `--secs` each:
 //!
 //! 1. `direct`: `--writers` writers format and post as fast as the database
-//!    answers. Its rate is the ceiling; later phases are offered it.
+//!    answers, each request five nodes' batches. Its rate is the ceiling;
+//!    later phases are offered it.
 //! 2. `sink`: the relay's InfluxDB sink alone (`sink::influx`, the code
 //!    behind `influxdb.*`), fed accepted points in this process by `--nodes`
 //!    producers, as the relay's streams feed it. No QUIC, no Parquet: this
@@ -84,6 +86,25 @@ struct Opt {
     /// Phases to run (default: all).
     #[arg(long, value_delimiter = ',')]
     phases: Vec<String>,
+    /// Pin the database to these CPUs (taskset list, e.g. `1`), once it
+    /// has started. With `--cpus`, the database and the benchmark's own
+    /// side (writers, sink or relay, and their producers or clients) run on
+    /// cores of their own, as they would on separate machines.
+    #[arg(long)]
+    db_cpus: Option<String>,
+    /// Pin this process (every thread) to these CPUs (e.g. `0`).
+    #[arg(long)]
+    cpus: Option<String>,
+}
+
+/// Pins every thread of process `pid` to `cpus` with taskset(1).
+fn pin(pid: u32, cpus: &str) {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running taskset (util-linux)");
+    assert!(status.success(), "taskset -a -p -c {cpus} {pid} failed: {status}");
 }
 
 /// CPU seconds (user + system) of a process so far.
@@ -165,26 +186,30 @@ impl Phase {
     }
 }
 
-/// 5000 lines of line protocol for `writer`, request `n`.
-fn body(writer: usize, n: u64) -> Vec<u8> {
+/// Request `n` of `writer`: 5000 lines of line protocol, as the sink and
+/// the relay phases send them: five batches of 1000 points, each from one
+/// of `nodes` nodes, cycling over the 400 series.
+fn body(writer: usize, n: u64, nodes: usize) -> Vec<u8> {
     let base = unix_nanos_now();
     let mut s = String::with_capacity(5000 * 90);
-    for i in 0..5000u64 {
-        let series = i % 400;
-        let _ = writeln!(
-            &mut s,
-            "gpu_util,gpu={},model=H100,node=direct-{writer} value={:?} {}",
-            series,
-            (i % 100) as f64,
-            base + (n * 5000 + i) as i64
-        );
+    for b in 0..5u64 {
+        let node = (writer as u64 + n * 5 + b) % nodes.max(1) as u64;
+        for i in 0..1000u64 {
+            let _ = writeln!(
+                &mut s,
+                "gpu_util,gpu={},model=H100,node=direct-{node} value={:?} {}",
+                i % 400,
+                (i % 100) as f64,
+                base + (n * 5000 + b * 1000 + i) as i64
+            );
+        }
     }
     let mut e = GzEncoder::new(Vec::new(), Compression::fast());
     let _ = e.write_all(s.as_bytes());
     e.finish().unwrap_or_default()
 }
 
-async fn direct(url: String, writers: usize, secs: u64, db: u32) -> Phase {
+async fn direct(url: String, writers: usize, nodes: usize, secs: u64, db: u32) -> Phase {
     let client = reqwest::Client::new();
     let points = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,7 +222,7 @@ async fn direct(url: String, writers: usize, secs: u64, db: u32) -> Phase {
         tasks.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                let gz = body(w, n);
+                let gz = body(w, n, nodes);
                 n += 1;
                 let r = client
                     .post(&url)
@@ -442,6 +467,12 @@ async fn main() {
             (None, Some(v), url, yaml, pid)
         }
     };
+    if let Some(cpus) = &opt.db_cpus {
+        pin(db, cpus);
+    }
+    if let Some(cpus) = &opt.cpus {
+        pin(std::process::id(), cpus);
+    }
     let settings = Config::from_yaml(&yaml, "benchmark")
         .expect("config")
         .validate()
@@ -449,8 +480,11 @@ async fn main() {
         .influxdb
         .expect("InfluxDB settings");
     println!(
-        "{:?}; requests of {} points or {} bytes, {} in flight; {} writers, {} producers or clients; {} s a phase",
+        "{:?} (CPUs: database {}, this process {}); requests of {} points or {} bytes, {} in flight; \
+         {} writers, {} producers or clients; {} s a phase",
         opt.server,
+        opt.db_cpus.as_deref().unwrap_or("any"),
+        opt.cpus.as_deref().unwrap_or("any"),
         settings.batch_points,
         settings.batch_bytes,
         settings.max_concurrent_writes,
@@ -458,7 +492,7 @@ async fn main() {
         opt.nodes,
         opt.secs
     );
-    let d = direct(url, opt.writers, opt.secs, db).await;
+    let d = direct(url, opt.writers, opt.nodes, opt.secs, db).await;
     d.print("direct", d.rate);
     let ceiling = d.rate;
     let offered = opt.rate.unwrap_or(ceiling);
