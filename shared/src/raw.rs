@@ -238,7 +238,7 @@ impl<'a> SortedRows<'a> {
             .collect();
         let (metrics, metric_rank) = metrics.ranked();
         let (nodes, node_rank) = nodes.ranked();
-        let keyed = rows.iter().zip(codes).map(|(r, (metric, node))| {
+        let keyed = rows.iter().zip(&codes).map(|(r, &(metric, node))| {
             let key = SortKey {
                 hour: Hour::of_nanos(r.time),
                 metric: metric_rank[metric as usize],
@@ -277,49 +277,63 @@ impl<'a> SortedRows<'a> {
 /// runs would outnumber the items many times over (a flush of many hours,
 /// metrics and nodes but few rows), the flush is sorted whole.
 fn sort_keys<T: Copy>(
-    keyed: impl ExactSizeIterator<Item = (SortKey, T)>,
+    keyed: impl ExactSizeIterator<Item = (SortKey, T)> + Clone,
     metrics: usize,
     nodes: usize,
 ) -> (Vec<(SortKey, u32)>, Vec<T>) {
-    let len = keyed.len();
-    let (mut keys, items): (Vec<(SortKey, u32)>, Vec<T>) = keyed
-        .enumerate()
-        .map(|(i, (k, t))| ((k, i as u32), t))
-        .unzip();
-    let mut hours: Vec<Hour> = Vec::new();
-    for (k, _) in &keys {
-        if hours.last() != Some(&k.hour) && !hours.contains(&k.hour) {
-            hours.push(k.hour);
+    // At most 64 distinct hours, ascending; None if more.
+    let hours = (|| {
+        let mut hours: Vec<Hour> = Vec::new();
+        for (k, _) in keyed.clone() {
+            if hours.last() != Some(&k.hour) && !hours.contains(&k.hour) {
+                if hours.len() == 64 {
+                    return None;
+                }
+                hours.push(k.hour);
+            }
         }
-    }
-    hours.sort_unstable();
-    let runs = hours.len() as u64 * metrics as u64 * nodes as u64;
-    if len == 0 || hours.len() > 64 || runs > (len as u64).max(1 << 16) * 4 {
+        hours.sort_unstable();
+        Some(hours)
+    })();
+    let len = keyed.len();
+    let runs = hours.as_ref().map_or(u64::MAX, |h| {
+        h.len() as u64 * metrics as u64 * nodes as u64
+    });
+    let Some(hours) = hours.filter(|_| len > 0 && runs <= (len as u64).max(1 << 16) * 4) else {
+        let (mut keys, items): (Vec<(SortKey, u32)>, Vec<T>) = keyed
+            .enumerate()
+            .map(|(i, (k, t))| ((k, i as u32), t))
+            .unzip();
         keys.sort_unstable();
         return (keys, items);
-    }
+    };
     let run = |k: &SortKey| -> usize {
-        // `hours` is short: one or two hours in a flush, at most 64 here.
+        // `hours` is short: one or two hours in a flush, at most 64.
         let h = hours.iter().position(|h| *h == k.hour).unwrap_or(0);
         (h * metrics + k.metric as usize) * nodes + k.node as usize
     };
     // starts[r] is where run r begins in the sorted order.
     let mut starts = vec![0u32; runs as usize + 1];
-    for (k, _) in &keys {
-        starts[run(k) + 1] += 1;
+    for (k, _) in keyed.clone() {
+        starts[run(&k) + 1] += 1;
     }
     for r in 1..starts.len() {
         starts[r] += starts[r - 1];
     }
     let mut next = starts.clone();
-    // Every slot is written once below.
-    let (mut sorted, mut placed) = (vec![keys[0]; len], vec![items[0]; len]);
-    for ((k, _), item) in keys.iter().zip(&items) {
-        let r = run(k);
+    let mut sorted = Vec::with_capacity(len);
+    let mut placed = Vec::with_capacity(len);
+    for (k, item) in keyed {
+        let r = run(&k);
         let at = next[r] as usize;
-        sorted[at] = (*k, at as u32);
-        placed[at] = *item;
         next[r] += 1;
+        // Every slot is written once: fill on the first key, then place.
+        if sorted.is_empty() {
+            sorted.resize(len, (k, 0));
+            placed.resize(len, item);
+        }
+        sorted[at] = (k, at as u32);
+        placed[at] = item;
     }
     for w in starts.windows(2) {
         let (a, b) = (w[0] as usize, w[1] as usize);
@@ -924,13 +938,15 @@ mod tests {
     #[test]
     fn runs_sorted_apart_give_the_order_of_one_sort_of_the_whole_key() {
         // The counting sort by (hour, metric, node) with sorted runs, and
-        // the whole sort it falls back to when runs would outnumber rows.
+        // the whole sort it falls back to when runs would outnumber rows or
+        // hours are more than 64.
         for (rows, hours, metrics, nodes) in [
             (20_000, 3, 5, 7),
             (20_000, 1, 1, 1),
             (1, 1, 1, 1),
             (0, 1, 1, 1),
             (50, 2, 3000, 3000),
+            (5_000, 100, 2, 2),
         ] {
             let keys = drawn_keys(rows, hours, metrics, nodes);
             let mut want: Vec<(SortKey, u32)> =
