@@ -517,14 +517,14 @@ fn build_sorted_batch(
         &sorted.metrics,
     )?;
     let relay_col = dict(vec![0; n], &[relay])?;
-    let (mut entries, mut bytes) = (0, 0);
-    for (_, i) in slice {
-        for l in sorted.rest[*i as usize].labels {
-            entries += 1;
-            bytes += l.key.len().max(l.value.len());
-        }
-    }
-    let mut labels = map_builder_with_capacity(n, entries, bytes);
+    // Sized by the entries alone: summing the strings' lengths first would
+    // read every series' labels twice, and a flush's labels are spread over
+    // more memory than the caches hold. The string buffers grow as needed.
+    let entries = slice
+        .iter()
+        .map(|(_, i)| sorted.rest[*i as usize].labels.len())
+        .sum();
+    let mut labels = map_builder_with_capacity(n, entries, entries * 8);
     for (_, i) in slice {
         for l in sorted.rest[*i as usize].labels {
             labels.keys().append_value(&l.key);
