@@ -160,6 +160,8 @@ pub fn encode_flush(
     late_before: Option<Hour>,
 ) -> Result<FlushObjects, EncodeError> {
     let mut sorted = SortedRows::new(&rows);
+    // Everything the encoder reads is in `sorted` now.
+    drop(rows);
     let props = raw_writer_properties(zstd);
     let mut out = FlushObjects::default();
     let mut order = std::mem::take(&mut sorted.order);
@@ -208,11 +210,12 @@ struct SortKey {
 struct SortedRows<'a> {
     /// The sort key and the row's index in `rest`, in sorted order.
     order: Vec<(SortKey, u32)>,
-    /// What the key leaves out of each row, laid out near sorted order (by
-    /// hour, metric and node), so that the columns are gathered from
-    /// nearby memory, not from all over the flush's rows.
+    /// What the key leaves out of each row, laid out in order of (hour,
+    /// metric, node) and arrival, so that the columns are gathered from
+    /// nearby memory, not from all over the flush's rows (in arrival order
+    /// when [`sort_keys`] sorts the flush whole).
     rest: Vec<Rest<'a>>,
-    /// Distinct node names by rank (sorted), and each row's rank.
+    /// Distinct node names by rank (sorted).
     nodes: Vec<&'a str>,
     /// Distinct metric names by rank (sorted).
     metrics: Vec<&'a str>,
@@ -269,13 +272,16 @@ impl<'a> SortedRows<'a> {
 /// its item in the items returned. Equal keys keep their order of arrival.
 ///
 /// A counting sort places the items by (hour, metric, node), whose ranks
-/// are small and dense, reading them once in arrival order; each such run
-/// (a node's scrape of a metric, a few hundred rows) is then sorted by
-/// series and time alone, in cache. Against one sort of the whole flush by
-/// the whole key, this does a third of the sort's instructions, and the
-/// encoder then reads each column's values from nearby memory. When the
-/// runs would outnumber the items many times over (a flush of many hours,
-/// metrics and nodes but few rows), the flush is sorted whole.
+/// are small and dense, in three passes over `keyed` in arrival order (the
+/// hours, the count of each run, the placing), each item written once to
+/// its place; each run (a node's scrape of a metric, a few hundred rows) is
+/// then sorted by series and time alone, in cache. Against one sort of the
+/// whole flush by the whole key, this does a third of the sort's
+/// instructions, and the encoder then reads each column's values from
+/// nearby memory. When a flush spans more than 64 hours, or its runs would
+/// outnumber its items more than four times over (many hours, metrics and
+/// nodes but few rows), it is sorted whole and the items stay in arrival
+/// order.
 fn sort_keys<T: Copy>(
     keyed: impl ExactSizeIterator<Item = (SortKey, T)> + Clone,
     metrics: usize,
@@ -297,7 +303,9 @@ fn sort_keys<T: Copy>(
     })();
     let len = keyed.len();
     let runs = hours.as_ref().map_or(u64::MAX, |h| {
-        h.len() as u64 * metrics as u64 * nodes as u64
+        (h.len() as u64)
+            .saturating_mul(metrics as u64)
+            .saturating_mul(nodes as u64)
     });
     let Some(hours) = hours.filter(|_| len > 0 && runs <= (len as u64).max(1 << 16) * 4) else {
         let (mut keys, items): (Vec<(SortKey, u32)>, Vec<T>) = keyed
