@@ -541,7 +541,10 @@ fn build_sorted_batch(
         labels.append(true)?;
     }
     let rest = |f: &dyn Fn(&Rest<'_>) -> i64| -> Vec<i64> {
-        slice.iter().map(|(_, i)| f(&sorted.rest[*i as usize])).collect()
+        slice
+            .iter()
+            .map(|(_, i)| f(&sorted.rest[*i as usize]))
+            .collect()
     };
     let series = Int64Array::from(slice.iter().map(|(k, _)| k.series_id).collect::<Vec<_>>());
     let time =
@@ -957,14 +960,19 @@ mod tests {
             (5_000, 100, 2, 2),
         ] {
             let keys = drawn_keys(rows, hours, metrics, nodes);
-            let mut want: Vec<(SortKey, u32)> =
-                keys.iter().enumerate().map(|(i, k)| (*k, i as u32)).collect();
+            let mut want: Vec<(SortKey, u32)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (*k, i as u32))
+                .collect();
             want.sort();
             // Each key carries its arrival index as its item.
             let keyed = keys.iter().enumerate().map(|(i, k)| (*k, i as u32));
             let (order, items) = sort_keys(keyed, metrics as usize, nodes as usize);
-            let got: Vec<(SortKey, u32)> =
-                order.iter().map(|(k, at)| (*k, items[*at as usize])).collect();
+            let got: Vec<(SortKey, u32)> = order
+                .iter()
+                .map(|(k, at)| (*k, items[*at as usize]))
+                .collect();
             assert_eq!(got, want, "{rows} rows, {hours} h, {metrics} m, {nodes} n");
         }
     }

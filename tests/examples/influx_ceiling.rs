@@ -104,7 +104,10 @@ fn pin(pid: u32, cpus: &str) {
         .stdout(std::process::Stdio::null())
         .status()
         .expect("running taskset (util-linux)");
-    assert!(status.success(), "taskset -a -p -c {cpus} {pid} failed: {status}");
+    assert!(
+        status.success(),
+        "taskset -a -p -c {cpus} {pid} failed: {status}"
+    );
 }
 
 /// CPU seconds (user + system) of a process so far.
