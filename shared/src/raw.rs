@@ -320,14 +320,7 @@ fn sort_keys<T: Copy>(
         let h = hours.iter().position(|h| *h == k.hour).unwrap_or(0);
         (h * metrics + k.metric as usize) * nodes + k.node as usize
     };
-    // starts[r] is where run r begins in the sorted order.
-    let mut starts = vec![0u32; runs as usize + 1];
-    for (k, _) in keyed.clone() {
-        starts[run(&k) + 1] += 1;
-    }
-    for r in 1..starts.len() {
-        starts[r] += starts[r - 1];
-    }
+    let starts = run_starts(runs as usize, keyed.clone().map(|(k, _)| run(&k)));
     let mut next = starts.clone();
     let mut sorted = Vec::with_capacity(len);
     let mut placed = Vec::with_capacity(len);
@@ -351,6 +344,20 @@ fn sort_keys<T: Copy>(
         }
     }
     (sorted, placed)
+}
+
+/// Where each of `runs` runs begins in the order of a counting sort of
+/// items by run (`run_of`, each below `runs`), and where the last ends:
+/// `runs + 1` positions.
+fn run_starts(runs: usize, run_of: impl Iterator<Item = usize>) -> Vec<u32> {
+    let mut starts = vec![0u32; runs + 1];
+    for r in run_of {
+        starts[r + 1] += 1;
+    }
+    for r in 1..starts.len() {
+        starts[r] += starts[r - 1];
+    }
+    starts
 }
 
 /// Small integer codes for distinct strings, in order of first sight.
@@ -634,29 +641,21 @@ fn group_stably<T: Copy>(items: &mut [T], bucket: impl Fn(&T) -> u16) -> Vec<Nod
         .iter()
         .map(|i| (u32::from(bucket(i)) / width) as u8)
         .collect();
-    let mut counts = vec![0usize; 1 << bits];
-    for &g in &group {
-        counts[usize::from(g)] += 1;
-    }
-    let mut at = Vec::with_capacity(counts.len());
-    let mut sum = 0;
-    for &c in &counts {
-        at.push(sum);
-        sum += c;
-    }
+    let starts = run_starts(1 << bits, group.iter().map(|&g| usize::from(g)));
+    let mut at = starts.clone();
     let mut placed = items.to_vec();
     for (item, &g) in items.iter().zip(&group) {
-        placed[at[usize::from(g)]] = *item;
+        placed[at[usize::from(g)] as usize] = *item;
         at[usize::from(g)] += 1;
     }
     items.copy_from_slice(&placed);
-    counts
-        .iter()
+    starts
+        .windows(2)
         .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(g, &c)| NodeGroup {
+        .filter(|(_, w)| w[1] > w[0])
+        .map(|(g, w)| NodeGroup {
             buckets: g as u32 * width..(g as u32 + 1) * width,
-            rows: c,
+            rows: (w[1] - w[0]) as usize,
         })
         .collect()
 }
