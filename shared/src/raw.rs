@@ -22,11 +22,14 @@ use arrow_array::{
 };
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
+
+mod coded;
 
 use crate::layout::Hour;
 use crate::model::series_hash;
@@ -438,30 +441,255 @@ fn encode_rows_grouped(
     props: &WriterProperties,
     groups: &[NodeGroup],
 ) -> Result<Bytes, EncodeError> {
+    if groups.len() >= 2 {
+        return encode_coded(sorted, slice, relay, &grouped_properties(props), groups);
+    }
     let batch = build_sorted_batch(sorted, slice, relay).map_err(EncodeError::Batch)?;
     let mut buf = Vec::with_capacity(slice.len() * 8);
-    if groups.len() < 2 {
-        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
-            .map_err(EncodeError::Start)?;
-        w.write(&batch).map_err(EncodeError::Write)?;
-        w.close().map_err(EncodeError::Finish)?;
-        return Ok(Bytes::from(buf));
-    }
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(grouped_properties(props)))
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
         .map_err(EncodeError::Start)?;
-    let mut offset = 0;
-    for g in groups {
-        // One write per group: the writer ends a page after each write.
-        w.write(&batch.slice(offset, g.rows))
-            .map_err(EncodeError::Write)?;
-        offset += g.rows;
+    w.write(&batch).map_err(EncodeError::Write)?;
+    w.close().map_err(EncodeError::Finish)?;
+    Ok(Bytes::from(buf))
+}
+
+/// The leaf columns of [`raw_schema`], in order, as [`encode_coded`]
+/// writes them.
+const LEAVES: usize = 9;
+/// Which leaves [`encode_coded`] writes from codes (node, metric, the
+/// labels' keys and values, relay); the others go through the Arrow
+/// writer.
+const CODED: [bool; LEAVES] = [true, true, true, true, false, false, false, false, true];
+
+/// An object cut into node `groups` (at least two), written with `props`
+/// (from [`grouped_properties`]): the file the Arrow writer makes of
+/// [`build_sorted_batch`] written a group at a time, byte for byte, with
+/// the string columns written from the sort's codes ([`coded`]) and the
+/// numeric ones by the Arrow writer's column writers.
+fn encode_coded(
+    sorted: &SortedRows<'_>,
+    slice: &[(SortKey, u32)],
+    relay: &str,
+    props: &WriterProperties,
+    groups: &[NodeGroup],
+) -> Result<Bytes, EncodeError> {
+    let schema = raw_schema();
+    let mut buf = Vec::with_capacity(slice.len() * 8);
+    // The Arrow writer's file writer: the Parquet schema and the Arrow
+    // schema in the metadata, as it writes them.
+    let (mut file, factory) = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props.clone()))
+        .and_then(ArrowWriter::into_serialized_writer)
+        .map_err(EncodeError::Start)?;
+    let leaves: Vec<_> = file.schema_descr().columns().to_vec();
+    let writers = factory
+        .create_column_writers(0)
+        .map_err(EncodeError::Start)?;
+    if leaves.len() != LEAVES || writers.len() != LEAVES {
+        return Err(EncodeError::Start(ParquetError::General(format!(
+            "the raw schema has {} leaf columns, not {LEAVES}",
+            leaves.len()
+        ))));
     }
-    w.append_key_value_metadata(KeyValue::new(
+
+    // The numeric columns, a write per group: the writer ends a page after
+    // each write.
+    let rest = |f: &dyn Fn(&Rest<'_>) -> i64| -> Vec<i64> {
+        slice
+            .iter()
+            .map(|(_, i)| f(&sorted.rest[*i as usize]))
+            .collect()
+    };
+    let numeric: [(usize, ArrayRef); 4] = [
+        (
+            4,
+            Arc::new(Int64Array::from(
+                slice.iter().map(|(k, _)| k.series_id).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            5,
+            Arc::new(
+                TimestampNanosecondArray::from(
+                    slice.iter().map(|(k, _)| k.time).collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
+        ),
+        (
+            6,
+            Arc::new(Float64Array::from(
+                slice
+                    .iter()
+                    .map(|(_, i)| sorted.rest[*i as usize].value)
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            7,
+            Arc::new(TimestampNanosecondArray::from(rest(&|r| r.received_at)).with_timezone("UTC")),
+        ),
+    ];
+    let mut writers: Vec<_> = writers.into_iter().map(Some).collect();
+    for (leaf, array) in &numeric {
+        // Leaves 4 to 7 are the top-level fields 3 to 6.
+        let field = schema.field(leaf - 1);
+        let w = writers[*leaf].as_mut().expect("each leaf written once");
+        let mut offset = 0;
+        for g in groups {
+            for column in
+                compute_leaves(field, &array.slice(offset, g.rows)).map_err(EncodeError::Write)?
+            {
+                w.write(&column).map_err(EncodeError::Write)?;
+            }
+            offset += g.rows;
+        }
+    }
+
+    // The string columns' codes, and each group's end in them.
+    let labels = LabelCodes::of(sorted, slice, groups, &leaves[2], &leaves[3]);
+    let node: Vec<u32> = slice.iter().map(|(k, _)| k.node).collect();
+    let metric: Vec<u32> = slice.iter().map(|(k, _)| k.metric).collect();
+    let relay_codes = vec![0u32; slice.len()];
+    let flat = |codes| flat_pages(codes, groups);
+    let relays = [relay];
+
+    let mut rg = file.next_row_group().map_err(EncodeError::Write)?;
+    for (leaf, descr) in leaves.iter().enumerate() {
+        let writer = writers[leaf].take().expect("each leaf written once");
+        if !CODED[leaf] {
+            let chunk = writer.close().map_err(EncodeError::Write)?;
+            chunk
+                .append_to_row_group(&mut rg)
+                .map_err(EncodeError::Write)?;
+            continue;
+        }
+        let (bytes, close) = match leaf {
+            0 => coded::write_chunk(descr, props, &sorted.nodes, flat(&node)),
+            1 => coded::write_chunk(descr, props, &sorted.metrics, flat(&metric)),
+            2 => coded::write_chunk(descr, props, &labels.names.names, labels.pages(true)),
+            3 => coded::write_chunk(descr, props, &labels.names.names, labels.pages(false)),
+            _ => coded::write_chunk(descr, props, &relays, flat(&relay_codes)),
+        }
+        .map_err(EncodeError::Write)?;
+        rg.append_column(&bytes, close)
+            .map_err(EncodeError::Write)?;
+    }
+    rg.close().map_err(EncodeError::Write)?;
+    file.append_key_value_metadata(KeyValue::new(
         NODE_GROUPS_KEY.into(),
         format_node_groups(groups),
     ));
-    w.close().map_err(EncodeError::Finish)?;
+    file.close().map_err(EncodeError::Finish)?;
     Ok(Bytes::from(buf))
+}
+
+/// The pages of a top-level column of `codes`, a code per row: one per
+/// group.
+fn flat_pages<'b>(
+    codes: &'b [u32],
+    groups: &'b [NodeGroup],
+) -> impl Iterator<Item = coded::CodedPage<'b>> {
+    let mut start = 0;
+    groups.iter().map(move |g| {
+        let page = coded::CodedPage {
+            rows: g.rows,
+            codes: &codes[start..start + g.rows],
+            levels: None,
+        };
+        start += g.rows;
+        page
+    })
+}
+
+/// The `labels` map of an object's rows as codes and levels: its keys and
+/// values coded over the object's distinct label strings, each series'
+/// labels coded once (rows of a series are adjacent in an object, and
+/// share their labels' memory).
+struct LabelCodes<'a> {
+    names: Codes<'a>,
+    keys: Vec<u32>,
+    values: Vec<u32>,
+    key_def: Vec<i16>,
+    value_def: Vec<i16>,
+    rep: Vec<i16>,
+    /// Per group: its rows, and where it ends in the levels and in the
+    /// codes.
+    ends: Vec<(usize, usize, usize)>,
+}
+
+impl<'a> LabelCodes<'a> {
+    fn of(
+        sorted: &SortedRows<'a>,
+        slice: &[(SortKey, u32)],
+        groups: &[NodeGroup],
+        key: &ColumnDescPtr,
+        value: &ColumnDescPtr,
+    ) -> Self {
+        let entries: usize = slice
+            .iter()
+            .map(|(_, i)| sorted.rest[*i as usize].labels.len().max(1))
+            .sum();
+        let mut out = Self {
+            names: Codes::default(),
+            keys: Vec::with_capacity(entries),
+            values: Vec::with_capacity(entries),
+            key_def: Vec::with_capacity(entries),
+            value_def: Vec::with_capacity(entries),
+            rep: Vec::with_capacity(entries),
+            ends: Vec::with_capacity(groups.len()),
+        };
+        // An entry is present at the key's and the value's deepest level
+        // (a value is never null); a row of no labels is one level at 0.
+        let (key_def, value_def) = (key.max_def_level(), value.max_def_level());
+        let mut last: Option<&[Label]> = None;
+        let mut coded: Vec<(u32, u32)> = Vec::new();
+        let mut rows = slice.iter();
+        for g in groups {
+            for (_, i) in rows.by_ref().take(g.rows) {
+                let labels = sorted.rest[*i as usize].labels;
+                if !last.is_some_and(|l| std::ptr::eq(l, labels)) {
+                    coded.clear();
+                    for l in labels {
+                        coded.push((out.names.code(&l.key), out.names.code(&l.value)));
+                    }
+                    last = Some(labels);
+                }
+                if coded.is_empty() {
+                    out.key_def.push(0);
+                    out.value_def.push(0);
+                    out.rep.push(0);
+                }
+                for (j, &(k, v)) in coded.iter().enumerate() {
+                    out.keys.push(k);
+                    out.values.push(v);
+                    out.key_def.push(key_def);
+                    out.value_def.push(value_def);
+                    out.rep.push(i16::from(j > 0));
+                }
+            }
+            out.ends.push((g.rows, out.rep.len(), out.keys.len()));
+        }
+        out
+    }
+
+    /// The pages of the keys' column (`keys`) or the values'.
+    fn pages(&self, keys: bool) -> impl Iterator<Item = coded::CodedPage<'_>> {
+        let (codes, def) = if keys {
+            (&self.keys, &self.key_def)
+        } else {
+            (&self.values, &self.value_def)
+        };
+        let (mut level, mut code) = (0, 0);
+        self.ends.iter().map(move |&(rows, level_end, code_end)| {
+            let page = coded::CodedPage {
+                rows,
+                codes: &codes[code..code_end],
+                levels: Some((&def[level..level_end], &self.rep[level..level_end])),
+            };
+            (level, code) = (level_end, code_end);
+            page
+        })
+    }
 }
 
 /// Writer properties of an object cut into node groups: `props`, with one
@@ -895,7 +1123,7 @@ mod tests {
 
     /// The encoder as it was: rows sorted by comparing strings, the batch
     /// built row by row with [`build_raw_batch`].
-    fn reference_object(mut rows: Vec<RawRow<'_>>, relay: &str) -> Bytes {
+    fn reference_object(mut rows: Vec<RawRow<'_>>, relay: &str, zstd: bool) -> Bytes {
         rows.sort_by(|a, b| {
             a.metric
                 .cmp(b.metric)
@@ -906,7 +1134,7 @@ mod tests {
         let groups = group_by_node(&mut rows);
         let batch = build_raw_batch(rows.into_iter(), relay).unwrap();
         let mut buf = Vec::new();
-        let props = grouped_properties(&raw_writer_properties(false));
+        let props = grouped_properties(&raw_writer_properties(zstd));
         let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
         let mut offset = 0;
         for g in &groups {
@@ -978,19 +1206,13 @@ mod tests {
 
     #[test]
     fn objects_are_the_bytes_the_row_by_row_encoder_wrote() {
-        // Distinct keys (so the order is total), names that sort otherwise
-        // than they first appear, equal names in distinct memory, series
-        // with no labels, rows in no order, and enough of them for four
-        // node groups.
-        let hour = 3_600_000_000_000i64 * 490_000;
-        let nodes: Vec<String> = ["n-b", "n-a", "n-c", "n-a", "m"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let metrics: Vec<String> = ["zeta", "alpha", "mid", "alpha"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        // Names that sort otherwise than they first appear, equal names in
+        // distinct memory, series with no labels: the string columns are
+        // written from codes (`coded`), and must be what the Arrow writer
+        // makes of the strings.
+        let names = |v: &[&str]| -> Vec<String> { v.iter().map(|s| (*s).to_owned()).collect() };
+        let nodes = names(&["n-b", "n-a", "n-c", "n-a", "m"]);
+        let metrics = names(&["zeta", "alpha", "mid", "alpha"]);
         let labels: Vec<Vec<Label>> = (0..7)
             .map(|i| {
                 (0..i % 3)
@@ -1001,6 +1223,53 @@ mod tests {
                     .collect()
             })
             .collect();
+        same_bytes_as_the_row_by_row_encoder(&nodes, &metrics, &labels, false);
+
+        // Many nodes and groups, and hundreds of label values, first seen
+        // group after group: the dictionary's bit width grows from page to
+        // page. Compressed with zstd.
+        let nodes: Vec<String> = (0..64).map(|n| format!("node-{n}")).collect();
+        let metrics: Vec<String> = (0..9).map(|m| format!("metric_{}", 9 - m)).collect();
+        let labels: Vec<Vec<Label>> = (0..700)
+            .map(|i| {
+                (0..i % 4)
+                    .map(|k| Label {
+                        key: format!("key{}", (i + k) % 5),
+                        value: format!("value-{}", (i * 13 + k) % 450),
+                    })
+                    .collect()
+            })
+            .collect();
+        same_bytes_as_the_row_by_row_encoder(&nodes, &metrics, &labels, true);
+
+        // Every row with one label, then none: the levels of each page all
+        // alike.
+        for entries in [1, 0] {
+            let labels: Vec<Vec<Label>> = (0..30)
+                .map(|i| {
+                    (0..entries)
+                        .map(|_| Label {
+                            key: "gpu".into(),
+                            value: format!("{i}"),
+                        })
+                        .collect()
+                })
+                .collect();
+            same_bytes_as_the_row_by_row_encoder(&nodes, &metrics, &labels, false);
+        }
+    }
+
+    /// Encodes 20,000 rows in no order, with distinct keys (so the order is
+    /// total), of the given nodes, metrics and label sets drawn at random,
+    /// and checks the object is cut into node groups and is the bytes of
+    /// [`reference_object`].
+    fn same_bytes_as_the_row_by_row_encoder(
+        nodes: &[String],
+        metrics: &[String],
+        labels: &[Vec<Label>],
+        zstd: bool,
+    ) {
+        let hour = 3_600_000_000_000i64 * 490_000;
         let mut rows = Vec::new();
         let mut x = 17u64;
         for i in 0..20_000u64 {
@@ -1019,7 +1288,7 @@ mod tests {
                 received_at: hour + (x >> 45) as i64,
             });
         }
-        let out = encode_flush(rows.clone(), "relay-7", false, None).unwrap();
+        let out = encode_flush(rows.clone(), "relay-7", zstd, None).unwrap();
         assert_eq!(out.hours.len(), 1);
         assert_eq!(out.hours[0].1, rows.len());
         let kv = SerializedFileReader::new(out.hours[0].2.clone())
@@ -1032,8 +1301,10 @@ mod tests {
         let groups = kv.iter().find(|k| k.key == NODE_GROUPS_KEY);
         assert!(groups.is_some(), "cut into node groups: {kv:?}");
         assert!(
-            out.hours[0].2 == reference_object(rows, "relay-7"),
-            "the object differs from the row-by-row encoder's"
+            out.hours[0].2 == reference_object(rows, "relay-7", zstd),
+            "the object differs from the row-by-row encoder's ({} nodes, {} label sets, zstd {zstd})",
+            nodes.len(),
+            labels.len()
         );
     }
 
