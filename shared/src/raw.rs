@@ -364,28 +364,45 @@ fn run_starts(runs: usize, run_of: impl Iterator<Item = usize>) -> Vec<u32> {
 }
 
 /// Small integer codes for distinct strings, in order of first sight.
-#[derive(Default)]
 struct Codes<'a> {
     by_name: HashMap<&'a str, u32, BuildHasherDefault<StrHasher>>,
     names: Vec<&'a str>,
-    /// The last string looked up and its code: consecutive rows often
-    /// share a node (one submission) and its memory.
-    last: Option<(&'a str, u32)>,
+    /// Strings looked up lately, by address, with their codes: rows share
+    /// the memory of their node's name (one connection's) and of their
+    /// metric's (one per name in a stream, in the relay), and a string at
+    /// the same address and of the same length is the same string for as
+    /// long as `'a` holds. Finding it here reads neither its text nor the
+    /// map.
+    recent: Box<[(*const u8, usize, u32); RECENT]>,
+}
+
+/// Slots of [`Codes::recent`] (a power of two).
+const RECENT: usize = 1024;
+
+impl Default for Codes<'_> {
+    fn default() -> Self {
+        Self {
+            by_name: HashMap::default(),
+            names: Vec::new(),
+            recent: Box::new([(std::ptr::null(), 0, 0); RECENT]),
+        }
+    }
 }
 
 impl<'a> Codes<'a> {
     fn code(&mut self, name: &'a str) -> u32 {
-        if let Some((last, code)) = self.last
-            && std::ptr::eq(last, name)
-        {
-            return code;
+        let at = name.as_ptr();
+        let addr = at as usize;
+        let slot = &mut self.recent[((addr >> 4) ^ (addr >> 14)) & (RECENT - 1)];
+        if slot.0 == at && slot.1 == name.len() {
+            return slot.2;
         }
         let next = self.names.len() as u32;
         let code = *self.by_name.entry(name).or_insert(next);
         if code == next {
             self.names.push(name);
         }
-        self.last = Some((name, code));
+        *slot = (at, name.len(), code);
         code
     }
 

@@ -2,6 +2,7 @@
 //! once at definition time, bounded in ids and in bytes (of the stream, of
 //! its connection, and of the whole relay).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -141,7 +142,17 @@ pub struct StreamDictionary {
     max_bytes: usize,
     connection: Option<Arc<ByteBudget>>,
     relay: Option<Arc<ByteBudget>>,
+    /// One `Arc` per distinct metric name of the stream's series (the
+    /// first [`SHARED_METRIC_NAMES`] names), which its series share: the
+    /// raw encoder codes a row's metric by the name's address, without
+    /// reading its text, when rows share the name's memory. Charged to the
+    /// byte bounds like the series.
+    metric_names: HashSet<Arc<str>>,
 }
+
+/// At most this many metric names per stream are shared by its series
+/// (a node exports a few hundred); past it, each series holds its own.
+const SHARED_METRIC_NAMES: usize = 1024;
 
 impl StreamDictionary {
     /// An empty dictionary accepting ids below `max_ids`, with no byte bound.
@@ -153,6 +164,7 @@ impl StreamDictionary {
             max_bytes: usize::MAX,
             connection: None,
             relay: None,
+            metric_names: HashSet::new(),
         }
     }
 
@@ -171,6 +183,7 @@ impl StreamDictionary {
             max_bytes,
             connection: Some(connection),
             relay: Some(relay),
+            metric_names: HashSet::new(),
         }
     }
 
@@ -272,10 +285,11 @@ impl StreamDictionary {
                     text_bytes,
                     series_hash: series_hash(&def.metric, &labels),
                     metric_hash: xxhash_metric(&def.metric),
-                    metric: Arc::from(def.metric),
+                    metric: self.metric_name(def.metric),
                     labels: labels.into_boxed_slice(),
                     invalid: None,
                     line_protocol: std::sync::OnceLock::new(),
+                    label_slot: Default::default(),
                 }))
             }
         };
@@ -289,6 +303,22 @@ impl StreamDictionary {
                 Err(self.full(def.id, bound))
             }
         }
+    }
+
+    /// The stream's shared `Arc` of the metric `name`, made and kept if it
+    /// is new and fits (in number and in the byte bounds), else an `Arc` of
+    /// its own.
+    fn metric_name(&mut self, name: String) -> Arc<str> {
+        if let Some(shared) = self.metric_names.get(name.as_str()) {
+            return shared.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        // The text, the reference counts and the set's slot.
+        let bytes = name.len() + 4 * std::mem::size_of::<usize>();
+        if self.metric_names.len() < SHARED_METRIC_NAMES && self.take(bytes).is_ok() {
+            self.metric_names.insert(name.clone());
+        }
+        name
     }
 
     /// Why points on `id` are rejected, or its series.
