@@ -406,3 +406,27 @@ fn definitions_past_a_byte_bound_are_refused_and_their_points_say_why() {
     drop(d2);
     assert_eq!((conn.used(), relay.used()), (0, 0));
 }
+
+#[test]
+fn a_streams_series_share_their_metric_names_up_to_a_bound() {
+    let b = budgets(10_000);
+    let mut d = StreamDictionary::new(5000);
+    // Two series of "gpu_temp", then 1030 more metrics of one series each.
+    let mut defs = vec![
+        def(0, "gpu_temp", &[("gpu", "0")]),
+        def(1, "gpu_temp", &[("gpu", "1")]),
+    ];
+    defs.extend((2..1032).map(|i| def(i, &format!("m{i}"), &[])));
+    defs.push(def(1032, "m1031", &[("a", "b")]));
+    defs.push(def(1033, "m3", &[("a", "b")]));
+    let out = run(&b, &mut d, batch(defs, &[(0, NOW, 1.0)]));
+    assert_eq!(out.bad_defs + out.refused_defs, 0);
+    let metric = |id| d.lookup(id).unwrap().metric.clone();
+    assert!(Arc::ptr_eq(&metric(0), &metric(1)), "one name, one Arc");
+    assert_eq!(&*metric(0), "gpu_temp");
+    // The 1024 shared names are "gpu_temp" and m2 to m1024: m1025 on are
+    // past the bound, and each series holds its own.
+    assert!(Arc::ptr_eq(&metric(3), &metric(1033)));
+    assert!(!Arc::ptr_eq(&metric(1031), &metric(1032)));
+    assert_eq!(&*metric(1032), "m1031");
+}
