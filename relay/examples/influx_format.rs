@@ -50,6 +50,7 @@ fn main() {
                         invalid: None,
                         text_bytes: 20,
                         line_protocol: Default::default(),
+                        label_slot: Default::default(),
                     })
                 })
                 .collect();

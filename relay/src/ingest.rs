@@ -33,6 +33,9 @@ pub struct SeriesEntry {
     /// InfluxDB sink the first time it writes the series.
     /// Boxed: a pointer in every entry, the text only for series written.
     pub line_protocol: std::sync::OnceLock<Box<crate::sink::lineproto::SeriesLine>>,
+    /// The number of the series' label set in the Parquet sink's label
+    /// sets, once coded there.
+    pub label_slot: horizon_shared::raw::LabelSlot,
 }
 
 pub(crate) fn cut(s: &str) -> String {

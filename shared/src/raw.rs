@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{
     ArrayRef, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
@@ -30,6 +30,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
 mod coded;
+mod labels;
+
+pub use labels::{LabelSets, LabelSlot, MAX_ENTRIES, MAX_NAMES, MAX_TEXT, RowSets, lock_sets};
 
 use crate::layout::Hour;
 use crate::model::series_hash;
@@ -162,7 +165,24 @@ pub fn encode_flush(
     zstd: bool,
     late_before: Option<Hour>,
 ) -> Result<FlushObjects, EncodeError> {
-    let mut sorted = SortedRows::new(&rows);
+    encode_flush_sets(rows, None, relay, zstd, late_before)
+}
+
+/// [`encode_flush`], with the rows' label sets coded in a [`LabelSets`]
+/// (one set number per row): an hour's object then takes its labels'
+/// codes from the sets, without reading the labels' text. If the sets
+/// have started a new generation since, it codes the text.
+pub fn encode_flush_sets<'a>(
+    rows: Vec<RawRow<'a>>,
+    sets: Option<RowSets<'a>>,
+    relay: &str,
+    zstd: bool,
+    late_before: Option<Hour>,
+) -> Result<FlushObjects, EncodeError> {
+    if let Some(s) = &sets {
+        assert_eq!(s.of_row.len(), rows.len(), "one label set per row");
+    }
+    let mut sorted = SortedRows::new(&rows, sets.as_ref());
     // Everything the encoder reads is in `sorted` now.
     drop(rows);
     let props = raw_writer_properties(zstd);
@@ -224,18 +244,24 @@ struct SortedRows<'a> {
     metrics: Vec<&'a str>,
     /// Each node's bucket ([`node_bucket`]), by rank.
     node_buckets: Vec<u16>,
+    /// The label sets the rows' `set` numbers belong to, and their
+    /// generation.
+    sets: Option<(&'a Mutex<LabelSets>, u32)>,
 }
 
 /// The part of a row that is not in its [`SortKey`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Rest<'a> {
     labels: &'a [Label],
+    /// The number of the row's label set, if the flush has them
+    /// ([`RowSets`]).
+    set: u32,
     value: f64,
     received_at: i64,
 }
 
 impl<'a> SortedRows<'a> {
-    fn new(rows: &[RawRow<'a>]) -> Self {
+    fn new(rows: &[RawRow<'a>], sets: Option<&RowSets<'a>>) -> Self {
         let mut nodes = Codes::default();
         let mut metrics = Codes::default();
         let codes: Vec<(u32, u32)> = rows
@@ -244,21 +270,27 @@ impl<'a> SortedRows<'a> {
             .collect();
         let (metrics, metric_rank) = metrics.ranked();
         let (nodes, node_rank) = nodes.ranked();
-        let keyed = rows.iter().zip(&codes).map(|(r, &(metric, node))| {
-            let key = SortKey {
-                hour: Hour::of_nanos(r.time),
-                metric: metric_rank[metric as usize],
-                node: node_rank[node as usize],
-                series_id: r.series_id,
-                time: r.time,
-            };
-            let rest = Rest {
-                labels: r.labels,
-                value: r.value,
-                received_at: r.received_at,
-            };
-            (key, rest)
-        });
+        let set_of = sets.map(|s| &s.of_row[..]);
+        let keyed = rows
+            .iter()
+            .zip(&codes)
+            .enumerate()
+            .map(|(i, (r, &(metric, node)))| {
+                let key = SortKey {
+                    hour: Hour::of_nanos(r.time),
+                    metric: metric_rank[metric as usize],
+                    node: node_rank[node as usize],
+                    series_id: r.series_id,
+                    time: r.time,
+                };
+                let rest = Rest {
+                    labels: r.labels,
+                    set: set_of.map_or(u32::MAX, |s| s[i]),
+                    value: r.value,
+                    received_at: r.received_at,
+                };
+                (key, rest)
+            });
         let (order, rest) = sort_keys(keyed, metrics.len(), nodes.len());
         let node_buckets = nodes.iter().map(|n| node_bucket(n)).collect();
         Self {
@@ -267,6 +299,7 @@ impl<'a> SortedRows<'a> {
             nodes,
             metrics,
             node_buckets,
+            sets: sets.map(|s| (s.sets, s.generation)),
         }
     }
 }
@@ -562,8 +595,27 @@ fn encode_coded(
         }
     }
 
-    // The string columns' codes, and each group's end in them.
-    let labels = LabelCodes::of(sorted, slice, groups, &leaves[2], &leaves[3]);
+    // The string columns' codes, and each group's end in them. The
+    // labels' come from the flush's label sets when it has them and they
+    // are still of the generation its rows were coded in; else from the
+    // text, coded over the object's distinct strings.
+    let mut sets = sorted
+        .sets
+        .map(|(sets, generation)| (lock_sets(sets), generation))
+        .filter(|(sets, generation)| sets.generation() == *generation)
+        .map(|(sets, _)| sets);
+    let mut text = Codes::default();
+    let label_leaves = [&leaves[2], &leaves[3]];
+    let labels = match &sets {
+        Some(sets) => LabelCodes::of(sorted, slice, groups, label_leaves, |rest, coded| {
+            coded.extend_from_slice(sets.entries(rest.set));
+        }),
+        None => LabelCodes::of(sorted, slice, groups, label_leaves, |rest, coded| {
+            for l in rest.labels {
+                coded.push((text.code(&l.key), text.code(&l.value)));
+            }
+        }),
+    };
     let node: Vec<u32> = slice.iter().map(|(k, _)| k.node).collect();
     let metric: Vec<u32> = slice.iter().map(|(k, _)| k.metric).collect();
     let relay_codes = vec![0u32; slice.len()];
@@ -583,8 +635,18 @@ fn encode_coded(
         let (bytes, close) = match leaf {
             0 => coded::write_chunk(descr, props, &sorted.nodes, flat(&node)),
             1 => coded::write_chunk(descr, props, &sorted.metrics, flat(&metric)),
-            2 => coded::write_chunk(descr, props, &labels.names.names, labels.pages(true)),
-            3 => coded::write_chunk(descr, props, &labels.names.names, labels.pages(false)),
+            2 | 3 => {
+                let pages = labels.pages(leaf == 2);
+                let chunk = match &sets {
+                    Some(sets) => coded::write_chunk(descr, props, sets.names(), pages),
+                    None => coded::write_chunk(descr, props, &text.names, pages),
+                };
+                if leaf == 3 {
+                    // Done with the sets: other flushes may code theirs.
+                    sets = None;
+                }
+                chunk
+            }
             _ => coded::write_chunk(descr, props, &relays, flat(&relay_codes)),
         }
         .map_err(EncodeError::Write)?;
@@ -618,12 +680,10 @@ fn flat_pages<'b>(
     })
 }
 
-/// The `labels` map of an object's rows as codes and levels: its keys and
-/// values coded over the object's distinct label strings, each series'
-/// labels coded once (rows of a series are adjacent in an object, and
-/// share their labels' memory).
-struct LabelCodes<'a> {
-    names: Codes<'a>,
+/// The `labels` map of an object's rows as codes and levels: each row's
+/// (key, value) codes, coded once per series (rows of a series are
+/// adjacent in an object, and share their labels' memory).
+struct LabelCodes {
     keys: Vec<u32>,
     values: Vec<u32>,
     key_def: Vec<i16>,
@@ -634,20 +694,21 @@ struct LabelCodes<'a> {
     ends: Vec<(usize, usize, usize)>,
 }
 
-impl<'a> LabelCodes<'a> {
-    fn of(
+impl LabelCodes {
+    /// The codes of the rows `slice` names, in `groups`; `code` gives the
+    /// codes of a row's labels (called once per series).
+    fn of<'a>(
         sorted: &SortedRows<'a>,
         slice: &[(SortKey, u32)],
         groups: &[NodeGroup],
-        key: &ColumnDescPtr,
-        value: &ColumnDescPtr,
+        [key, value]: [&ColumnDescPtr; 2],
+        mut code: impl FnMut(&Rest<'a>, &mut Vec<(u32, u32)>),
     ) -> Self {
         let entries: usize = slice
             .iter()
             .map(|(_, i)| sorted.rest[*i as usize].labels.len().max(1))
             .sum();
         let mut out = Self {
-            names: Codes::default(),
             keys: Vec::with_capacity(entries),
             values: Vec::with_capacity(entries),
             key_def: Vec::with_capacity(entries),
@@ -663,13 +724,11 @@ impl<'a> LabelCodes<'a> {
         let mut rows = slice.iter();
         for g in groups {
             for (_, i) in rows.by_ref().take(g.rows) {
-                let labels = sorted.rest[*i as usize].labels;
-                if !last.is_some_and(|l| std::ptr::eq(l, labels)) {
+                let rest = &sorted.rest[*i as usize];
+                if !last.is_some_and(|l| std::ptr::eq(l, rest.labels)) {
                     coded.clear();
-                    for l in labels {
-                        coded.push((out.names.code(&l.key), out.names.code(&l.value)));
-                    }
-                    last = Some(labels);
+                    code(rest, &mut coded);
+                    last = Some(rest.labels);
                 }
                 if coded.is_empty() {
                     out.key_def.push(0);
@@ -1288,12 +1347,14 @@ mod tests {
     ) {
         let hour = 3_600_000_000_000i64 * 490_000;
         let mut rows = Vec::new();
+        let mut label_set = Vec::new();
         let mut x = 17u64;
         for i in 0..20_000u64 {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let node = &nodes[(x >> 33) as usize % nodes.len()];
             let metric = &metrics[(x >> 40) as usize % metrics.len()];
             let l = (x >> 20) as usize % labels.len();
+            label_set.push(l);
             rows.push(RawRow {
                 node,
                 metric,
@@ -1305,9 +1366,38 @@ mod tests {
                 received_at: hour + (x >> 45) as i64,
             });
         }
-        let out = encode_flush(rows.clone(), "relay-7", zstd, None).unwrap();
+        let reference = reference_object(rows.clone(), "relay-7", zstd);
+        // The labels coded from their text, from label sets (a slot per
+        // series, as the relay keeps them), and from label sets renewed
+        // after the rows were coded (so coded from the text again).
+        let slots: Vec<LabelSlot> = labels.iter().map(|_| LabelSlot::default()).collect();
+        let sets = Mutex::new(LabelSets::new());
+        for how in ["text", "sets", "renewed sets"] {
+            let row_sets = (how != "text").then(|| {
+                let mut s = lock_sets(&sets);
+                let generation = s.generation();
+                let of_row = label_set
+                    .iter()
+                    .map(|&l| s.set_of(&slots[l], &labels[l]))
+                    .collect();
+                if how == "renewed sets" {
+                    *s = LabelSets::new();
+                }
+                RowSets {
+                    sets: &sets,
+                    generation,
+                    of_row,
+                }
+            });
+            let out = encode_flush_sets(rows.clone(), row_sets, "relay-7", zstd, None).unwrap();
+            let case = format!("{how}, {} label sets, zstd {zstd}", labels.len());
+            one_object_as_the_reference(&out, rows.len(), &reference, &case);
+        }
+    }
+
+    fn one_object_as_the_reference(out: &FlushObjects, rows: usize, reference: &Bytes, how: &str) {
         assert_eq!(out.hours.len(), 1);
-        assert_eq!(out.hours[0].1, rows.len());
+        assert_eq!(out.hours[0].1, rows);
         let kv = SerializedFileReader::new(out.hours[0].2.clone())
             .unwrap()
             .metadata()
@@ -1318,10 +1408,8 @@ mod tests {
         let groups = kv.iter().find(|k| k.key == NODE_GROUPS_KEY);
         assert!(groups.is_some(), "cut into node groups: {kv:?}");
         assert!(
-            out.hours[0].2 == reference_object(rows, "relay-7", zstd),
-            "the object differs from the row-by-row encoder's ({} nodes, {} label sets, zstd {zstd})",
-            nodes.len(),
-            labels.len()
+            out.hours[0].2 == *reference,
+            "the object differs from the row-by-row encoder's (labels from {how})"
         );
     }
 

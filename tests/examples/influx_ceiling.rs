@@ -282,6 +282,7 @@ fn series_entries() -> Vec<Arc<SeriesEntry>> {
                 invalid: None,
                 text_bytes: 20,
                 line_protocol: Default::default(),
+                label_slot: Default::default(),
             })
         })
         .collect()

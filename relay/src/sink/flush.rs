@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
+use horizon_shared::raw::LabelSets;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -104,6 +105,9 @@ pub(super) struct Flusher {
     /// Shutdown has reached the sink-flush phase: failing PUTs give up.
     pub(super) closing: CancellationToken,
     pub(super) shutdown: Shutdown,
+    /// The label sets of the series the relay has stored, coded once per
+    /// series (`horizon_shared::raw::LabelSets`), shared by every flush.
+    pub(super) label_sets: Arc<std::sync::Mutex<LabelSets>>,
 }
 
 impl Flusher {
@@ -154,8 +158,9 @@ impl Flusher {
         let late_before = Hour {
             start_unix_secs: now.start_unix_secs - 3600,
         };
+        let sets = self.label_sets.clone();
         let encoded = tokio::task::spawn_blocking(move || {
-            super::parquet::encode_flush(rows, &relay, zstd, late_before)
+            super::parquet::encode_flush(rows, &sets, &relay, zstd, late_before)
         })
         .await;
         let objects = match encoded {

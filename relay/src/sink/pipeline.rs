@@ -154,6 +154,7 @@ impl Pipeline {
             error_log: LogLimiter::new(Duration::from_secs(10)),
             closing: closing.clone(),
             shutdown: shutdown.clone(),
+            label_sets: Arc::default(),
         });
         metrics.batchers.set(p.batchers as i64);
         let epoch = Instant::now();

@@ -53,7 +53,7 @@ pub(super) struct CodedPage<'a> {
 pub(super) fn write_chunk<'a>(
     descr: &ColumnDescPtr,
     props: &WriterProperties,
-    names: &[&str],
+    names: &[impl AsRef<str>],
     pages: impl IntoIterator<Item = CodedPage<'a>>,
 ) -> Result<(Bytes, ColumnCloseResult)> {
     if props.writer_version() != WriterVersion::PARQUET_1_0 {
@@ -92,7 +92,7 @@ pub(super) fn write_chunk<'a>(
                 used.push(code);
             }
             indices.push(u64::from(*n));
-            text_bytes += names[code as usize].len() as i64;
+            text_bytes += names[code as usize].as_ref().len() as i64;
         }
         let mut buf = Vec::new();
         let levels = match page.levels {
@@ -131,7 +131,7 @@ pub(super) fn write_chunk<'a>(
     // The dictionary: each string used, plain (length, then bytes).
     let mut plain = Vec::new();
     for &code in &used {
-        let name = names[code as usize].as_bytes();
+        let name = names[code as usize].as_ref().as_bytes();
         plain.extend_from_slice(&(name.len() as u32).to_le_bytes());
         plain.extend_from_slice(name);
     }
