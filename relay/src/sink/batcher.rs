@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::flush::{Cut, Flusher};
-use super::{Row, SinkMetrics, Submission};
+use super::{Run, SinkMetrics, Submission};
 
 /// How often the age flusher looks at the batchers' oldest rows.
 const AGE_TICK: Duration = Duration::from_millis(50);
@@ -138,13 +138,13 @@ impl Batcher {
             .iter()
             .map(|p| 48 + node.len() + p.series.text_bytes)
             .sum::<usize>();
-        self.buf.rows.extend(s.points.into_iter().map(|p| Row {
-            node: node.clone(),
-            series: p.series,
-            time: p.time_unix_nano,
-            value: p.value,
+        let mut points = s.points;
+        self.buf.rows.append(&mut points);
+        self.buf.runs.push(Run {
+            node,
             received_at,
-        }));
+            end: self.buf.rows.len(),
+        });
         if let Some(tx) = s.done {
             self.buf.waiters.push(tx);
         }

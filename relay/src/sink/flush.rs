@@ -24,8 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::{Row, SinkError, SinkMetrics, StoreHealth};
+use super::{Run, SinkError, SinkMetrics, StoreHealth};
 use crate::config::ParquetSettings;
+use crate::ingest::AcceptedPoint;
 use crate::log_limit::LogLimiter;
 use crate::retry::{Backoff, retry};
 use crate::shutdown::{Phase, Shutdown};
@@ -46,7 +47,11 @@ pub(super) type Waiter = oneshot::Sender<Result<(), SinkError>>;
 /// Rows taken out of one or more batchers, with the receipts of their batches.
 #[derive(Debug, Default)]
 pub(super) struct Cut {
-    pub(super) rows: Vec<Row>,
+    /// The points, a submission's after another's.
+    pub(super) rows: Vec<AcceptedPoint>,
+    /// Each submission's node and receive time, and where its points end
+    /// in `rows`: kept once per submission, not once per point.
+    pub(super) runs: Vec<Run>,
     pub(super) waiters: Vec<Waiter>,
     /// Estimated bytes of the rows (see `parquet.flush_bytes`).
     pub(super) bytes: usize,
@@ -63,10 +68,16 @@ impl Cut {
 
     /// Appends `other` (rows of other nodes, or later rows of the same nodes).
     pub(super) fn append(&mut self, mut other: Cut) {
+        let offset = self.rows.len();
         if self.rows.is_empty() {
             std::mem::swap(&mut self.rows, &mut other.rows);
+            std::mem::swap(&mut self.runs, &mut other.runs);
         } else {
             self.rows.append(&mut other.rows);
+            self.runs.extend(other.runs.into_iter().map(|r| Run {
+                end: r.end + offset,
+                ..r
+            }));
         }
         self.waiters.append(&mut other.waiters);
         self.bytes += other.bytes;
@@ -149,7 +160,12 @@ impl Flusher {
     }
 
     async fn flush(self: Arc<Self>, cut: Cut, first_seq: u64) {
-        let Cut { rows, waiters, .. } = cut;
+        let Cut {
+            rows,
+            runs,
+            waiters,
+            ..
+        } = cut;
         let n = rows.len();
         let started = Instant::now();
         let (relay, zstd) = (self.relay_id.clone(), self.settings.zstd);
@@ -160,7 +176,7 @@ impl Flusher {
         };
         let sets = self.label_sets.clone();
         let encoded = tokio::task::spawn_blocking(move || {
-            super::parquet::encode_flush(rows, &sets, &relay, zstd, late_before)
+            super::parquet::encode_flush(rows, &runs, &sets, &relay, zstd, late_before)
         })
         .await;
         let objects = match encoded {

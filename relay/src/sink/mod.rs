@@ -25,6 +25,6 @@ mod pipeline;
 
 pub use health::StoreHealth;
 pub use metrics::SinkMetrics;
-pub(crate) use parquet::Row;
+pub(crate) use parquet::Run;
 pub(crate) use pipeline::Submission;
 pub use pipeline::{Pipeline, Receipt, SinkError, StartError};

@@ -7,16 +7,15 @@ use std::sync::{Arc, Mutex};
 use horizon_shared::layout::Hour;
 use horizon_shared::raw::{FlushObjects, LabelSets, RawRow, RowSets, encode_flush_sets, lock_sets};
 
-use crate::ingest::SeriesEntry;
+use crate::ingest::AcceptedPoint;
 
-/// One accepted point on its way to Parquet.
+/// The points of one submission in a flush's rows: its node, when the
+/// relay received it, and where its points end.
 #[derive(Debug, Clone)]
-pub(crate) struct Row {
+pub(crate) struct Run {
     pub(crate) node: Arc<str>,
-    pub(crate) series: Arc<SeriesEntry>,
-    pub(crate) time: i64,
-    pub(crate) value: f64,
     pub(crate) received_at: i64,
+    pub(crate) end: usize,
 }
 
 /// Sorts `rows` by metric, node, series and time (the order readers prune
@@ -26,7 +25,8 @@ pub(crate) struct Row {
 /// generation: see `horizon_shared::raw::LabelSets`), which is locked
 /// while they are. CPU-bound: run it off the async threads.
 pub fn encode_flush(
-    rows: Vec<Row>,
+    rows: Vec<AcceptedPoint>,
+    runs: &[Run],
     sets: &Mutex<LabelSets>,
     relay: &str,
     zstd: bool,
@@ -36,22 +36,33 @@ pub fn encode_flush(
     let (raw, generation) = {
         let mut coder = lock_sets(sets);
         coder.renew_if_full();
-        let raw = rows
-            .iter()
-            .map(|r| {
-                of_row.push(coder.set_of(&r.series.label_slot, &r.series.labels));
-                RawRow {
-                    node: &r.node,
-                    metric: &r.series.metric,
-                    labels: &r.series.labels,
+        let mut raw = Vec::with_capacity(rows.len());
+        let mut start = 0;
+        for run in runs {
+            let points = rows.get(start..run.end).ok_or_else(|| {
+                format!("a flush's run ends at row {} of {}", run.end, rows.len())
+            })?;
+            for p in points {
+                of_row.push(coder.set_of(&p.series.label_slot, &p.series.labels));
+                raw.push(RawRow {
+                    node: &run.node,
+                    metric: &p.series.metric,
+                    labels: &p.series.labels,
                     // The column stores the hash as i64.
-                    series_id: r.series.series_hash as i64,
-                    time: r.time,
-                    value: r.value,
-                    received_at: r.received_at,
-                }
-            })
-            .collect();
+                    series_id: p.series.series_hash as i64,
+                    time: p.time_unix_nano,
+                    value: p.value,
+                    received_at: run.received_at,
+                });
+            }
+            start = run.end;
+        }
+        if start != rows.len() {
+            return Err(format!(
+                "a flush's runs end at row {start} of {}",
+                rows.len()
+            ));
+        }
         (raw, coder.generation())
     };
     let sets = RowSets {
