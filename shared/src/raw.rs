@@ -32,7 +32,9 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 mod coded;
 mod labels;
 
-pub use labels::{LabelSets, LabelSlot, MAX_ENTRIES, MAX_NAMES, MAX_TEXT, RowSets, lock_sets};
+pub use labels::{
+    LabelSets, LabelSlot, MAX_ENTRIES, MAX_NAMES, MAX_SETS, MAX_TEXT, RowSets, lock_sets,
+};
 
 use crate::layout::Hour;
 use crate::model::series_hash;
@@ -233,10 +235,9 @@ struct SortKey {
 struct SortedRows<'a> {
     /// The sort key and the row's index in `rest`, in sorted order.
     order: Vec<(SortKey, u32)>,
-    /// What the key leaves out of each row, laid out in order of (hour,
-    /// metric, node) and arrival, so that the columns are gathered from
-    /// nearby memory, not from all over the flush's rows (in arrival order
-    /// when [`sort_keys`] sorts the flush whole).
+    /// What the key leaves out of each row, in the order of `order`, so
+    /// that the columns are read in order, not from all over the flush's
+    /// rows.
     rest: Vec<Rest<'a>>,
     /// Distinct node names by rank (sorted).
     nodes: Vec<&'a str>,
@@ -304,20 +305,21 @@ impl<'a> SortedRows<'a> {
     }
 }
 
-/// Sorts keyed items: the keys in ascending order, each with the index of
-/// its item in the items returned. Equal keys keep their order of arrival.
+/// Sorts keyed items: the keys in ascending order, and the items in the
+/// same order (each key with the index of its item, which is its own
+/// position). Equal keys keep their order of arrival.
 ///
 /// A counting sort places the items by (hour, metric, node), whose ranks
 /// are small and dense, in three passes over `keyed` in arrival order (the
 /// hours, the count of each run, the placing), each item written once to
 /// its place; each run (a node's scrape of a metric, a few hundred rows) is
-/// then sorted by series and time alone, in cache. Against one sort of the
-/// whole flush by the whole key, this does a third of the sort's
-/// instructions, and the encoder then reads each column's values from
-/// nearby memory. When a flush spans more than 64 hours, or its runs would
-/// outnumber its items more than four times over (many hours, metrics and
-/// nodes but few rows), it is sorted whole and the items stay in arrival
-/// order.
+/// then sorted by series and time alone, and its items put in that order,
+/// in cache. Against one sort of the whole flush by the whole key, this
+/// does a third of the sort's instructions, and the encoder then reads
+/// each column's values in order, from memory the hardware prefetches. When
+/// a flush spans more than 64 hours, or its runs would outnumber its items
+/// more than four times over (many hours, metrics and nodes but few rows),
+/// it is sorted whole and the items gathered in its order.
 fn sort_keys<T: Copy>(
     keyed: impl ExactSizeIterator<Item = (SortKey, T)> + Clone,
     metrics: usize,
@@ -349,6 +351,10 @@ fn sort_keys<T: Copy>(
             .map(|(i, (k, t))| ((k, i as u32), t))
             .unzip();
         keys.sort_unstable();
+        let items = keys.iter().map(|&(_, at)| items[at as usize]).collect();
+        for (j, k) in keys.iter_mut().enumerate() {
+            k.1 = j as u32;
+        }
         return (keys, items);
     };
     let run = |k: &SortKey| -> usize {
@@ -372,11 +378,19 @@ fn sort_keys<T: Copy>(
         sorted[at] = (k, at as u32);
         placed[at] = item;
     }
+    let mut run_items = Vec::new();
     for w in starts.windows(2) {
         let (a, b) = (w[0] as usize, w[1] as usize);
         if b - a > 1 {
             // Within a run, placement order is arrival order.
             sorted[a..b].sort_unstable_by_key(|&(k, at)| (k.series_id, k.time, at));
+            // The run's items in its keys' order, while they are in cache.
+            run_items.clear();
+            run_items.extend(sorted[a..b].iter().map(|&(_, at)| placed[at as usize]));
+            placed[a..b].copy_from_slice(&run_items);
+            for (j, k) in sorted[a..b].iter_mut().enumerate() {
+                k.1 = (a + j) as u32;
+            }
         }
     }
     (sorted, placed)
