@@ -4,13 +4,22 @@
 //! object, snappy, as the relay's Parquet sink does.
 //!
 //! `cargo bench -p horizon-shared --features raw --bench raw_encode`
+//!
+//! Two benchmarks: `encode_flush` (labels coded from their text), and
+//! `encode_flush_sets` (labels coded once per series in a `LabelSets`, as
+//! the relay does; the flush's rows are looked up in the series' slots,
+//! which the timing includes).
 
 #![allow(clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use horizon_shared::model::series_hash;
 use horizon_shared::proto::Label;
-use horizon_shared::raw::{RawRow, encode_flush};
+use std::sync::Mutex;
+
+use horizon_shared::raw::{
+    LabelSets, LabelSlot, RawRow, RowSets, encode_flush, encode_flush_sets, lock_sets,
+};
 
 const NODES: usize = 100;
 const SERIES: usize = 1000;
@@ -80,6 +89,29 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(rows.len() as u64));
     g.bench_function("encode_flush_200k_rows", |b| {
         b.iter(|| encode_flush(rows.clone(), "relay-1", false, None).unwrap())
+    });
+    // As the relay encodes: the label sets coded in a series' slot (one
+    // per node and series) by an earlier flush, so taken from the slots.
+    let slots: Vec<LabelSlot> = (0..NODES * SERIES).map(|_| LabelSlot::default()).collect();
+    let sets = Mutex::new(LabelSets::new());
+    let row_sets = || {
+        let mut s = lock_sets(&sets);
+        let of_row = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| s.set_of(&slots[i % (NODES * SERIES)], r.labels))
+            .collect();
+        RowSets {
+            sets: &sets,
+            generation: s.generation(),
+            of_row,
+        }
+    };
+    row_sets();
+    g.bench_function("encode_flush_sets_200k_rows", |b| {
+        b.iter(|| {
+            encode_flush_sets(rows.clone(), Some(row_sets()), "relay-1", false, None).unwrap()
+        })
     });
     g.finish();
     let out = encode_flush(rows.clone(), "relay-1", false, None).unwrap();

@@ -9,9 +9,12 @@
 //! read when its set is first coded, and after that only the dictionary
 //! page's names are.
 //!
-//! The sets are bounded ([`MAX_NAMES`], [`MAX_TEXT`], [`MAX_ENTRIES`]):
-//! past a bound, [`LabelSets::renew_if_full`] starts a new generation, and
-//! series are coded again as they come. A slot holds the generation its
+//! The sets are bounded ([`MAX_NAMES`], [`MAX_TEXT`], [`MAX_ENTRIES`],
+//! [`MAX_SETS`]: under 50 MiB in all, the names' text, their `Arc`s and
+//! map, the labels' ids and the sets' bounds). The relay checks them
+//! before each flush ([`LabelSets::renew_if_full`]), so one flush's new
+//! series may go past them until the next: past a bound, a new generation
+//! starts, empty, and series are coded again as they come. A slot holds the generation its
 //! number belongs to, so a number of another generation (or of another
 //! `LabelSets`: generations are unique in the process) is never taken for
 //! one of this.
@@ -33,6 +36,8 @@ pub const MAX_NAMES: usize = 1 << 18;
 pub const MAX_TEXT: usize = 8 << 20;
 /// At most this many labels, all sets together, in one generation.
 pub const MAX_ENTRIES: usize = 1 << 21;
+/// At most this many sets in one generation.
+pub const MAX_SETS: usize = 1 << 21;
 
 /// Where a series keeps the number of its label set, and the generation
 /// the number belongs to. Starts empty.
@@ -82,6 +87,7 @@ impl LabelSets {
         if self.names.len() >= MAX_NAMES
             || self.text >= MAX_TEXT
             || self.entries.len() >= MAX_ENTRIES
+            || self.starts.len() > MAX_SETS
         {
             *self = Self::new();
         }
