@@ -518,12 +518,18 @@ fn encode_rows_grouped(
 }
 
 /// The leaf columns of [`raw_schema`], in order, as [`encode_coded`]
-/// writes them.
-const LEAVES: usize = 9;
-/// Which leaves [`encode_coded`] writes from codes (node, metric, the
-/// labels' keys and values, relay); the others go through the Arrow
-/// writer.
-const CODED: [bool; LEAVES] = [true, true, true, true, false, false, false, false, true];
+/// writes them: from codes, or (`false`) through the Arrow writer.
+const LEAVES: [(&str, bool); 9] = [
+    ("node", true),
+    ("metric", true),
+    ("labels.key_value.key", true),
+    ("labels.key_value.value", true),
+    ("series_id", false),
+    ("time", false),
+    ("value", false),
+    ("received_at", false),
+    ("relay", true),
+];
 
 /// An object cut into node `groups` (at least two), written with `props`
 /// (from [`grouped_properties`]): the file the Arrow writer makes of
@@ -548,10 +554,10 @@ fn encode_coded(
     let writers = factory
         .create_column_writers(0)
         .map_err(EncodeError::Start)?;
-    if leaves.len() != LEAVES || writers.len() != LEAVES {
+    let paths: Vec<String> = leaves.iter().map(|l| l.path().string()).collect();
+    if writers.len() != LEAVES.len() || !paths.iter().eq(LEAVES.iter().map(|(p, _)| p)) {
         return Err(EncodeError::Start(ParquetError::General(format!(
-            "the raw schema has {} leaf columns, not {LEAVES}",
-            leaves.len()
+            "the raw schema's leaf columns are {paths:?}, not those the encoder writes"
         ))));
     }
 
@@ -639,7 +645,7 @@ fn encode_coded(
     let mut rg = file.next_row_group().map_err(EncodeError::Write)?;
     for (leaf, descr) in leaves.iter().enumerate() {
         let writer = writers[leaf].take().expect("each leaf written once");
-        if !CODED[leaf] {
+        if !LEAVES[leaf].1 {
             let chunk = writer.close().map_err(EncodeError::Write)?;
             chunk
                 .append_to_row_group(&mut rg)
