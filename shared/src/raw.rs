@@ -171,9 +171,11 @@ pub fn encode_flush(
 }
 
 /// [`encode_flush`], with the rows' label sets coded in a [`LabelSets`]
-/// (one set number per row): an hour's object then takes its labels'
-/// codes from the sets, without reading the labels' text. If the sets
-/// have started a new generation since, it codes the text.
+/// (one set number per row): an hour's object cut into node groups then
+/// takes its labels' codes from the sets, without reading the labels'
+/// text, unless the sets have started a new generation since. The late
+/// object and objects of one group (under twice [`MIN_GROUP_ROWS`] rows)
+/// are written by the Arrow writer from the text.
 pub fn encode_flush_sets<'a>(
     rows: Vec<RawRow<'a>>,
     sets: Option<RowSets<'a>>,
@@ -619,23 +621,38 @@ fn encode_coded(
     // labels' come from the flush's label sets when it has them and they
     // are still of the generation its rows were coded in; else from the
     // text, coded over the object's distinct strings.
-    let mut sets = sorted
+    let sets = sorted
         .sets
         .map(|(sets, generation)| (lock_sets(sets), generation))
         .filter(|(sets, generation)| sets.generation() == *generation)
         .map(|(sets, _)| sets);
-    let mut text = Codes::default();
     let label_leaves = [&leaves[2], &leaves[3]];
-    let labels = match &sets {
-        Some(sets) => LabelCodes::of(sorted, slice, groups, label_leaves, |rest, coded| {
-            coded.extend_from_slice(sets.entries(rest.set));
-        }),
-        None => LabelCodes::of(sorted, slice, groups, label_leaves, |rest, coded| {
-            for l in rest.labels {
-                coded.push((text.code(&l.key), text.code(&l.value)));
-            }
-        }),
-    };
+    // The labels' two chunks, written while the sets are locked (they hold
+    // the names), and only those.
+    let mut label_chunks = match sets {
+        Some(sets) => {
+            let labels = LabelCodes::of(sorted, slice, groups, label_leaves, |rest, coded| {
+                coded.extend_from_slice(sets.entries(rest.set));
+            });
+            [true, false].map(|keys| {
+                let descr = label_leaves[usize::from(!keys)];
+                coded::write_chunk(descr, props, sets.names(), labels.pages(keys))
+            })
+        }
+        None => {
+            let mut text = Codes::default();
+            let labels = LabelCodes::of(sorted, slice, groups, label_leaves, |rest, coded| {
+                for l in rest.labels {
+                    coded.push((text.code(&l.key), text.code(&l.value)));
+                }
+            });
+            [true, false].map(|keys| {
+                let descr = label_leaves[usize::from(!keys)];
+                coded::write_chunk(descr, props, &text.names, labels.pages(keys))
+            })
+        }
+    }
+    .map(Some);
     let node: Vec<u32> = slice.iter().map(|(k, _)| k.node).collect();
     let metric: Vec<u32> = slice.iter().map(|(k, _)| k.metric).collect();
     let relay_codes = vec![0u32; slice.len()];
@@ -655,18 +672,9 @@ fn encode_coded(
         let (bytes, close) = match leaf {
             0 => coded::write_chunk(descr, props, &sorted.nodes, flat(&node)),
             1 => coded::write_chunk(descr, props, &sorted.metrics, flat(&metric)),
-            2 | 3 => {
-                let pages = labels.pages(leaf == 2);
-                let chunk = match &sets {
-                    Some(sets) => coded::write_chunk(descr, props, sets.names(), pages),
-                    None => coded::write_chunk(descr, props, &text.names, pages),
-                };
-                if leaf == 3 {
-                    // Done with the sets: other flushes may code theirs.
-                    sets = None;
-                }
-                chunk
-            }
+            2 | 3 => label_chunks[leaf - 2]
+                .take()
+                .expect("each label chunk appended once"),
             _ => coded::write_chunk(descr, props, &relays, flat(&relay_codes)),
         }
         .map_err(EncodeError::Write)?;

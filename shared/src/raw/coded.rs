@@ -20,7 +20,10 @@
 //! Only what raw objects use is covered: Parquet 1.0 data pages, snappy or
 //! zstd, no statistics, no bloom filter, a dictionary page of any size (a
 //! page per node group, so one write per page and no page-size limit to
-//! apply).
+//! apply). Of the writer properties given, only the version and the
+//! compression are read (and checked): the caller gives those of a raw
+//! object's node groups (`grouped_properties` of `raw_writer_properties`),
+//! whose other settings are the ones written here.
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, PageType};

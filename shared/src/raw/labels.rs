@@ -10,11 +10,15 @@
 //! page's names are.
 //!
 //! The sets are bounded ([`MAX_NAMES`], [`MAX_TEXT`], [`MAX_ENTRIES`],
-//! [`MAX_SETS`]: under 50 MiB in all, the names' text, their `Arc`s and
-//! map, the labels' ids and the sets' bounds). The relay checks them
+//! [`MAX_SETS`]: about 50 MiB at the bounds, the names' text, their `Arc`s
+//! and map, the labels' ids and the sets' bounds). The relay checks them
 //! before each flush ([`LabelSets::renew_if_full`]), so one flush's new
-//! series may go past them until the next: past a bound, a new generation
-//! starts, empty, and series are coded again as they come. A slot holds the generation its
+//! series may go past them until the next (and the vectors may double
+//! their capacity): past a bound, a new generation starts, empty, and
+//! series are coded again as they come. The bounds hold 2^21 labels in
+//! all: the relay's default `limits.max_cardinality` of 100,000 live
+//! series with 20 labels each. A relay whose live series hold more labels
+//! than that renews often, and codes more label text: correct, but slower. A slot holds the generation its
 //! number belongs to, so a number of another generation (or of another
 //! `LabelSets`: generations are unique in the process) is never taken for
 //! one of this.
