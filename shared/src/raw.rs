@@ -565,47 +565,11 @@ fn encode_coded(
 
     // The numeric columns, a write per group: the writer ends a page after
     // each write.
-    let rest = |f: &dyn Fn(&Rest<'_>) -> i64| -> Vec<i64> {
-        slice
-            .iter()
-            .map(|(_, i)| f(&sorted.rest[*i as usize]))
-            .collect()
-    };
-    let numeric: [(usize, ArrayRef); 4] = [
-        (
-            4,
-            Arc::new(Int64Array::from(
-                slice.iter().map(|(k, _)| k.series_id).collect::<Vec<_>>(),
-            )),
-        ),
-        (
-            5,
-            Arc::new(
-                TimestampNanosecondArray::from(
-                    slice.iter().map(|(k, _)| k.time).collect::<Vec<_>>(),
-                )
-                .with_timezone("UTC"),
-            ),
-        ),
-        (
-            6,
-            Arc::new(Float64Array::from(
-                slice
-                    .iter()
-                    .map(|(_, i)| sorted.rest[*i as usize].value)
-                    .collect::<Vec<_>>(),
-            )),
-        ),
-        (
-            7,
-            Arc::new(TimestampNanosecondArray::from(rest(&|r| r.received_at)).with_timezone("UTC")),
-        ),
-    ];
     let mut writers: Vec<_> = writers.into_iter().map(Some).collect();
-    for (leaf, array) in &numeric {
+    for (j, array) in numeric_columns(sorted, slice).iter().enumerate() {
         // Leaves 4 to 7 are the top-level fields 3 to 6.
-        let field = schema.field(leaf - 1);
-        let w = writers[*leaf].as_mut().expect("each leaf written once");
+        let field = schema.field(3 + j);
+        let w = writers[4 + j].as_mut().expect("each leaf written once");
         let mut offset = 0;
         for g in groups {
             for column in
@@ -879,34 +843,41 @@ fn build_sorted_batch(
         }
         labels.append(true)?;
     }
-    let rest = |f: &dyn Fn(&Rest<'_>) -> i64| -> Vec<i64> {
-        slice
-            .iter()
-            .map(|(_, i)| f(&sorted.rest[*i as usize]))
-            .collect()
-    };
-    let series = Int64Array::from(slice.iter().map(|(k, _)| k.series_id).collect::<Vec<_>>());
-    let time =
-        TimestampNanosecondArray::from(slice.iter().map(|(k, _)| k.time).collect::<Vec<_>>())
-            .with_timezone("UTC");
-    let value = Float64Array::from(
-        slice
-            .iter()
-            .map(|(_, i)| sorted.rest[*i as usize].value)
-            .collect::<Vec<_>>(),
-    );
-    let received = TimestampNanosecondArray::from(rest(&|r| r.received_at)).with_timezone("UTC");
+    let [series, time, value, received] = numeric_columns(sorted, slice);
     let columns: Vec<ArrayRef> = vec![
         node,
         metric,
         Arc::new(labels.finish()),
-        Arc::new(series),
-        Arc::new(time),
-        Arc::new(value),
-        Arc::new(received),
+        series,
+        time,
+        value,
+        received,
         relay_col,
     ];
     RecordBatch::try_new(raw_schema(), columns)
+}
+
+/// The numeric columns of the rows `slice` names, in its order and the
+/// schema's: `series_id`, `time`, `value`, `received_at`.
+fn numeric_columns(sorted: &SortedRows<'_>, slice: &[(SortKey, u32)]) -> [ArrayRef; 4] {
+    let key = |f: fn(&SortKey) -> i64| -> Vec<i64> { slice.iter().map(|(k, _)| f(k)).collect() };
+    let rest = |i: &u32| &sorted.rest[*i as usize];
+    [
+        Arc::new(Int64Array::from(key(|k| k.series_id))),
+        Arc::new(TimestampNanosecondArray::from(key(|k| k.time)).with_timezone("UTC")),
+        Arc::new(Float64Array::from(
+            slice.iter().map(|(_, i)| rest(i).value).collect::<Vec<_>>(),
+        )),
+        Arc::new(
+            TimestampNanosecondArray::from(
+                slice
+                    .iter()
+                    .map(|(_, i)| rest(i).received_at)
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+    ]
 }
 
 // ---- Node groups: pages a compactor shard can read alone --------------
