@@ -63,7 +63,7 @@ pub(super) fn write_chunk<'a>(
         ));
     }
     let compression = props.compression(descr.path());
-    let compress = |buf: Vec<u8>| -> Result<(Bytes, usize)> {
+    let page_data = |buf: Vec<u8>| -> Result<(Bytes, usize)> {
         let size = buf.len();
         Ok((compress(compression, buf)?.into(), size))
     };
@@ -111,7 +111,7 @@ pub(super) fn write_chunk<'a>(
         buf.push(width);
         let mut rle = Rle::new(width, buf);
         rle.put_all(&indices);
-        let (data, size) = compress(rle.finish())?;
+        let (data, size) = page_data(rle.finish())?;
         let page_data = Page::DataPage {
             buf: data,
             num_values: levels as u32,
@@ -134,7 +134,7 @@ pub(super) fn write_chunk<'a>(
         plain.extend_from_slice(&(name.len() as u32).to_le_bytes());
         plain.extend_from_slice(name);
     }
-    let (dict, dict_size) = compress(plain)?;
+    let (dict, dict_size) = page_data(plain)?;
     let dict_encoding = props.dictionary_page_encoding();
     let dict_page = Page::DictionaryPage {
         buf: dict,
