@@ -1,18 +1,16 @@
-//! Manifests and create-only writes: the bookkeeping of the commit protocol
-//! (docs/compaction.md). Both rely only on create-only writes
-//! (`PutMode::Create`: S3 `If-None-Match: *`), which every object store
-//! `object_store` supports, the local directory included.
+//! Manifests: the bookkeeping of the commit protocol (docs/compaction.md).
+//! A generation is committed by creating its manifest with a create-only
+//! write ([`commit`]); the highest generation is the current one
+//! ([`load_manifests`]).
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::TryStreamExt;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{Keys, manifest_generation};
-pub use crate::lease::{Acquired, Lease, LeaseRecord};
+use crate::store::{StoreError, create, get_json, list_all};
 use crate::unit::Unit;
 
 /// Format version of manifests and lease records.
@@ -76,96 +74,6 @@ impl Manifest {
     pub fn late_files(&self) -> usize {
         self.files.iter().filter(|f| f.late).count()
     }
-}
-
-/// Store errors with the key they concern.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store failed.
-    #[error("{op} {key}: {source}")]
-    Store {
-        /// What was attempted.
-        op: &'static str,
-        /// The key.
-        key: String,
-        /// Why it failed.
-        source: object_store::Error,
-    },
-    /// A bookkeeping object could not be parsed.
-    #[error("{key} is not a valid {what}: {message}")]
-    Corrupt {
-        /// The key.
-        key: String,
-        /// Manifest or lease.
-        what: &'static str,
-        /// Why.
-        message: String,
-    },
-}
-
-/// Wraps an object_store error with its operation and key.
-pub fn store_err(op: &'static str, key: &Path) -> impl FnOnce(object_store::Error) -> StoreError {
-    let key = key.to_string();
-    move |source| StoreError::Store { op, key, source }
-}
-
-/// An object's whole content.
-pub(crate) async fn get_bytes(
-    store: &Arc<dyn ObjectStore>,
-    key: &Path,
-) -> Result<bytes::Bytes, StoreError> {
-    store
-        .get(key)
-        .await
-        .map_err(store_err("get", key))?
-        .bytes()
-        .await
-        .map_err(store_err("get", key))
-}
-
-/// Every object under a prefix (recursively).
-pub async fn list_all(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
-) -> Result<Vec<ObjectMeta>, StoreError> {
-    store
-        .list(Some(prefix))
-        .try_collect()
-        .await
-        .map_err(store_err("list", prefix))
-}
-
-/// Creates `key` only if absent. `Ok(false)`: it exists.
-pub async fn create(
-    store: &Arc<dyn ObjectStore>,
-    key: &Path,
-    body: Vec<u8>,
-) -> Result<bool, StoreError> {
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
-    };
-    match store
-        .put_opts(key, PutPayload::from(Bytes::from(body)), opts)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(store_err("create", key)(e)),
-    }
-}
-
-pub(crate) async fn get_json<T: for<'de> Deserialize<'de>>(
-    store: &Arc<dyn ObjectStore>,
-    key: &Path,
-    what: &'static str,
-) -> Result<T, StoreError> {
-    let bytes = get_bytes(store, key).await?;
-    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        what,
-        message: e.to_string(),
-    })
 }
 
 /// The manifests of a unit: the current one (highest generation) and the

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use horizon_shared::layout::Hour;
 use horizon_shared::raw::SchemaMismatch;
 
-use crate::commit::StoreError;
-use crate::execute::Fault;
+use crate::fault::Fault;
 use crate::merge::MergeError;
 use crate::settings::SettingsError;
+use crate::store::StoreError;
 
 /// Why a run (or the compactor) could not start.
 #[derive(Debug, thiserror::Error)]

@@ -1,36 +1,26 @@
-//! Folding late data into a compacted unit without rewriting it
+//! Late data: rows that reach an hour after it was compacted
 //! (docs/compaction.md, "Late data").
 //!
-//! The new raw rows are sorted and deduplicated among themselves, then every
-//! committed file of the unit is probed for their keys (`probe.rs`: footer,
-//! row-group statistics, key and tie-break columns of the candidate row
-//! groups). Each late row then either
+//! - `route.rs`: the relays' late objects (rows of many past hours in one
+//!   object per flush) routed to their hours as ordinary raw objects;
+//! - `fold.rs`: a compacted unit's new raw rows folded in without
+//!   rewriting it: a late file of new keys, and rewrites of only the files
+//!   where a late copy wins;
+//! - `probe.rs`: which committed row groups could hold a late key, read by
+//!   ranged reads of their key columns.
 //!
-//! - duplicates a committed row that the rule keeps: dropped;
-//! - duplicates a committed row and wins: the committed file holding it is
-//!   rewritten with the late copy in place of its own (that file only);
-//! - holds a key no committed file holds: written to the generation's new
-//!   late file.
-//!
-//! So the generation's files still hold each key once, every copy decided
-//! by the rule, and a major compaction of them equals a compaction of all
-//! the unit's raw objects from scratch.
+//! [`fold_as_late`] decides between a fold and a major compaction.
 
-use std::collections::BTreeMap;
-use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+mod fold;
+mod probe;
+mod route;
 
-use arrow_array::{RecordBatch, UInt32Array};
-use object_store::path::Path;
-use tracing::info;
+pub(crate) use fold::fold;
+pub use route::Routed;
+pub(crate) use route::route_late;
 
-use crate::commit::{FileEntry, Manifest};
-use crate::error::UnitError;
-use crate::execute::{Ctx, blocking, merge_files};
-use crate::merge::{self, LocalFile, MergeError, Orderer, OutputFiles, Source};
-use crate::probe::{LateKeys, probe};
+use crate::commit::Manifest;
 use crate::settings::Settings;
-use crate::transfer::download;
 
 /// Whether new late rows go to a late file (true) or the unit is rewritten
 /// whole (a major compaction): the thresholds of docs/compaction.md.
@@ -49,162 +39,4 @@ pub(crate) fn fold_as_late(
         .late_since_ms
         .is_none_or(|t| now_ms.saturating_sub(t) < age_ms);
     share_ok && files_ok && age_ok
-}
-
-/// A late fold's files, local and ready to stage.
-#[derive(Debug, Default)]
-pub(crate) struct LateFold {
-    /// The generation's files in order: `Ok` an unchanged committed entry,
-    /// `Err` a new local file (and whether it is a late file).
-    pub files: Vec<Result<FileEntry, (LocalFile, bool)>>,
-    /// Rows read: late rows plus the rows of rewritten files.
-    pub rows_in: u64,
-    /// Late rows written to the new late file.
-    pub late_rows: u64,
-    /// Late rows dropped: the committed copy wins.
-    pub dropped: u64,
-    /// Late rows that replaced a committed copy.
-    pub replaced: u64,
-    /// Committed files rewritten.
-    pub rewritten: usize,
-    /// Bytes read from the store (probes and rewritten files).
-    pub bytes_read: u64,
-}
-
-/// Folds the sorted runs of new raw rows into the unit's current files.
-pub(crate) async fn fold(
-    ctx: &Ctx<'_>,
-    current: &Manifest,
-    runs: Vec<PathBuf>,
-    work: &FsPath,
-) -> Result<LateFold, UnitError> {
-    let late = blocking(move || merge_in_memory(runs)).await??;
-    let mut out = LateFold {
-        rows_in: late.num_rows() as u64,
-        ..LateFold::default()
-    };
-    let index = {
-        let late = late.clone();
-        Arc::new(
-            blocking(move || LateKeys::new(&late))
-                .await?
-                .map_err(MergeError::from)?,
-        )
-    };
-    // Which committed file holds a copy of which late row, and who wins.
-    let mut winners: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-    let mut taken = vec![false; late.num_rows()];
-    let mut groups_read = 0;
-    for (i, f) in current.files.iter().enumerate() {
-        if late.num_rows() == 0 {
-            break;
-        }
-        let p = probe(ctx.store, &Path::from(f.key.as_str()), f.bytes, &index).await?;
-        out.bytes_read += p.bytes_read;
-        groups_read += p.row_groups_read;
-        for h in p.hits {
-            taken[h.late] = true;
-            if h.wins {
-                winners.entry(i).or_default().push(h.late as u32);
-                out.replaced += 1;
-            } else {
-                out.dropped += 1;
-            }
-        }
-    }
-
-    let props = || {
-        merge::output_properties(usize::try_from(ctx.settings.row_group_rows).unwrap_or(usize::MAX))
-    };
-    let target = ctx.settings.target_file_size;
-    for (i, f) in current.files.iter().enumerate() {
-        let Some(rows) = winners.remove(&i) else {
-            out.files.push(Ok(f.clone()));
-            continue;
-        };
-        // Rewrite this file with the winning late copies (the merge keeps
-        // them by the rule, the same one that picked them).
-        let dir = work.join(format!("rewrite-{i:04}"));
-        mkdir(&dir)?;
-        let local = dir.join("committed.parquet");
-        download(ctx.store, &Path::from(f.key.as_str()), &local).await?;
-        out.bytes_read += f.bytes;
-        out.rows_in += f.rows;
-        let batch = late.clone();
-        let copies_dir = dir.clone();
-        let copies = blocking(move || -> Result<Vec<PathBuf>, MergeError> {
-            let mut rows = rows;
-            rows.sort_unstable();
-            let picked = arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows))?;
-            let mut w = OutputFiles::new(&copies_dir, "late", merge::spill_properties(), u64::MAX);
-            w.write(&picked)?;
-            Ok(w.finish()?.into_iter().map(|f| f.path).collect())
-        })
-        .await??;
-        let out_dir = dir.join("out");
-        mkdir(&out_dir)?;
-        let mut sources = vec![local];
-        sources.extend(copies);
-        let (files, _) = merge_files(ctx.settings, sources, out_dir).await?;
-        out.rewritten += 1;
-        out.files
-            .extend(files.into_iter().map(|lf| Err((lf, f.late))));
-    }
-
-    // The late file: late rows whose keys no committed file holds.
-    let fresh: Vec<u32> = (0..late.num_rows() as u32)
-        .filter(|&r| !taken[r as usize])
-        .collect();
-    out.late_rows = fresh.len() as u64;
-    if !fresh.is_empty() {
-        let dir = work.join("late");
-        mkdir(&dir)?;
-        let props = props();
-        let files = blocking(move || -> Result<Vec<LocalFile>, MergeError> {
-            let picked = arrow_select::take::take_record_batch(&late, &UInt32Array::from(fresh))?;
-            let mut w = OutputFiles::new(&dir, "late", props, target);
-            for off in (0..picked.num_rows()).step_by(merge::BATCH_ROWS) {
-                w.write(&picked.slice(off, merge::BATCH_ROWS.min(picked.num_rows() - off)))?;
-            }
-            w.finish()
-        })
-        .await??;
-        out.files
-            .extend(files.into_iter().map(|lf| Err((lf, true))));
-    }
-    info!(
-        late_rows = out.late_rows,
-        replaced = out.replaced,
-        dropped = out.dropped,
-        rewritten = out.rewritten,
-        row_groups_read = groups_read,
-        bytes_read = out.bytes_read,
-        "late rows sorted into the unit's files"
-    );
-    Ok(out)
-}
-
-fn mkdir(dir: &FsPath) -> Result<(), UnitError> {
-    std::fs::create_dir_all(dir).map_err(|source| UnitError::Local {
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-/// Merges sorted runs into one sorted, deduplicated batch.
-fn merge_in_memory(runs: Vec<PathBuf>) -> Result<RecordBatch, MergeError> {
-    let orderer = Orderer::new()?;
-    let sources = runs
-        .iter()
-        .map(|p| merge::open_source(p))
-        .collect::<Result<Vec<Source>, _>>()?;
-    let mut batches = Vec::new();
-    merge::merge(&orderer, sources, |b| {
-        batches.push(b);
-        Ok(())
-    })?;
-    Ok(arrow_select::concat::concat_batches(
-        &horizon_shared::raw::raw_schema(),
-        &batches,
-    )?)
 }

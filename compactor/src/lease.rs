@@ -7,8 +7,9 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::commit::{FORMAT, StoreError, create, get_json, list_all};
+use crate::commit::FORMAT;
 use crate::keys::{Keys, lease_epoch};
+use crate::store::{StoreError, create, get_json, list_all};
 use crate::unit::Unit;
 
 /// A lease record, `lease-EEEEEEEE.json`.

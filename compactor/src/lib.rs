@@ -12,17 +12,29 @@
 //! in), and the plan is either reported (dry run) or executed under the
 //! unit's [`Lease`](lease::Lease).
 //!
-//! - [`unit`](mod@unit), [`plan`], `execute`, `settle`, `transfer`: one unit, from its
-//!   plan to its commit (the steps are listed in `execute.rs`).
-//! - [`merge`]: sorting, deduplication and k-way merging of record batches.
-//! - [`keys`]: the object keys of the compacted dataset and its bookkeeping.
-//! - [`commit`], [`lease`]: manifests and leases (create-only writes).
-//! - [`settings`]: flags and `HORIZON_*` variables.
-//! - [`error`](mod@error), [`outcome`]: what a run and a unit return.
+//! The modules, in the order a unit flows through them:
+//!
+//! - [`unit`](mod@unit): what a unit is (an hour, or a shard of one);
+//! - [`plan`]: a unit from plan to commit, its steps listed in order;
+//!   `ctx.rs` holds what every step shares, `fault.rs` the crash points;
+//! - [`lease`]: which run may work on a unit;
+//! - `settle.rs`: the store brought in line with a committed generation;
+//! - `transfer/`: raw objects fetched, decoded and sorted into runs; files
+//!   to and from the work directory;
+//! - [`merge`]: sorting, deduplication and k-way merging of record batches;
+//! - `late/`: late objects routed to their hours, late rows folded into a
+//!   compacted unit (`sparse.rs`: the pages a shard or a probe reads);
+//! - [`commit`]: manifests, committed by create-only writes; [`store`]: the
+//!   store helpers everything above uses;
+//! - [`keys`]: the object keys of the compacted dataset and its bookkeeping;
+//! - [`settings`]: flags and `HORIZON_*` variables;
+//! - [`error`](mod@error), [`outcome`], [`report`]: what a run and a unit
+//!   return.
 
 pub mod commit;
+mod ctx;
 pub mod error;
-mod execute;
+mod fault;
 pub mod keys;
 pub mod lambda;
 mod late;
@@ -30,11 +42,11 @@ pub mod lease;
 pub mod merge;
 pub mod outcome;
 pub mod plan;
-mod probe;
-mod route;
+pub mod report;
 pub mod settings;
 mod settle;
 mod sparse;
+pub mod store;
 mod transfer;
 pub mod unit;
 
@@ -46,15 +58,15 @@ use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::Hour;
 use object_store::ObjectStore;
 use object_store::path::Path;
-use serde::Serialize;
 use tracing::{error, info, warn};
 
 pub use crate::error::{Error, UnitError};
-pub use crate::execute::Fault;
+pub use crate::fault::Fault;
 pub use crate::keys::Keys;
+pub use crate::late::Routed;
 pub use crate::outcome::{Compacted, FoldKind, Outcome, Planned};
 pub use crate::plan::UnitPlan;
-pub use crate::route::Routed;
+pub use crate::report::{Progress, Report, UnitReport, UnitResult};
 pub use crate::settings::{RawRetention, Settings};
 pub use crate::transfer::decode_raw;
 pub use crate::unit::Unit;
@@ -82,81 +94,6 @@ pub struct RunOptions {
     /// Start no unit after this (Unix ms); the rest are reported as not started.
     pub start_deadline_ms: Option<i64>,
 }
-
-/// One unit's result.
-#[derive(Debug, Clone, Serialize)]
-pub struct UnitReport {
-    /// The hour, `YYYY-MM-DDTHH`.
-    pub hour: String,
-    /// The shard.
-    pub shard: u32,
-    /// Shards of the hour.
-    pub shards: u32,
-    /// What happened.
-    #[serde(flatten)]
-    pub result: UnitResult,
-    /// How long it took.
-    pub elapsed_ms: u64,
-}
-
-/// A unit's outcome or its error.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum UnitResult {
-    /// It ran.
-    Ok(Outcome),
-    /// It failed.
-    Failed {
-        /// Always "failed".
-        outcome: &'static str,
-        /// Why.
-        error: String,
-    },
-}
-
-/// A run's report.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// Units run (or planned), in order.
-    pub units: Vec<UnitReport>,
-    /// Units not started because the start deadline passed.
-    pub not_started: Vec<String>,
-    /// The relays' late objects routed to their hours before the units ran.
-    pub routed: Routed,
-}
-
-impl Report {
-    /// Units that failed.
-    pub fn failures(&self) -> usize {
-        self.units
-            .iter()
-            .filter(|u| matches!(u.result, UnitResult::Failed { .. }))
-            .count()
-    }
-
-    /// Rows committed by this run.
-    pub fn rows_committed(&self) -> u64 {
-        self.units
-            .iter()
-            .map(|u| match &u.result {
-                UnitResult::Ok(Outcome::Compacted(c)) => c.rows_out,
-                _ => 0,
-            })
-            .sum()
-    }
-}
-
-/// Progress callbacks (the CLI's progress bar).
-pub trait Progress: Send + Sync {
-    /// The units about to run.
-    fn planned(&self, _units: &[Unit]) {}
-    /// A unit starts.
-    fn started(&self, _unit: &Unit) {}
-    /// A unit ended.
-    fn finished(&self, _report: &UnitReport) {}
-}
-
-impl Progress for () {}
 
 /// The compactor: a store, its settings, and who is running.
 pub struct Compactor {
@@ -312,7 +249,7 @@ impl Compactor {
     /// Compacts (or plans) one unit.
     pub async fn run_unit(&self, unit: Unit, dry_run: bool) -> UnitReport {
         let started = Instant::now();
-        let ctx = execute::Ctx {
+        let ctx = ctx::Ctx {
             store: &self.store,
             keys: &self.keys,
             settings: &self.settings,
@@ -321,9 +258,9 @@ impl Compactor {
             fault: self.fault,
         };
         let result = if dry_run {
-            execute::dry_run(&ctx, unit).await
+            plan::dry_run(&ctx, unit).await
         } else {
-            execute::run(&ctx, unit).await
+            plan::run(&ctx, unit).await
         };
         let result = match result {
             Ok(o) => UnitResult::Ok(o),
@@ -355,7 +292,7 @@ impl Compactor {
         // one shard of a fan-out leave it to shard 0's.
         let mut routed = Routed::default();
         if !opts.dry_run && opts.shard.is_none_or(|s| s == 0) {
-            match route::route_late(&self.store, &self.keys, &self.settings).await {
+            match late::route_late(&self.store, &self.keys, &self.settings).await {
                 Ok(r) => routed = r,
                 Err(e) => {
                     error!(error = %e, "routing late objects failed; the next run retries")

@@ -14,6 +14,10 @@ pub enum Outcome {
         generation: u64,
         /// Raw objects deleted (folded by an earlier run).
         raw_deleted: usize,
+        /// Unreadable raw objects moved to the quarantine prefix (when
+        /// they were all the unit's new objects).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        quarantined: Vec<String>,
     },
     /// Another run holds the unit.
     Busy {
@@ -52,8 +56,15 @@ pub struct Compacted {
     pub raw_bytes: u64,
     /// Rows read: the new raw rows (this shard's) plus the previous generation's.
     pub rows_in: u64,
-    /// Rows committed.
+    /// Rows committed: the whole new generation's.
     pub rows_out: u64,
+    /// Rows dropped as copies of a row kept: `rows_in = rows_out +
+    /// duplicates`, counted where each copy was dropped.
+    pub duplicates: u64,
+    /// Of the duplicates, copies whose value differs (bit for bit) from
+    /// the copy kept in their place: not a resend but a conflict, decided
+    /// by the rule (docs/data.md, "Deduplication").
+    pub value_conflicts: u64,
     /// Files written by this run.
     pub files: usize,
     /// Bytes of the files written (uploaded) by this run.

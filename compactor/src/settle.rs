@@ -9,11 +9,13 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use tracing::info;
 
-use crate::commit::{Manifest, StoreError, list_all, load_manifests, store_err};
+use crate::commit::{Manifest, load_manifests};
+use crate::ctx::Ctx;
 use crate::error::UnitError;
-use crate::execute::{Ctx, Fault};
+use crate::fault::Fault;
 use crate::keys::Keys;
 use crate::settings::RawRetention;
+use crate::store::{StoreError, delete, list_all, store_err};
 use crate::unit::Unit;
 
 /// Brings the store in line with a committed manifest (or with none):
@@ -52,7 +54,7 @@ pub(crate) async fn settle(
     let listed: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
     let mut deleted = 0;
     for key in finals.iter().filter(|k| !listed.contains(k.as_ref())) {
-        delete(ctx, key).await?;
+        delete(ctx.store, key).await?;
         deleted += 1;
         if deleted == 1 {
             ctx.check(Fault::AfterFirstOldDelete)?;
@@ -77,20 +79,12 @@ pub(crate) async fn settle(
         }
     }
     for key in staged.iter().chain(older) {
-        delete(ctx, key).await?;
+        delete(ctx.store, key).await?;
     }
     if copied + deleted > 0 {
         info!(unit = %unit, copied, deleted, "settled the committed generation");
     }
     Ok(())
-}
-
-/// Deletes an object; one already gone is not an error.
-pub(crate) async fn delete(ctx: &Ctx<'_>, key: &Path) -> Result<(), StoreError> {
-    match ctx.store.delete(key).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(store_err("delete", key)(e)),
-    }
 }
 
 /// Deletes raw objects every shard has folded (retention `delete`), and
@@ -108,7 +102,7 @@ pub(crate) async fn delete_folded_raw(
     let done = folded_by_all(ctx, unit, m).await?;
     let mut n = 0;
     for obj in raw.iter().filter(|o| done.contains(o.location.as_ref())) {
-        delete(ctx, &obj.location).await?;
+        delete(ctx.store, &obj.location).await?;
         n += 1;
         if n == 1 {
             ctx.check(Fault::AfterFirstRawDelete)?;

@@ -105,7 +105,7 @@ pub type Kept = (String, f64, i64, String);
 
 /// The compacted dataset as the documented rule defines it, built without
 /// the compactor's code: per (node, series, time), the copy with the
-/// greatest (received_at, relay, value).
+/// least (received_at, relay, value): the first received.
 #[derive(Debug, Default, Clone)]
 pub struct Expected {
     /// Surviving rows by key.
@@ -126,7 +126,7 @@ impl Expected {
                 None => true,
                 Some(cur) => {
                     (cand.2, &cand.3, cand.1).partial_cmp(&(cur.2, &cur.3, cur.1))
-                        == Some(std::cmp::Ordering::Greater)
+                        == Some(std::cmp::Ordering::Less)
                 }
             };
             if better {

@@ -109,8 +109,14 @@ fn line(r: &UnitReport) -> String {
                 c.rows_out,
                 c.files,
                 c.bytes as f64 / 1048576.0,
-                c.rows_in - c.rows_out
+                c.duplicates
             );
+            if c.value_conflicts > 0 {
+                s.push_str(&format!(
+                    " ({} with another value than the copy kept)",
+                    c.value_conflicts
+                ));
+            }
             if !c.quarantined.is_empty() {
                 s.push_str(&format!(
                     "; {} unreadable objects quarantined",
@@ -119,8 +125,19 @@ fn line(r: &UnitReport) -> String {
             }
             s
         }
-        UnitResult::Ok(Outcome::UpToDate { generation, .. }) => {
-            format!("up to date (generation {generation})")
+        UnitResult::Ok(Outcome::UpToDate {
+            generation,
+            quarantined,
+            ..
+        }) => {
+            let mut s = format!("up to date (generation {generation})");
+            if !quarantined.is_empty() {
+                s.push_str(&format!(
+                    "; {} unreadable objects quarantined",
+                    quarantined.len()
+                ));
+            }
+            s
         }
         UnitResult::Ok(Outcome::Busy {
             owner,

@@ -5,6 +5,8 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
 use arrow_row::Rows;
 use arrow_schema::ArrowError;
 use arrow_select::interleave::interleave_record_batch;
@@ -86,6 +88,17 @@ pub fn merge(
     let mut pending: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
     let mut last_key: Vec<u8> = Vec::new();
     let mut have_last = false;
+    // The kept copy's value, bit for bit, against which later copies of
+    // its key are counted as value conflicts.
+    let value_idx = orderer.tie_idx[2];
+    let value_bits = |c: &Cursor| {
+        c.batch
+            .column(value_idx)
+            .as_primitive::<Float64Type>()
+            .value(c.pos)
+            .to_bits()
+    };
+    let mut last_value = 0u64;
     let flush = |cursors: &[Cursor],
                  pending: &mut Vec<(usize, usize)>,
                  emit: &mut dyn FnMut(RecordBatch) -> Result<(), MergeError>|
@@ -107,8 +120,11 @@ pub fn merge(
                 last_key.clear();
                 last_key.extend_from_slice(key.as_ref());
                 have_last = true;
+                last_value = value_bits(c);
                 pending.push((top, c.pos));
                 counts.rows_out += 1;
+            } else if value_bits(c) != last_value {
+                counts.value_conflicts += 1;
             }
         }
         if pending.len() >= BATCH_ROWS {

@@ -17,7 +17,7 @@ pub struct Orderer {
     key: RowConverter,
     order: RowConverter,
     key_idx: [usize; 4],
-    tie_idx: [usize; 3],
+    pub(super) tie_idx: [usize; 3],
 }
 
 impl Orderer {
@@ -37,7 +37,7 @@ impl Orderer {
         };
         let key_fields: Vec<_> = key_idx.iter().map(|&i| field(i, false)).collect();
         let mut order_fields = key_fields.clone();
-        order_fields.extend(tie_idx.iter().map(|&i| field(i, true)));
+        order_fields.extend(tie_idx.iter().map(|&i| field(i, false)));
         Ok(Self {
             key: RowConverter::new(key_fields)?,
             order: RowConverter::new(order_fields)?,
@@ -88,12 +88,13 @@ impl Entry {
     }
 }
 
-/// The order of [`Orderer`]'s rows: the key ascending, the tie-breaks
-/// descending (`value` by `f64::total_cmp`, as arrow's row format does).
+/// The order of [`Orderer`]'s rows: the key, then the tie-breaks, all
+/// ascending (`value` by `f64::total_cmp`, as arrow's row format does): of
+/// several copies of a point the first received comes first.
 fn order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
     a.key()
         .cmp(&b.key())
-        .then_with(|| (b.received_at, b.relay, b.value).cmp(&(a.received_at, a.relay, a.value)))
+        .then_with(|| (a.received_at, a.relay, a.value).cmp(&(b.received_at, b.relay, b.value)))
 }
 
 /// `f64::total_cmp` as an integer order.
@@ -175,8 +176,14 @@ pub fn sort_dedup(
         }
     }
     entries.sort_unstable_by(order);
-    // The first of each key is the one the rule keeps.
-    entries.dedup_by(|later, first| later.key() == first.key());
+    // The first of each key is the one the rule keeps; a copy dropped with
+    // another value than the kept one's is a value conflict.
+    let mut value_conflicts = 0u64;
+    entries.dedup_by(|later, first| {
+        let duplicate = later.key() == first.key();
+        value_conflicts += u64::from(duplicate && later.value != first.value);
+        duplicate
+    });
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let mut idx: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
     for chunk in entries.chunks(BATCH_ROWS) {
@@ -187,6 +194,7 @@ pub fn sort_dedup(
     Ok(Counts {
         rows_in: rows_in as u64,
         rows_out: entries.len() as u64,
+        value_conflicts,
     })
 }
 

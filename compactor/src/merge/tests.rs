@@ -77,8 +77,8 @@ fn batches_of(rows: &[Row]) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// The documented rule, written independently: per key, the greatest
-/// (received_at, relay, value); output in key order.
+/// The documented rule, written independently: per key, the least
+/// (received_at, relay, value), the first received; output in key order.
 fn model(rows: &[Row]) -> Vec<Row> {
     let mut best: BTreeMap<(String, String, i64, i64), Row> = BTreeMap::new();
     for r in rows {
@@ -86,7 +86,7 @@ fn model(rows: &[Row]) -> Vec<Row> {
         let better = match best.get(&k) {
             None => true,
             Some(b) => {
-                (r.4, &r.5, r.6).partial_cmp(&(b.4, &b.5, b.6)) == Some(std::cmp::Ordering::Greater)
+                (r.4, &r.5, r.6).partial_cmp(&(b.4, &b.5, b.6)) == Some(std::cmp::Ordering::Less)
             }
         };
         if better {
@@ -166,10 +166,40 @@ fn merge_spans_many_output_batches() {
     assert_eq!(counts.rows_out as usize, BATCH_ROWS * 2 + 17);
     assert_eq!(got.len(), BATCH_ROWS * 2 + 17);
     assert!(
-        got.iter().all(|r| r.5 == "relay-b" && r.4 == 2),
-        "the later receipt wins"
+        got.iter().all(|r| r.5 == "relay-a" && r.4 == 1),
+        "the first receipt wins"
     );
     assert_eq!(got, model(&rows));
+}
+
+#[test]
+fn copies_with_another_value_than_the_kept_one_are_counted_as_conflicts() {
+    let row = |recv: i64, relay: &str, v: f64| -> Row {
+        ("m".into(), "n".into(), 1, 7, recv, relay.into(), v)
+    };
+    // The first receipt (1.0 at 10) is kept: a resend of the same value is
+    // a duplicate, each copy of another value a conflict too.
+    let rows = vec![
+        row(10, "relay-a", 1.0),
+        row(20, "relay-b", 1.0),
+        row(30, "relay-b", 2.0),
+        row(40, "relay-a", f64::NAN),
+        row(50, "relay-a", 1.0),
+    ];
+    let orderer = Orderer::new().unwrap();
+    let mut kept = Vec::new();
+    let sorted = sort_dedup(&orderer, &batches_of(&rows), |b| {
+        kept.push(b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((sorted.rows_in, sorted.rows_out), (5, 1));
+    assert_eq!((sorted.duplicates(), sorted.value_conflicts), (4, 2));
+    assert_eq!(rows_of(&kept), vec![row(10, "relay-a", 1.0)]);
+    // The same copies one per run: the k-way merge counts the same.
+    let (got, merged) = run_pipeline(&rows, rows.len());
+    assert_eq!(got, vec![row(10, "relay-a", 1.0)]);
+    assert_eq!((merged.duplicates(), merged.value_conflicts), (4, 2));
 }
 
 #[test]

@@ -15,6 +15,9 @@ on_every_store!(
     a_late_duplicate_is_never_read_twice_and_the_rule_picks_the_copy,
     a_major_compaction_equals_a_compaction_from_scratch,
     a_relay_s_late_object_is_split_by_hour_and_folded,
+    a_resend_is_folded_without_writing_a_compacted_byte,
+    a_late_copy_with_another_value_wins_by_the_rule_and_only_its_file_is_rewritten,
+    a_major_compaction_after_resends_equals_a_compaction_from_scratch,
 );
 
 /// The one unit a run committed.
@@ -126,9 +129,10 @@ async fn a_late_duplicate_is_never_read_twice_and_the_rule_picks_the_copy(backen
     let mut want = compacted_hours(&ts).await;
     // relay-a's points were received 1 ms after their time, relay-b's
     // (every second one) 9 ms after. Late copies:
-    // - received later than both (a resend after a lost ack): they win;
+    // - received later than both, with other values: they lose (the first
+    //   received copy is kept);
     let later = copies(97, 0, 60_000_000, 3.0);
-    // - received earlier than the kept copy: they lose;
+    // - received earlier than the kept copy: they win;
     let earlier = copies(89, 1, 500_000, 4.0);
     // - identical to relay-a's copies (a raw object stored twice): nothing changes.
     let same = copies(83, 3, 1_000_000, 0.0);
@@ -210,9 +214,16 @@ async fn a_major_compaction_equals_a_compaction_from_scratch(backend: Backend) {
     .unwrap();
     assert!(m.files.iter().all(|f| !f.late) && m.late_since_ms.is_none());
 
+    equals_a_compaction_from_scratch(&ts, &batches).await;
+}
+
+/// The middle hour as compacted in `ts` equals a compaction of the initial
+/// raw objects and `batches`, all at once, under other prefixes.
+async fn equals_a_compaction_from_scratch(ts: &TestStore, batches: &[(&str, u64, Vec<RawPoint>)]) {
+    let h = hours()[1];
     // The same raw objects, all at once, under other prefixes.
-    initial_under(&ts, "scratch-raw").await;
-    for (relay, seq, p) in &batches {
+    initial_under(ts, "scratch-raw").await;
+    for (relay, seq, p) in batches {
         put_raw(&ts.store, "scratch-raw", relay, *seq, p).await;
     }
     let c = ts.compactor(&[
@@ -245,7 +256,8 @@ async fn a_relay_s_late_object_is_split_by_hour_and_folded(backend: Backend) {
     let ts = TestStore::new(backend).await;
     let mut want = compacted_hours(&ts).await;
     // One flush's late object: a new node in the first and last hours, and
-    // resends (received later: they win) of the middle hour.
+    // copies received later of the middle hour (they lose to the first
+    // received).
     let mut p: Vec<RawPoint> = [hours()[0], hours()[2]]
         .into_iter()
         .flat_map(|h| points(h, 1, 2, 600, 4_000_000, 8.0))
@@ -273,4 +285,140 @@ async fn a_relay_s_late_object_is_split_by_hour_and_folded(backend: Backend) {
         "late and routed objects gone"
     );
     every_reader_sees(&ts, &want);
+}
+
+/// Copies of every `every`-th point relay-a stored in the middle hour, as
+/// they were (same values), received `after_ns` later: an agent's resend of
+/// a window its relay stored but did not ack.
+fn resends(every: usize, after_ns: i64) -> Vec<RawPoint> {
+    points(hours()[1], 4, 6, 20, 1_000_000 + after_ns, 0.0)
+        .into_iter()
+        .step_by(every)
+        .collect()
+}
+
+/// Committed keys of the middle hour's partition.
+async fn hour_files(ts: &TestStore) -> Vec<String> {
+    let part = hours()[1].partition();
+    ts.dataset()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&part) && k.ends_with(".parquet"))
+        .collect()
+}
+
+async fn a_resend_is_folded_without_writing_a_compacted_byte(backend: Backend) {
+    let ts = TestStore::new(backend).await;
+    let mut want = compacted_hours(&ts).await;
+    let files_before = hour_files(&ts).await;
+    // The agent's relay died after storing its batches; the agent resent
+    // them through relay-b 30 minutes later.
+    let resent = resends(7, 1_800_000_000_000);
+    put_raw(&ts.store, "raw", "relay-b", 75, &resent).await;
+    let before = want.clone();
+    want.add(&resent, "relay-b");
+    assert_eq!(want.rows, before.rows, "the model keeps the first copies");
+
+    let s = only(&run(&ts.compactor(&[]), &closed_now()).await);
+    assert_eq!(s.kind, FoldKind::Late, "{s:?}");
+    assert_eq!(
+        (
+            s.files,
+            s.bytes,
+            s.files_rewritten,
+            s.late_rows,
+            s.late_replaced
+        ),
+        (0, 0, 0, 0, 0),
+        "a resend writes no compacted byte: {s:?}"
+    );
+    assert_eq!(s.late_dropped as usize, resent.len(), "{s:?}");
+    assert_eq!(
+        (s.duplicates as usize, s.value_conflicts),
+        (resent.len(), 0),
+        "{s:?}"
+    );
+    assert_eq!(s.rows_in, s.rows_out + s.duplicates, "{s:?}");
+    assert_eq!(hour_files(&ts).await, files_before, "the same files");
+    every_reader_sees(&ts, &want);
+}
+
+async fn a_late_copy_with_another_value_wins_by_the_rule_and_only_its_file_is_rewritten(
+    backend: Backend,
+) {
+    let ts = TestStore::new(backend).await;
+    let mut want = initial(&ts).await;
+    // The test store's small files (16 KiB): the hour spans several.
+    let r = run(&ts.compactor(&[]), &closed_now()).await;
+    assert_eq!(r.failures(), 0, "{r:#?}");
+    let files_before = hour_files(&ts).await;
+    assert!(files_before.len() >= 3, "{files_before:?}");
+    let h = hours()[1];
+    // A copy received before the kept one (relay-c's object was delayed),
+    // with another value: it wins, and replaces the kept row.
+    let earlier: Vec<RawPoint> = points(h, 4, 6, 20, 500_000, 42.0)
+        .into_iter()
+        .take(1)
+        .collect();
+    // A copy received after it, with another value: it loses, and is
+    // counted as a conflict too.
+    let later: Vec<RawPoint> = points(h, 4, 6, 20, 60_000_000, 43.0)
+        .into_iter()
+        .rev()
+        .take(1)
+        .collect();
+    put_raw(&ts.store, "raw", "relay-c", 76, &earlier).await;
+    put_raw(&ts.store, "raw", "relay-d", 77, &later).await;
+    want.add(&earlier, "relay-c");
+    want.add(&later, "relay-d");
+
+    let s = only(&run(&ts.compactor(&[]), &closed_now()).await);
+    assert_eq!(s.kind, FoldKind::Late, "{s:?}");
+    assert_eq!(
+        (s.late_replaced, s.late_dropped, s.files_rewritten),
+        (1, 1, 1),
+        "only the file holding the replaced row is rewritten: {s:?}"
+    );
+    assert_eq!((s.duplicates, s.value_conflicts), (2, 2), "{s:?}");
+    assert_eq!(s.rows_in, s.rows_out + s.duplicates, "{s:?}");
+    let files_after = hour_files(&ts).await;
+    let kept = files_before
+        .iter()
+        .filter(|f| files_after.contains(f))
+        .count();
+    assert_eq!(
+        kept,
+        files_before.len() - 1,
+        "{files_before:?} -> {files_after:?}"
+    );
+    every_reader_sees(&ts, &want);
+}
+
+async fn a_major_compaction_after_resends_equals_a_compaction_from_scratch(backend: Backend) {
+    let ts = TestStore::new(backend).await;
+    compacted_hours(&ts).await;
+    let batches: [(&str, u64, Vec<RawPoint>); 3] = [
+        ("relay-b", 85, resends(7, 1_800_000_000_000)),
+        ("relay-c", 86, resends(5, 2_400_000_000_000)),
+        ("relay-d", 87, copies(37, 2, 70_000_000, 6.0)),
+    ];
+    // Two resends folded late at no cost, then a major compaction (a
+    // late share of 0 calls for one).
+    for (i, (relay, seq, p)) in batches.iter().enumerate() {
+        put_raw(&ts.store, "raw", relay, *seq, p).await;
+        let args: &[&str] = if i < 2 {
+            &[]
+        } else {
+            &["--late-major-share", "0"]
+        };
+        let s = only(&run(&ts.compactor(args), &closed_now()).await);
+        let (kind, bytes) = if i < 2 {
+            (FoldKind::Late, 0)
+        } else {
+            (FoldKind::Full, s.bytes)
+        };
+        assert_eq!((s.kind, s.bytes), (kind, bytes), "batch {i}: {s:?}");
+        assert_eq!(s.rows_in, s.rows_out + s.duplicates, "batch {i}: {s:?}");
+    }
+    equals_a_compaction_from_scratch(&ts, &batches).await;
 }

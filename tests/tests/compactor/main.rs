@@ -51,6 +51,7 @@ on_every_store!(
     keep_retention_leaves_raw_objects_and_never_folds_them_twice,
     shards_split_an_hour_and_raw_objects_go_when_every_shard_has_them,
     an_unreadable_raw_object_is_quarantined_and_the_rest_compacted,
+    an_object_quarantined_alone_commits_no_generation,
     no_unit_starts_after_the_start_deadline,
 );
 
@@ -61,8 +62,8 @@ fn hours() -> [Hour; 3] {
 }
 
 /// Three closed hours; relay-b's object overlaps half of relay-a's points
-/// with later receipts and other values, and relay-a wrote one object twice
-/// (a resend after a lost ack).
+/// with later receipts and other values (relay-a's, received first, are
+/// kept), and relay-a wrote one object twice (a resend after a lost ack).
 async fn initial(ts: &TestStore) -> Expected {
     initial_under(ts, "raw").await
 }
@@ -86,14 +87,15 @@ async fn initial_under(ts: &TestStore, raw_prefix: &str) -> Expected {
 }
 
 /// Late data for the middle hour: new series, and copies of old points
-/// received later still (they win).
+/// with other values received before the kept copies (a relay's delayed
+/// object): they win, so the files holding them are rewritten.
 async fn late(ts: &TestStore, want: &mut Expected) {
     let h = hours()[1];
     let new_series = points(h, 2, 9, 120, 1_000, 100.0)
         .into_iter()
         .filter(|p| p.labels[0].value == "2")
         .collect::<Vec<_>>();
-    let resent: Vec<_> = points(h, 4, 6, 20, 50_000_000, 7.0)
+    let resent: Vec<_> = points(h, 4, 6, 20, 500_000, 7.0)
         .into_iter()
         .step_by(5)
         .collect();
@@ -406,6 +408,35 @@ async fn an_unreadable_raw_object_is_quarantined_and_the_rest_compacted(backend:
             h.partition()
         )]
     );
+    check_compacted(&ts.read(), &want);
+}
+
+async fn an_object_quarantined_alone_commits_no_generation(backend: Backend) {
+    let ts = TestStore::new(backend).await;
+    let want = initial(&ts).await;
+    let r = run(&ts.compactor(&[]), &closed_now()).await;
+    assert_eq!(r.failures(), 0, "{r:#?}");
+    let before = ts.dataset().await;
+    let h = hours()[2];
+    let bad = Path::from(format!("raw/{}/relay-x-1-00000002.parquet", h.partition()));
+    object_store::ObjectStoreExt::put(&*ts.store, &bad, b"PAR1 nor this".to_vec().into())
+        .await
+        .unwrap();
+    let r = run(&ts.compactor(&[]), &Selection::Hours(vec![h])).await;
+    match outcomes(&r).as_slice() {
+        [
+            UnitResult::Ok(Outcome::UpToDate {
+                generation,
+                quarantined,
+                ..
+            }),
+        ] => {
+            assert_eq!(*generation, 1);
+            assert_eq!(quarantined, &vec![bad.to_string()]);
+        }
+        other => panic!("expected the unit up to date, its object moved aside: {other:#?}"),
+    }
+    assert_eq!(ts.dataset().await, before, "no new generation, no file");
     check_compacted(&ts.read(), &want);
 }
 

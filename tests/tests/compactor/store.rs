@@ -139,7 +139,7 @@ impl TestStore {
 
     pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
         let mut v: Vec<String> =
-            horizon_compactor::commit::list_all(&self.store, &Path::from(prefix))
+            horizon_compactor::store::list_all(&self.store, &Path::from(prefix))
                 .await
                 .expect("list")
                 .into_iter()

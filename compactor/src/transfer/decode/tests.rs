@@ -125,20 +125,18 @@ fn a_page_the_parquet_reader_panics_on_is_a_decode_error() {
 }
 
 #[test]
-fn pages_declaring_more_values_than_the_footer_are_refused_before_decoding() {
-    // Found by the raw_object fuzz target: a dictionary page header of a
-    // 4 KB object declared 1,883,292,039 values for a 40-row chunk, and the
-    // reader allocated over 14 GB for them. The check compares each chunk's
-    // pages with its footer entry; here the footer is made to say less than
-    // the (honest) pages. The time column (leaf 5) has a dictionary of the
-    // 3 distinct times; the node column (leaf 0) a dictionary of 1 name and
-    // data pages of 3 values.
+fn data_pages_declaring_more_values_than_the_footer_are_refused_before_decoding() {
+    // The check compares each chunk's data pages with its footer entry;
+    // here the footer is made to say less than the (honest) pages. The
+    // time column (leaf 5) has a dictionary of the 3 distinct times and
+    // data pages of 3 values; the node column (leaf 0) a dictionary of 1
+    // name and data pages of 3 values.
     let ok = raw_object();
     let bad = with_chunk(&ok, 5, |c| c.set_num_values(1));
     let e = decode_raw(bad, unit()).expect_err("refused");
     assert!(
         e.to_string()
-            .contains("column 5: a dictionary page declare 3 values, the footer 1"),
+            .contains("column 5: its data pages declare 3 values, the footer 1"),
         "{e}"
     );
     let bad = with_chunk(&ok, 0, |c| c.set_num_values(2));
@@ -154,13 +152,92 @@ fn pages_declaring_more_values_than_the_footer_are_refused_before_decoding() {
 }
 
 #[test]
+fn a_dictionary_declaring_more_entries_than_its_bytes_hold_is_refused_before_decoding() {
+    // Found by the raw_object fuzz target: a dictionary page header of a
+    // 4 KB object declared 1,883,292,039 values for a 40-row chunk, and the
+    // reader allocated over 14 GB for them. The same header here: the time
+    // column's dictionary (leaf 5: 3 entries, 24 bytes) made to declare
+    // 1,883,292,039.
+    let bad = with_dictionary_entries(&raw_object(), 5, 1_883_292_039);
+    let e = decode_raw(bad, unit()).expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("column 5: a dictionary page declares 1883292039 entries in 24 bytes"),
+        "{e}"
+    );
+    // Seven entries in 24 bytes cannot be either (each takes 4 at least).
+    let e = decode_raw(with_dictionary_entries(&raw_object(), 5, 7), unit()).expect_err("refused");
+    assert!(
+        e.to_string().contains("declares 7 entries in 24 bytes"),
+        "{e}"
+    );
+}
+
+/// The object with the dictionary page header of one column chunk made to
+/// declare `entries` entries: the chunk is copied, with the header's
+/// `num_values` rewritten (its varint may grow), after the data, and the
+/// footer points the column at the copy.
+fn with_dictionary_entries(bytes: &Bytes, column: usize, entries: i32) -> Bytes {
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(bytes)
+        .expect("footer parses");
+    let col = meta.row_group(0).column(column);
+    let dict = col.dictionary_page_offset().expect("a dictionary page") as usize;
+    let data = col.data_page_offset() as usize;
+    let (start, len) = col.byte_range();
+    assert_eq!(start as usize, dict);
+    let chunk = &bytes[dict..dict + len as usize];
+    // Thrift compact encoding of the page header: field 7 is the
+    // DictionaryPageHeader struct (a field header 0x?C), whose field 1 is
+    // num_values, an i32 (0x15) as a zigzag varint.
+    let varint = |v: u64| {
+        let mut v = v;
+        let mut out = Vec::new();
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    };
+    let zigzag = |n: i32| ((n << 1) ^ (n >> 31)) as u32 as u64;
+    let at = (0..40)
+        .find(|&i| chunk[i] & 0x0f == 0x0c && chunk[i + 1] == 0x15)
+        .expect("the dictionary page header's num_values");
+    let old_len = 1 + chunk[at + 2..]
+        .iter()
+        .take_while(|&&b| b & 0x80 != 0)
+        .count();
+    let mut copy = chunk[..at + 2].to_vec();
+    copy.extend(varint(zigzag(entries)));
+    copy.extend_from_slice(&chunk[at + 2 + old_len..]);
+    let grown = copy.len() as i64 - len as i64;
+    let footer_len =
+        u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let data_end = bytes.len() - 8 - footer_len as usize;
+    let mut out = bytes[..data_end].to_vec();
+    let new_dict = out.len() as i64;
+    out.extend(copy);
+    let moved = Bytes::from([out, bytes[data_end..].to_vec()].concat());
+    with_chunk(&moved, column, |c| {
+        c.set_dictionary_page_offset(Some(new_dict))
+            .set_data_page_offset(new_dict + (data - dict) as i64 + grown)
+            .set_total_compressed_size(len as i64 + grown)
+    })
+}
+
+#[test]
 fn a_column_decoded_as_another_type_than_the_schema_says_is_a_decode_error() {
     // Found by the raw_object fuzz target (kept as a seed): a footer whose
     // `metric` column lost its String annotation while the embedded Arrow
     // schema still says string. The reader reports the string schema and
     // decodes binary values, on which the sort's string cast panicked.
     // The first byte picks 4 shards, as the fuzz target reads it.
-    let input = include_bytes!("../../../fuzz/seeds/raw_object/metric_not_a_string.parquet.seed");
+    let input =
+        include_bytes!("../../../../fuzz/seeds/raw_object/metric_not_a_string.parquet.seed");
     let shards = Unit {
         shards: 4,
         ..unit()

@@ -27,12 +27,12 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::commit::{StoreError, create, get_bytes, list_all, store_err};
+use crate::ctx::blocking;
 use crate::error::{DecodeError, UnitError};
-use crate::execute::blocking;
 use crate::keys::Keys;
 use crate::merge::{self, MergeError, Orderer};
 use crate::settings::Settings;
+use crate::store::{StoreError, create, get_bytes, list_all, store_err};
 
 /// What routing did.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -2,7 +2,7 @@
 //! footer, keep the row groups whose min/max statistics could hold one of
 //! the late keys, and fetch only those row groups' key and tie-break columns
 //! (every column but `labels`) with ranged reads. Used by the late fold
-//! (`late.rs`) to find which late rows duplicate a committed point and
+//! (`fold.rs`) to find which late rows duplicate a committed point and
 //! which copy the rule keeps.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type, TimestampNanosecondType};
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::ArrowError;
@@ -26,10 +26,10 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
 use parquet::file::statistics::Statistics;
 
-use crate::commit::{StoreError, store_err};
+use crate::ctx::blocking;
 use crate::error::UnitError;
-use crate::execute::blocking;
 use crate::sparse::Sparse;
+use crate::store::{StoreError, store_err};
 
 /// Columns a probe reads: the key and the tie-breaks (not `labels`).
 const PROBE_COLUMNS: [&str; 7] = [
@@ -59,6 +59,8 @@ pub(crate) struct LateKeys {
     names: Vec<String>,
     series: Vec<i64>,
     time: Vec<i64>,
+    /// Per late row: its value's bits.
+    value: Vec<u64>,
 }
 
 /// Where a merge join of one file's rows with the late keys stands.
@@ -77,6 +79,8 @@ pub(crate) struct Hit {
     pub late: usize,
     /// The late copy wins by the rule (otherwise the committed one stays).
     pub wins: bool,
+    /// The two copies' values differ (bit for bit).
+    pub conflict: bool,
 }
 
 fn converter(names: &[&str]) -> Result<RowConverter, ArrowError> {
@@ -154,6 +158,13 @@ impl LateKeys {
             names,
             series: prim("series_id")?,
             time: prim("time")?,
+            value: late
+                .column(late.schema().index_of("value")?)
+                .as_primitive::<Float64Type>()
+                .values()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect(),
             key,
             tie,
         })
@@ -214,6 +225,10 @@ impl LateKeys {
         let keys = self.key.convert_columns(&columns(batch, &raw::SORT_KEY)?)?;
         let n = self.keys.num_rows();
         let mut ties: Option<Rows> = None;
+        let values = batch
+            .column(batch.schema().index_of("value")?)
+            .as_primitive::<Float64Type>()
+            .values();
         for i in 0..keys.num_rows() {
             let k = keys.row(i);
             let back = match i {
@@ -244,9 +259,16 @@ impl LateKeys {
                             .convert_columns(&columns(batch, &raw::TIE_BREAKS)?)?,
                     );
                 }
+                // The tie-breaks ascending, as the merge orders them
+                // (merge/order.rs): the first received copy wins.
                 let committed = ties.as_ref().map(|t| t.row(i));
-                let wins = committed.is_none_or(|c| self.ties.row(late) > c);
-                out.push(Hit { late, wins });
+                let wins = committed.is_none_or(|c| self.ties.row(late) < c);
+                let conflict = self.value[late] != values[i].to_bits();
+                out.push(Hit {
+                    late,
+                    wins,
+                    conflict,
+                });
             }
         }
         if keys.num_rows() > 0 {

@@ -2,11 +2,14 @@
 //!
 //! Order: the raw format's sort key (`horizon_shared::raw::SORT_KEY`:
 //! `metric, node, series_id, time` ascending), then its tie-breaks
-//! (`TIE_BREAKS`: `received_at`, `relay`, `value` descending).
+//! (`TIE_BREAKS`: `received_at`, `relay`, `value`, ascending).
 //! Deduplication keeps the first row of each key in that order: of several
-//! copies of a point, the one a relay received last wins; equal receipt
-//! times fall to the greater relay name, then the greater value, so every
-//! run picks the same row (docs/data.md, "Deduplication").
+//! copies of a point, the one a relay received first wins, so a resend (a
+//! later copy of the same point) never displaces the stored copy; equal
+//! receipt times fall to the lesser relay name, then the lesser value, so
+//! every run picks the same row (docs/data.md, "Deduplication"). A dropped
+//! copy whose value differs from the kept one is counted
+//! ([`Counts::value_conflicts`]).
 //!
 //! - `order.rs`: the [`Orderer`] and the in-memory [`sort_dedup`];
 //! - `kway.rs`: the k-way [`merge`] of sorted sources;
@@ -80,6 +83,16 @@ pub struct Counts {
     pub rows_in: u64,
     /// Rows written (one per key).
     pub rows_out: u64,
+    /// Copies dropped whose value differs from the copy kept in their
+    /// place (bit for bit: a NaN equals the same NaN).
+    pub value_conflicts: u64,
+}
+
+impl Counts {
+    /// Rows dropped as copies of a kept row: `rows_in - rows_out`.
+    pub fn duplicates(&self) -> u64 {
+        self.rows_in.saturating_sub(self.rows_out)
+    }
 }
 
 #[cfg(test)]
