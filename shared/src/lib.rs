@@ -10,9 +10,10 @@
 //! - [`devcerts`]: a development CA that issues server and node certificates.
 //! - [`envsubst`]: `${VAR}` expansion for configuration files; [`config`]
 //!   (feature `config`): loading them (YAML, one error type).
-//! - [`schema`], [`layout`]: the Arrow schema and object keys of raw micro-batches.
-//! - [`raw`] (feature `raw`): the raw Parquet format in one place (schema, sort
-//!   order, metadata, writer properties), its encoder and the reader's check.
+//! - [`layout`]: the object keys of raw micro-batches.
+//! - [`raw`] (feature `raw`): the raw Parquet format in one place (the Arrow
+//!   schema, also at `schema`; sort order, metadata, writer properties), its
+//!   encoder and the reader's check.
 //! - [`clock`]: wall-clock time as Unix timestamps; [`jitter`]: random
 //!   spreads for retry pauses.
 //! - [`store`] (feature `store`): object-store locations and clients.
@@ -32,7 +33,9 @@ pub mod model;
 pub mod proto;
 #[cfg(feature = "raw")]
 pub mod raw;
-pub mod schema;
+/// The Arrow schema of raw micro-batches (`raw/schema.rs`), at its old path.
+#[cfg(feature = "raw")]
+pub use raw::schema;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod tls;

@@ -19,7 +19,11 @@ use bytes::BytesMut;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tracing::{debug, info, warn};
 
-use super::{Acked, ClientConfig, ClientError, Inner, StreamEncoder};
+use super::batch::Acked;
+use super::config::ClientConfig;
+use super::encoder::StreamEncoder;
+use super::error::ClientError;
+use super::state::Inner;
 use crate::codec::FrameReader;
 use crate::proto::{RelayFrame, error_code, relay_frame};
 

@@ -6,7 +6,8 @@ use bytes::BytesMut;
 use crate::codec;
 use crate::proto::{AgentFrame, Label, MetricBatch, SeriesDef, agent_frame};
 
-use super::{Batch, SeriesRegistry};
+use super::batch::Batch;
+use super::series::SeriesRegistry;
 
 /// Encoder state of one stream: which series ids it has defined.
 #[derive(Debug, Default)]

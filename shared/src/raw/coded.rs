@@ -14,7 +14,7 @@
 //! same RLE / bit-packing choices as its `RleEncoder` ([`Rle`]), the same
 //! codec calls, its page writer. The objects are byte for byte those of the
 //! Arrow writer: the test `objects_are_the_bytes_the_row_by_row_encoder_wrote`
-//! (in `raw`) compares them, so a parquet release that encodes otherwise
+//! (in `raw/tests.rs`) compares them, so a parquet release that encodes otherwise
 //! is noticed (what this writes is valid Parquet either way).
 //!
 //! Only what raw objects use is covered: Parquet 1.0 data pages, snappy or

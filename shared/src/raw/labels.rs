@@ -28,7 +28,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::StrHasher;
+use super::codes::StrHasher;
 use crate::proto::Label;
 
 /// Generations handed out so far, in the whole process.

@@ -1,0 +1,65 @@
+//! Client settings and their defaults.
+
+use std::time::Duration;
+
+use crate::tls::TlsMaterial;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Relay (or load balancer) address, `host:port`.
+    pub addr: String,
+    /// Name the relay's certificate must carry.
+    pub server_name: String,
+    /// Our certificate, key, and the CA that issued the relay's certificate.
+    pub tls: TlsMaterial,
+    /// Batches sent and not yet acked, at most.
+    pub window: usize,
+    /// Points per batch, at most (the relay's `limits.max_batch_size`).
+    pub max_batch_points: usize,
+    /// Largest frame the relay accepts.
+    pub max_frame_bytes: usize,
+    /// QUIC keep-alive interval (keeps load-balancer flows alive). The
+    /// client pings at least every third of `liveness_timeout` as well.
+    pub keep_alive: Duration,
+    /// QUIC idle timeout, the transport's own last resort.
+    pub idle_timeout: Duration,
+    /// The relay is taken for gone when nothing at all, not even the QUIC
+    /// acknowledgement of a ping, has come from it for this long: the
+    /// client reconnects (from a fresh UDP port) and resends. A live relay
+    /// answers every ping within a round trip, however slow its acks are.
+    /// On a path slower than that (eight round trips, as quinn estimates
+    /// them, acknowledgement delays included) the longer time applies.
+    pub liveness_timeout: Duration,
+    /// A batch unacked for this long, while the relay still answers at the
+    /// transport, makes the client reconnect and resend (a relay that is
+    /// alive but stuck). Durable acks legitimately take up to the relay's
+    /// flush age, so keep it well above that.
+    pub ack_timeout: Duration,
+    /// A handshake not finished in this long is a failed attempt.
+    pub connect_timeout: Duration,
+    /// Longest pause between reconnect attempts. Pauses start at 250 ms
+    /// and double, each drawn at random from its upper half (the first
+    /// from 0 to 250 ms), so that agents of a failed relay spread out.
+    pub max_backoff: Duration,
+}
+
+impl ClientConfig {
+    /// Settings with the defaults of `docs/protocol.md`.
+    pub fn new(addr: impl Into<String>, server_name: impl Into<String>, tls: TlsMaterial) -> Self {
+        Self {
+            addr: addr.into(),
+            server_name: server_name.into(),
+            tls,
+            window: 512,
+            max_batch_points: 1000,
+            max_frame_bytes: crate::codec::DEFAULT_MAX_FRAME_BYTES,
+            keep_alive: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            liveness_timeout: Duration::from_secs(3),
+            ack_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(4),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
