@@ -63,7 +63,7 @@ pub struct Compacted {
     pub duplicates: u64,
     /// Of the duplicates, copies whose value differs (bit for bit) from
     /// the copy kept in their place: not a resend but a conflict, decided
-    /// by the rule (docs/data.md, "Deduplication").
+    /// by the rule (docs/data.md, "Duplicates").
     pub value_conflicts: u64,
     /// Files written by this run.
     pub files: usize,

@@ -2,7 +2,7 @@
 //! compactor reads it (docs/data.md describes it).
 //!
 //! - the Arrow schema: [`raw_schema`] (`schema.rs`, also [`crate::schema`]);
-//! - the sort order: [`SORT_KEY`] ascending, then [`TIE_BREAKS`] descending;
+//! - the sort order: [`SORT_KEY`] ascending, then [`TIE_BREAKS`] ascending;
 //! - the key-value metadata: [`SCHEMA_KEY`] (and [`COMPACTED_KEY`] on the
 //!   compactor's output), [`NODE_GROUPS_KEY`] on an object cut into node
 //!   groups;

@@ -22,8 +22,9 @@ pub const COMPACTED_KEY: &str = "horizon.compacted";
 /// identity of a point.
 pub const SORT_KEY: [&str; 4] = ["metric", "node", "series_id", "time"];
 
-/// Tie-breaks after the key, descending: of several copies of a point, the
-/// first in this order is kept (docs/data.md, "Deduplication").
+/// Tie-breaks after the key, ascending: of several copies of a point, the
+/// first in this order, the first received, is kept (docs/data.md,
+/// "Duplicates").
 pub const TIE_BREAKS: [&str; 3] = ["received_at", "relay", "value"];
 
 /// Indices in [`raw_schema`] of the named columns.
