@@ -434,7 +434,7 @@ fn crl_paths_are_one_path_or_a_list() {
 
 /// `section.key` = `value` rows of README's table of main settings.
 fn readme_defaults() -> Vec<(String, String)> {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../docs/relay.md");
     let table = readme
         .split("| key | default | what it sets |")
         .nth(1)
