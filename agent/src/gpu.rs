@@ -13,6 +13,7 @@
 //! | `gpu_power_watts` | W |
 //! | `gpu_energy_joules_total` | J since driver load |
 //! | `gpu_sm_clock_hz`, `gpu_memory_clock_hz` | Hz |
+//! | `gpu_sm_clock_max_hz` | Hz (the SM clock's maximum) |
 //! | `gpu_throttle_reasons` | NVML's bitmask |
 //! | `gpu_ecc_errors_total{type="corrected"\|"uncorrected"}` | volatile count |
 //! | `gpu_pcie_replays_total` | count |
@@ -304,6 +305,13 @@ mod nvml {
                     "gpu_sm_clock_hz",
                     vec![],
                     d.clock_info(Clock::SM).ok().map(|mhz| f64::from(mhz) * 1e6),
+                );
+                put(
+                    "gpu_sm_clock_max_hz",
+                    vec![],
+                    d.max_clock_info(Clock::SM)
+                        .ok()
+                        .map(|mhz| f64::from(mhz) * 1e6),
                 );
                 put(
                     "gpu_memory_clock_hz",
