@@ -72,13 +72,14 @@ impl SpoolSink {
     }
 }
 
-/// Loads (or, for a development PKI, issues) the node certificate.
-pub fn load_tls(src: &TlsSource) -> anyhow::Result<TlsMaterial> {
+/// Loads (or, for a development PKI, issues for `dev_node`) the node
+/// certificate.
+pub fn load_tls(src: &TlsSource, dev_node: &str) -> anyhow::Result<TlsMaterial> {
     use anyhow::Context;
     match src {
         TlsSource::Files { cert, key, ca } => TlsMaterial::load(cert, key, ca)
             .with_context(|| format!("loading the node certificate {}", cert.display())),
-        TlsSource::Dev { dir, node } => {
+        TlsSource::Dev(dir) => {
             let pki = DevPki::at(dir);
             if !pki.ca_cert.exists() || !pki.ca_key.exists() {
                 anyhow::bail!(
@@ -88,8 +89,8 @@ pub fn load_tls(src: &TlsSource) -> anyhow::Result<TlsMaterial> {
                 );
             }
             let (cert, key) = pki
-                .client(node)
-                .with_context(|| format!("issuing a development certificate for {node}"))?;
+                .client(dev_node)
+                .with_context(|| format!("issuing a development certificate for {dev_node}"))?;
             TlsMaterial::load(&cert, &key, &pki.ca_cert)
                 .context("loading the development certificate")
         }

@@ -2,69 +2,38 @@
 //! `${VAR}` expanded first ([`crate::envsubst`]), unknown keys refused by the
 //! caller's serde types (`deny_unknown_fields`), and one error type whose
 //! messages name the file, the line, or the dotted key at fault.
+//!
+//! - [`load_file`], [`load_yaml`]: the one loader of both binaries.
+//! - [`check`]: range and relation checks used by their validation.
+//! - [`host`]: host names (one rule for a default relay or node name).
+//! - [`tls`]: where certificates come from ([`TlsSource`]).
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-/// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A `${VAR}` reference could not be expanded.
-    #[error("{path}: {source}")]
-    Env {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: crate::envsubst::EnvError,
-    },
-    /// The YAML is malformed, has an unknown key or a value of the wrong type.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message, with line and column.
-        message: String,
-    },
-    /// A value is out of range or inconsistent.
-    #[error("invalid value for {key}: {message}")]
-    Invalid {
-        /// The dotted key, e.g. `server.max_connections`.
-        key: String,
-        /// What is wrong, with the value.
-        message: String,
-    },
-}
+pub mod check;
+mod error;
+pub mod host;
+pub mod tls;
 
-/// An [`ConfigError::Invalid`] for `key`.
-pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
-}
+pub use error::{ConfigError, invalid};
+pub use tls::{TlsPaths, TlsSource};
 
-/// Reads a configuration file: its text, and its name for errors.
-pub fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+/// Reads a configuration file, expands its `${VAR}` references from the
+/// process environment and parses it into `T` (not yet validated).
+pub fn load_file<T: DeserializeOwned + Default>(path: &Path) -> Result<T, ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: origin.clone(),
         source,
     })?;
-    Ok((text, origin))
+    load_yaml(&text, &origin, process_env)
 }
 
 /// Expands `${VAR}` references (looked up by `env`) and parses the YAML into
 /// `T`; empty text gives `T::default()`. `origin` names the text in errors.
-pub fn parse_yaml<T: DeserializeOwned + Default>(
+pub fn load_yaml<T: DeserializeOwned + Default>(
     text: &str,
     origin: &str,
     env: impl Fn(&str) -> Option<String>,
@@ -81,3 +50,11 @@ pub fn parse_yaml<T: DeserializeOwned + Default>(
         message: e.to_string(),
     })
 }
+
+/// A variable of the process environment, for [`load_yaml`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,9 @@
 //!   [`crl`]: certificate revocation lists for the client verifier.
 //! - [`devcerts`]: a development CA that issues server and node certificates.
 //! - [`envsubst`]: `${VAR}` expansion for configuration files; [`config`]
-//!   (feature `config`): loading them (YAML, one error type).
+//!   (feature `config`): loading them (YAML, one error type), the range,
+//!   relation and host-name checks of their validation, and where
+//!   certificates come from ([`config::TlsSource`]).
 //! - [`layout`]: the object keys of raw micro-batches.
 //! - [`raw`] (feature `raw`): the raw Parquet format in one place (the Arrow
 //!   schema, also at `schema`; sort order, metadata, writer properties), its

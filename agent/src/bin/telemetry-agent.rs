@@ -105,9 +105,10 @@ fn main() -> ExitCode {
     if opt.check_config {
         let tls = match &settings.tls {
             TlsSource::Files { cert, .. } => format!("node certificate {}", cert.display()),
-            TlsSource::Dev { dir, node } => {
+            TlsSource::Dev(dir) => {
                 format!(
-                    "development certificate for {node:?} from the CA in {}",
+                    "development certificate for {:?} from the CA in {}",
+                    settings.dev_node_name,
                     dir.display()
                 )
             }
@@ -163,7 +164,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let tls = horizon_agent::pipeline::load_tls(&settings.tls)?;
+    let tls = horizon_agent::pipeline::load_tls(&settings.tls, &settings.dev_node_name)?;
     let node = horizon_shared::tls::identity_from_cert(&tls.chain[0])
         .unwrap_or_else(|_| "(unreadable)".into());
     info!(node = %node, relay = %settings.relay_addr, targets = settings.targets.len(), "telemetry-agent starting");

@@ -1,4 +1,5 @@
 use super::*;
+use crate::spool::SyncPolicy;
 
 fn load(yaml: &str) -> Result<Settings, ConfigError> {
     Config::from_yaml_with_env(yaml, "test.yaml", |v| {

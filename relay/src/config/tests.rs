@@ -1,4 +1,5 @@
 use super::*;
+use std::path::PathBuf;
 
 fn env(name: &str) -> Option<String> {
     (name == "INFLUXDB_TOKEN").then(|| "tok-123".to_owned())

@@ -1,0 +1,33 @@
+//! `gpu`: GPU metrics through NVML.
+
+use std::time::Duration;
+
+use horizon_shared::config::ConfigError;
+use horizon_shared::config::check::seconds;
+use serde::Deserialize;
+
+/// `gpu`: NVML.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// Read GPUs through NVML (libnvidia-ml, loaded at run time).
+    pub enabled: bool,
+    /// Sampling interval, seconds.
+    pub interval_secs: f64,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 1.0,
+        }
+    }
+}
+
+impl GpuConfig {
+    /// Checks the section: the sampling interval.
+    pub fn validate(&self) -> Result<Duration, ConfigError> {
+        seconds("gpu.interval_secs", self.interval_secs)
+    }
+}
