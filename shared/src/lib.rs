@@ -17,6 +17,9 @@
 //!   spreads for retry pauses.
 //! - [`store`] (feature `store`): object-store locations and clients.
 //! - [`client`]: the agent client used by agents, the load generator and tests.
+//! - [`shutdown`]: the shutdown coordinator (named components, ordered
+//!   phases, deadlines); [`http`] (feature `http`): the `/metrics` and
+//!   `/healthz` routes.
 
 pub mod client;
 pub mod clock;
@@ -26,6 +29,8 @@ pub mod config;
 pub mod crl;
 pub mod devcerts;
 pub mod envsubst;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod jitter;
 pub mod layout;
 pub mod model;
@@ -33,6 +38,7 @@ pub mod proto;
 #[cfg(feature = "raw")]
 pub mod raw;
 pub mod schema;
+pub mod shutdown;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod tls;
