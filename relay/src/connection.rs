@@ -14,6 +14,11 @@
 //! ends only the stream that sent it: STOP_SENDING with a protocol error
 //! code on the agent's half, the acks of every batch read before it, then
 //! FIN on the relay's half; other streams and connections carry on.
+//!
+//! Here: the handshake, the connection and the stream joining its halves;
+//! `slots.rs`: the in-flight slots; `reader.rs`: the reader half;
+//! `acks.rs`: the writer half; `frames.rs`: frames read within the byte
+//! budgets.
 
 use std::sync::Arc;
 
