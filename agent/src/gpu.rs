@@ -23,10 +23,14 @@
 //! plus `gpu_up` (no GPU labels): 1 when NVML is loaded and sees at least
 //! one GPU, 0 otherwise. A field a GPU does not support is left out.
 //!
+//! [`poll::run_gpu`] is the task that polls a source and spools what it reads.
+//!
 //! The NVML implementation has not been run on a GPU here (no GPU on the
 //! build machine); everything around it is tested with a fake source.
 
 use crate::record::OwnedPoint;
+
+pub mod poll;
 
 /// Identity of one GPU.
 #[derive(Debug, Clone, PartialEq, Eq)]

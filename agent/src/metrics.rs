@@ -2,13 +2,8 @@
 //! serves them (`/metrics`, `/healthz`). Every label has a bounded set of
 //! values: targets come from the configuration, reasons are fixed.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -247,7 +242,7 @@ impl Metrics {
         }
     }
 
-    /// The metrics in the Prometheus text format.
+    /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -266,36 +261,14 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until `stop`; returns the bound address.
+/// Serves `/metrics` and `/healthz` on `listener` until `stop`.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                        .into_response()
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    });
-    Ok(bound)
+) -> std::io::Result<()> {
+    let app = horizon_shared::http::metrics_router(move || metrics.encode());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
 }

@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 use crate::config::Target;
 use crate::expo::{self, Exposition, Format};
 use crate::metrics::{Metrics, ScrapeResult, TargetLabel};
-use crate::pipeline::SpoolSink;
 use crate::record::OwnedPoint;
+use crate::sink::SpoolSink;
 
 /// Largest body read from a target.
 pub const MAX_BODY_BYTES: usize = 64 << 20;

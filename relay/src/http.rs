@@ -1,12 +1,12 @@
-//! The relay's HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
-//! (the process is up) and `/readyz` ([`Readiness`]: not while draining, nor
-//! while object-store writes keep failing).
+//! The relay's HTTP endpoint: `/metrics` (OpenMetrics text) and `/healthz`
+//! (the process is up), as every Horizon process serves them
+//! ([`horizon_shared::http`]), and `/readyz` ([`Readiness`]: not while
+//! draining, nor while object-store writes keep failing).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
@@ -76,40 +76,26 @@ pub async fn serve(
     ready: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        m.render(),
+    let app = horizon_shared::http::metrics_router(move || metrics.render()).route(
+        "/readyz",
+        get(move || {
+            let status = ready.check();
+            async move {
+                match status {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
+                    Err(why) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
                     )
+                        .into_response(),
                 }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let status = ready.check();
-                async move {
-                    match status {
-                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
-                        Err(why) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("not ready: {why}\n"),
-                        )
-                            .into_response(),
-                    }
-                }
-            }),
-        );
+            }
+        }),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+#[cfg(test)]
+mod tests;

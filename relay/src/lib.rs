@@ -4,7 +4,9 @@
 //!
 //! Modules in the order a batch goes through them:
 //!
-//! - [`server`]: binds the sockets, runs the accept loop, starts shutdown.
+//! - [`server`]: binds the sockets, runs the accept loop, starts shutdown;
+//!   `state`: what every connection and stream shares; [`RelayError`]: why
+//!   the relay could not start.
 //! - `connection`: one agent connection: identity, streams, frames, acks.
 //! - [`ingest`]: pure batch processing (series dictionary, validation, admission).
 //! - [`budget`]: per-node cardinality budgets.
@@ -17,7 +19,8 @@
 //! - [`config`]: YAML configuration and its validation.
 //! - [`quic_lb`]: connection IDs that carry a server ID, for load balancers
 //!   that route QUIC by connection ID.
-//! - [`shutdown`]: the shutdown coordinator and its phases.
+//! - [`shutdown`]: the relay's shutdown phases and deadlines, for the
+//!   coordinator in `horizon_shared::shutdown`.
 //! - [`metrics`]: Prometheus metrics; [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - `tls_reload`: loading and reloading certificates and CRLs (SIGHUP);
 //!   `revocation`: open connections, closed when a reloaded CRL revokes their node.
@@ -26,6 +29,7 @@
 pub mod budget;
 pub mod config;
 mod connection;
+mod error;
 mod handshake;
 pub mod http;
 pub mod ingest;
@@ -37,7 +41,9 @@ mod revocation;
 pub mod server;
 pub mod shutdown;
 pub mod sink;
+mod state;
 mod tls_reload;
 
-pub use server::{Relay, RelayError};
+pub use error::RelayError;
+pub use server::Relay;
 pub use tls_reload::{Reloaded, TlsReloader, load_tls};

@@ -18,68 +18,15 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::budget::Budgets;
 use crate::config::Settings;
 use crate::connection;
+use crate::error::RelayError;
 use crate::handshake::{Decision, Handshakes};
 use crate::http::{self, Readiness};
 use crate::ingest::{ByteBudget, IngestLimits};
 use crate::log_limit::LogLimiter;
 use crate::metrics::RelayMetrics;
-use crate::revocation::OpenConnections;
 use crate::shutdown::{Deadlines, Phase, Registration, Shutdown};
+use crate::state::Shared;
 use crate::tls_reload::{TlsReloader, load_tls};
-
-/// Errors that stop the relay from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// Certificates could not be loaded.
-    #[error("TLS setup failed: {0}")]
-    Tls(#[from] horizon_shared::tls::TlsError),
-    /// The development PKI could not be created.
-    #[error("development certificates: {0}")]
-    DevCerts(#[from] horizon_shared::devcerts::DevCertError),
-    /// A socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The object store could not be set up.
-    #[error("object store: {0}")]
-    Store(#[from] object_store::Error),
-    /// A sink could not be started.
-    #[error("sink: {0}")]
-    Sink(#[from] crate::sink::StartError),
-    /// The QUIC transport configuration was refused.
-    #[error("invalid transport setting: {0}")]
-    Transport(#[source] quinn::VarIntBoundsExceeded),
-}
-
-/// State shared by every connection and stream.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) settings: Settings,
-    pub(crate) limits: IngestLimits,
-    pub(crate) budgets: Arc<Budgets>,
-    pub(crate) metrics: Arc<RelayMetrics>,
-    /// Fires when shutdown reaches [`Phase::Connections`]: streams send
-    /// `GoAway` and get `server.drain_grace_secs` to finish.
-    pub(crate) drain: CancellationToken,
-    pub(crate) handshake_log: LogLimiter,
-    pub(crate) refused_log: LogLimiter,
-    pub(crate) pipeline: crate::sink::Pipeline,
-    /// Handshakes in progress (`server.max_handshakes_in_progress`).
-    pub(crate) handshakes: Arc<Handshakes>,
-    /// Authenticated connections (`server.max_connections`).
-    pub(crate) connection_slots: Arc<Semaphore>,
-    /// Every series dictionary's bytes (`limits.max_dictionary_bytes_total`).
-    pub(crate) dictionary_bytes: Arc<ByteBudget>,
-    /// Bytes of frames being read, all connections
-    /// (`limits.max_frame_buffer_bytes_total`).
-    pub(crate) frame_bytes: Arc<Semaphore>,
-    /// Authenticated connections being served, for revocation on reload.
-    pub(crate) open: Arc<OpenConnections>,
-}
 
 /// Per-stream receive window (quinn's default), capped by the connection's.
 const STREAM_RECEIVE_WINDOW: u64 = 1_250_000;
@@ -183,13 +130,13 @@ impl Relay {
         let handshakes = Handshakes::new(
             settings.max_handshakes_in_progress,
             settings.handshake_retry_per_sec,
-            metrics.handshakes_in_progress.clone(),
-            metrics.handshake_rate.clone(),
+            metrics.connections.handshakes_in_progress.clone(),
+            metrics.connections.handshake_rate.clone(),
         );
         let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
         let dictionary_bytes = Arc::new(ByteBudget::with_gauge(
             settings.dictionary.total,
-            metrics.dictionary_bytes.clone(),
+            metrics.streams.dictionary_bytes.clone(),
         ));
         let frame_bytes = Arc::new(Semaphore::new(settings.frame_buffer.total));
         let shared = Arc::new(Shared {
@@ -323,14 +270,14 @@ impl Relay {
         ready.drain();
         drop(accepting);
         let deadlines = Deadlines::from_settings(&shared.settings);
-        let report = coordinator.run(&deadlines).await;
+        let report = coordinator.run(|phase| deadlines.of(phase)).await;
         if report
             .overran
             .iter()
             .any(|(phase, _)| *phase == Phase::Connections)
         {
             warn!(
-                open = shared.metrics.connections_active.get(),
+                open = shared.metrics.connections.active.get(),
                 "drain grace expired; closing remaining connections"
             );
         }
@@ -346,7 +293,7 @@ impl Relay {
 fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, coordinator: &Shutdown) {
     let remote = incoming.remote_address();
     if shared.connection_slots.available_permits() == 0 {
-        refuse_at_limit(shared, remote);
+        shared.refuse_at_limit(remote);
         incoming.refuse();
         return;
     }
@@ -354,15 +301,15 @@ fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, coordinator: &Shutdown
         .handshakes
         .admit(incoming.remote_address_validated(), incoming.may_retry());
     if evicted {
-        shared.metrics.handshake_refused("evicted");
+        shared.metrics.connections.handshake_refused("evicted");
     }
     match decision {
         Decision::Retry => match incoming.retry() {
             Ok(()) => {
-                shared.metrics.handshake_retries.inc();
+                shared.metrics.connections.handshake_retries.inc();
             }
             Err(e) => {
-                shared.metrics.handshake_refused("retry_failed");
+                shared.metrics.connections.handshake_refused("retry_failed");
                 e.into_incoming().refuse();
             }
         },
@@ -382,19 +329,6 @@ fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, coordinator: &Shutdown
     }
 }
 
-/// Counts and (rate-limited) logs a connection refused at `server.max_connections`.
-pub(crate) fn refuse_at_limit(shared: &Shared, remote: SocketAddr) {
-    shared.metrics.connection_refused("limit");
-    if let Some(suppressed) = shared.refused_log.allow() {
-        warn!(
-            %remote,
-            max_connections = shared.settings.max_connections,
-            suppressed,
-            "connection refused: at server.max_connections"
-        );
-    }
-}
-
 /// Shows how many connections the QUIC endpoint holds state for, so that
 /// half-open handshakes dropped by the relay are seen to leave it.
 async fn watch_endpoint(endpoint: quinn::Endpoint, shared: Arc<Shared>, stop: CancellationToken) {
@@ -404,7 +338,7 @@ async fn watch_endpoint(endpoint: quinn::Endpoint, shared: Arc<Shared>, stop: Ca
         tokio::select! {
             _ = tick.tick() => {
                 let open = i64::try_from(endpoint.open_connections()).unwrap_or(i64::MAX);
-                shared.metrics.quic_connections.set(open);
+                shared.metrics.connections.quic.set(open);
             }
             () = stop.cancelled() => return,
         }

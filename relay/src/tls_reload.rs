@@ -10,7 +10,8 @@ use horizon_shared::tls::{TlsMaterial, client_verifier, quic_server_config_with}
 use tracing::{info, warn};
 
 use crate::config::{CrlSettings, TlsSource};
-use crate::server::{RelayError, Shared};
+use crate::error::RelayError;
+use crate::state::Shared;
 
 /// Reloads the relay's certificate, key, client CA and CRLs from their
 /// source (SIGHUP). New connections use the new ones; open connections keep

@@ -20,6 +20,9 @@
 //!   spreads for retry pauses.
 //! - [`store`] (feature `store`): object-store locations and clients.
 //! - [`client`]: the agent client used by agents, the load generator and tests.
+//! - [`shutdown`]: the shutdown coordinator (named components, ordered
+//!   phases, deadlines); [`http`] (feature `http`): the `/metrics` and
+//!   `/healthz` routes.
 
 pub mod client;
 pub mod clock;
@@ -29,6 +32,8 @@ pub mod config;
 pub mod crl;
 pub mod devcerts;
 pub mod envsubst;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod jitter;
 pub mod layout;
 pub mod model;
@@ -38,6 +43,7 @@ pub mod raw;
 /// The Arrow schema of raw micro-batches (`raw/schema.rs`), at its old path.
 #[cfg(feature = "raw")]
 pub use raw::schema;
+pub mod shutdown;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod tls;

@@ -164,7 +164,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let tls = horizon_agent::pipeline::load_tls(&settings.tls, &settings.dev_node_name)?;
+    let tls = horizon_agent::tls::load_tls(&settings.tls, &settings.dev_node_name)?;
     let node = horizon_shared::tls::identity_from_cert(&tls.chain[0])
         .unwrap_or_else(|_| "(unreadable)".into());
     info!(node = %node, relay = %settings.relay_addr, targets = settings.targets.len(), "telemetry-agent starting");

@@ -6,8 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::SpoolError;
-use super::options::io_err;
+use super::options::{SpoolError, io_err};
 
 const HEADER: usize = 8;
 pub(super) const SEQ: usize = 8;
