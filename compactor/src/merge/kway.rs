@@ -12,7 +12,8 @@ use arrow_schema::ArrowError;
 use arrow_select::interleave::interleave_record_batch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{BATCH_ROWS, Counts, MergeError, Orderer, io, pq};
+use super::order::Orderer;
+use super::shared::{BATCH_ROWS, Counts, MergeError, io, pq};
 
 /// A sorted, deduplicated source for [`merge`].
 pub type Source = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;

@@ -9,7 +9,7 @@ use arrow_schema::{ArrowError, SortOptions};
 use arrow_select::interleave::interleave_record_batch;
 use horizon_shared::raw::{self, raw_schema};
 
-use super::{BATCH_ROWS, Counts, MergeError};
+use super::shared::{BATCH_ROWS, Counts, MergeError};
 
 /// Turns batches into comparable rows: the key, and the full order.
 #[derive(Debug)]

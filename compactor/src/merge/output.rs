@@ -11,7 +11,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::{MergeError, io, pq};
+use super::shared::{MergeError, io, pq};
 
 /// Writer properties of the compacted files: snappy, page-level statistics
 /// (min/max per row group and page, so engines prune by metric and node),
