@@ -5,42 +5,16 @@
 use std::sync::Arc;
 
 use horizon_shared::model::{SeriesLimits, TimeWindow, validate_point};
-use horizon_shared::proto::{BatchAck, Durability, Label, MetricBatch, RejectReason, Rejection};
+use horizon_shared::proto::{BatchAck, Durability, MetricBatch, RejectReason, Rejection};
 
 use crate::budget::{Admission, Budgets, Limit, NodeBudget};
 
 mod dictionary;
+mod series;
 
 pub use dictionary::{ByteBudget, DefineError, DictionaryBound, StreamDictionary};
-
-/// A series as defined on a stream, validated once at definition time.
-#[derive(Debug)]
-pub struct SeriesEntry {
-    /// Metric name.
-    pub metric: Arc<str>,
-    /// Labels in canonical order.
-    pub labels: Box<[Label]>,
-    /// Stable series identity (see `horizon_shared::model::series_hash`).
-    pub series_hash: u64,
-    /// Hash of the metric name alone (per-metric caps).
-    pub metric_hash: u64,
-    /// Why the definition is invalid, if it is.
-    pub invalid: Option<String>,
-    /// Bytes of text in the series (metric, label keys and values), for
-    /// estimating the size of buffered rows.
-    pub text_bytes: usize,
-    /// The series in InfluxDB line protocol, escaped once: made by the
-    /// InfluxDB sink the first time it writes the series.
-    /// Boxed: a pointer in every entry, the text only for series written.
-    pub line_protocol: std::sync::OnceLock<Box<crate::sink::lineproto::SeriesLine>>,
-    /// The number of the series' label set in the Parquet sink's label
-    /// sets, once coded there.
-    pub label_slot: horizon_shared::raw::LabelSlot,
-}
-
-pub(crate) fn cut(s: &str) -> String {
-    s.chars().take(64).collect()
-}
+pub use series::SeriesEntry;
+use series::cut;
 
 /// Limits applied to every batch.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,8 @@ use horizon_shared::clock::unix_nanos_now;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{GpuSource, to_points};
+use super::source::GpuSource;
+use super::to_points;
 use crate::metrics::Metrics;
 use crate::sink::SpoolSink;
 

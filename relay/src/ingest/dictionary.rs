@@ -10,7 +10,7 @@ use horizon_shared::model::{SeriesLimits, canonicalize, series_hash, validate_se
 use horizon_shared::proto::{Label, SeriesDef};
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::{SeriesEntry, cut};
+use super::series::{SeriesEntry, cut};
 
 /// A byte budget shared by several series dictionaries: one connection's
 /// streams, or every stream of the relay. Optionally mirrored in a gauge.

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::BudgetSettings;
-use horizon_shared::proto::SeriesDef;
+use horizon_shared::proto::{Label, SeriesDef};
 
 const NOW: i64 = 1_800_000_000_000_000_000;
 

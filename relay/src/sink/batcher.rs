@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::flush::{Cut, Flusher};
-use super::{Run, SinkMetrics, Submission};
+use super::metrics::SinkMetrics;
+use super::parquet::Run;
+use super::submission::Submission;
 
 /// How often the age flusher looks at the batchers' oldest rows.
 const AGE_TICK: Duration = Duration::from_millis(50);

@@ -24,7 +24,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::{Run, SinkError, SinkMetrics, StoreHealth};
+use super::error::SinkError;
+use super::health::StoreHealth;
+use super::metrics::SinkMetrics;
+use super::parquet::Run;
 use crate::config::ParquetSettings;
 use crate::ingest::AcceptedPoint;
 use crate::log_limit::LogLimiter;

@@ -34,8 +34,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::SinkMetrics;
 use super::lineproto::{Escaping, SeriesLine, node_tag, write_line};
+use super::metrics::SinkMetrics;
 use crate::config::{InfluxApi, InfluxSettings};
 use crate::ingest::AcceptedPoint;
 use crate::log_limit::LogLimiter;

@@ -13,45 +13,20 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::warn;
 
 use super::batcher::{AgeFlusher, Batcher, Handle, Oldest};
+use super::error::{SinkError, StartError};
 use super::flush::{Cut, Flusher};
-use super::{SinkMetrics, StoreHealth, influx};
+use super::health::StoreHealth;
+use super::influx;
+use super::metrics::SinkMetrics;
+use super::submission::Submission;
 use crate::config::Settings;
 use crate::ingest::AcceptedPoint;
 use crate::log_limit::LogLimiter;
 use crate::shutdown::{Phase, Shutdown};
-
-/// Why a batch could not be stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SinkError {
-    /// The object store write failed for good (only while closing).
-    #[error("object store write failed: {0}")]
-    Store(String),
-    /// The relay stopped before the batch was stored.
-    #[error("relay stopped before the batch was stored")]
-    Stopped,
-}
-
-/// Why the sinks could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The InfluxDB writer could not be set up.
-    #[error(transparent)]
-    Influx(#[from] influx::InfluxError),
-}
-
-#[derive(Debug)]
-pub(crate) struct Submission {
-    pub(super) node: Arc<str>,
-    pub(super) points: Vec<AcceptedPoint>,
-    pub(super) received_at: i64,
-    pub(super) done: Option<oneshot::Sender<Result<(), SinkError>>>,
-    /// The batch's place in the queue, given back when its batcher takes it.
-    pub(super) queued: OwnedSemaphorePermit,
-}
 
 /// Tells when a submitted batch is stored (durable mode) or at once (received mode).
 #[derive(Debug)]

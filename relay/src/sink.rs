@@ -15,6 +15,7 @@
 //! metrics; [`StoreHealth`] tells readiness whether writes keep failing.
 
 mod batcher;
+mod error;
 mod flush;
 mod health;
 pub mod influx;
@@ -22,9 +23,9 @@ pub mod lineproto;
 mod metrics;
 mod parquet;
 mod pipeline;
+mod submission;
 
+pub use error::{SinkError, StartError};
 pub use health::StoreHealth;
 pub use metrics::SinkMetrics;
-pub(crate) use parquet::Run;
-pub(crate) use pipeline::Submission;
-pub use pipeline::{Pipeline, Receipt, SinkError, StartError};
+pub use pipeline::{Pipeline, Receipt};
