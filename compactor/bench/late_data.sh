@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Late-data benchmarks of the compactor (docs/benchmarks.md, "Late data").
 #
-#   bash compactor/bench/late_data.sh BIN_DIR EXAMPLES_DIR WORK_DIR [hour|replay|all]
+#   bash compactor/bench/late_data.sh BIN_DIR EXAMPLES_DIR WORK_DIR [hour|replay|failover|all]
 #
 # (replay: SKIP_ON_TIME=1 reuses the data and on-time runs of an earlier run
 # in WORK_DIR; LAYOUTS="per-hour" runs only that replay layout.)
@@ -86,4 +86,33 @@ if [[ $WHAT == replay || $WHAT == all ]]; then
     done
     run "replay of 100 ($layout)" "$W/case" $R
   done
+fi
+
+# A relay SIGKILLed: its nodes resend their unacked window through another
+# relay (late_data --kind failover). The hour compacted with those resends,
+# against the same hour with no failure; and the resends arriving after the
+# hour was compacted, against a run with nothing new.
+if [[ $WHAT == failover || $WHAT == all ]]; then
+  H=2025-06-01T10
+  if [[ ! -d $W/hour-src ]]; then
+    "$GEN/synthetic_hour" --dir "$W/hour-src" --hour $H \
+      --nodes 300 --series 100 --step-secs 10 --objects 120 --relays 4
+  fi
+  for i in 1 2; do
+    fresh "$W/hour-src" "$W/case"
+    run "no failure: compaction ($i)" "$W/case" --hour $H
+    fresh "$W/hour-src" "$W/case"
+    "$GEN/late_data" late --dir "$W/case" --hour $H --kind failover > /dev/null
+    run "relay killed: compaction ($i)" "$W/case" --hour $H
+  done
+  fresh "$W/hour-src" "$W/failover-base"
+  run "compacted, then" "$W/failover-base" --hour $H > /dev/null
+  fresh "$W/failover-base" "$W/case"
+  run "no failure: next run" "$W/case" --hour $H
+  fresh "$W/failover-base" "$W/case"
+  "$GEN/late_data" late --dir "$W/case" --hour $H --rows 1 --kind resend > /dev/null
+  run "one resend: next run" "$W/case" --hour $H
+  fresh "$W/failover-base" "$W/case"
+  "$GEN/late_data" late --dir "$W/case" --hour $H --kind failover > /dev/null
+  run "relay killed: next run" "$W/case" --hour $H
 fi

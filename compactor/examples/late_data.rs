@@ -3,7 +3,10 @@
 //!
 //! - `late`: one raw object in an hour's partition, as a relay writes it:
 //!   `--rows` points of nodes the hour has not seen (`--kind new`), or
-//!   resends of `synthetic_hour`'s points received later (`--kind resend`);
+//!   resends of `synthetic_hour`'s points received later (`--kind resend`),
+//!   or what a relay's death leaves (`--kind failover`: the nodes relay-0
+//!   served resend their unacked window, the 30 s before second 1800, the
+//!   same values through another relay 35 s later; `--rows` is ignored);
 //! - `replay`: `--hours` hours of a fleet of `--nodes` nodes, either on
 //!   time (one object per hour per relay flush) or, for the nodes from
 //!   `--first-node` on, as a replay after an outage: flushes of
@@ -33,6 +36,7 @@ struct Args {
 enum Kind {
     New,
     Resend,
+    Failover,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,20 +153,37 @@ fn main() -> anyhow::Result<()> {
             seq,
         } => {
             let hour = Hour::parse(&hour)?;
-            let points: Vec<RawPoint> = (0..rows)
-                .map(|i| match kind {
-                    // Nodes from 90000 on: never in synthetic_hour's data.
-                    Kind::New => point(
-                        hour,
-                        90_000 + i / 3600,
-                        i % 100,
-                        (i % 3600) as i64,
-                        2_000_000,
-                    ),
-                    // Node 0, series 0: in the data every 10 s, received 1 min later.
-                    Kind::Resend => point(hour, 0, 0, (i as i64 * 10) % 3600, 60_000_000_000),
-                })
-                .collect();
+            let points: Vec<RawPoint> = if kind == Kind::Failover {
+                // synthetic_hour's defaults: 300 nodes, 100 series, a point
+                // every 10 s; relay r serves the nodes n with n % 4 == r.
+                (0..300)
+                    .step_by(4)
+                    .flat_map(|n| (0..100).map(move |s| (n, s)))
+                    .flat_map(|(n, s)| {
+                        (1770..1800)
+                            .step_by(10)
+                            .map(move |t| point(hour, n, s, t, 35_000_000_000))
+                    })
+                    .collect()
+            } else {
+                (0..rows)
+                    .map(|i| match kind {
+                        // Nodes from 90000 on: never in synthetic_hour's data.
+                        Kind::New => point(
+                            hour,
+                            90_000 + i / 3600,
+                            i % 100,
+                            (i % 3600) as i64,
+                            2_000_000,
+                        ),
+                        // Node 0, series 0: in the data every 10 s, received 1 min later.
+                        Kind::Resend | Kind::Failover => {
+                            point(hour, 0, 0, (i as i64 * 10) % 3600, 60_000_000_000)
+                        }
+                    })
+                    .collect()
+            };
+            let rows = points.len();
             let n = write_flush(&dir, "relay-late", 2_000_000 + seq, &points, false)?;
             println!("{n} object(s), {rows} late rows in {}", dir.display());
         }
