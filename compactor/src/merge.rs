@@ -7,8 +7,8 @@
 //! copies of a point, the one a relay received first wins, so a resend (a
 //! later copy of the same point) never displaces the stored copy; equal
 //! receipt times fall to the lesser relay name, then the lesser value, so
-//! every run picks the same row (docs/data.md, "Duplicates"). A dropped
-//! copy whose value differs from the kept one is counted
+//! every run picks the same row (docs/data.md, "Duplicates"). A copy
+//! dropped against one of another value is counted
 //! ([`Counts::value_conflicts`]).
 //!
 //! - `order.rs`: the [`Orderer`] and the in-memory [`sort_dedup`];

@@ -61,9 +61,12 @@ pub struct Compacted {
     /// Rows dropped as copies of a row kept: `rows_in = rows_out +
     /// duplicates`, counted where each copy was dropped.
     pub duplicates: u64,
-    /// Of the duplicates, copies whose value differs (bit for bit) from
-    /// the copy kept in their place: not a resend but a conflict, decided
-    /// by the rule (docs/data.md, "Duplicates").
+    /// Of the duplicates, copies dropped against a copy of another value
+    /// (bit for bit): not resends but conflicts, decided by the rule
+    /// (docs/data.md, "Duplicates"). Each is counted by the step that
+    /// dropped it (a chunk's sort, the merge, a late probe), so a key
+    /// whose copies disagree counts at least one and a key of two copies
+    /// exactly one; zero means no key's copies disagreed.
     pub value_conflicts: u64,
     /// Files written by this run.
     pub files: usize,

@@ -46,7 +46,7 @@ pub(crate) struct LateFold {
     /// Rows dropped as copies: late rows of one key beyond the first, late
     /// copies the committed copy beats, and committed copies replaced.
     pub duplicates: u64,
-    /// Of those, copies whose value differs from the kept copy's.
+    /// Of those, copies dropped against a copy of another value.
     pub value_conflicts: u64,
     /// Committed files rewritten.
     pub rewritten: usize,

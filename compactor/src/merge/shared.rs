@@ -54,8 +54,9 @@ pub struct Counts {
     pub rows_in: u64,
     /// Rows written (one per key).
     pub rows_out: u64,
-    /// Copies dropped whose value differs from the copy kept in their
-    /// place (bit for bit: a NaN equals the same NaN).
+    /// Copies dropped against a copy of another value (bit for bit: a NaN
+    /// equals the same NaN), each counted by the step that dropped it,
+    /// against the copy that step preferred.
     pub value_conflicts: u64,
 }
 

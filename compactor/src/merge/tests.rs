@@ -109,10 +109,18 @@ fn row_strategy() -> impl Strategy<Value = Row> {
         .prop_map(|(m, n, s, t, r, relay, v)| (m.into(), n.into(), s, t, r, relay.into(), v))
 }
 
+/// Sorts `rows` in `chunks` runs, then merges them: the rows kept, the
+/// merge's counts and the conflicts counted by both steps.
 fn run_pipeline(rows: &[Row], chunks: usize) -> (Vec<Row>, Counts) {
+    let (got, counts, _) = run_pipeline_counting(rows, chunks);
+    (got, counts)
+}
+
+fn run_pipeline_counting(rows: &[Row], chunks: usize) -> (Vec<Row>, Counts, u64) {
     let orderer = Orderer::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut sources: Vec<Source> = Vec::new();
+    let mut conflicts = 0;
     let per = rows.len().div_ceil(chunks.max(1)).max(1);
     for (i, chunk) in rows.chunks(per).enumerate() {
         let mut out = OutputFiles::new(
@@ -121,7 +129,8 @@ fn run_pipeline(rows: &[Row], chunks: usize) -> (Vec<Row>, Counts) {
             spill_properties(),
             u64::MAX,
         );
-        sort_dedup(&orderer, &batches_of(chunk), |b| out.write(&b)).unwrap();
+        let sorted = sort_dedup(&orderer, &batches_of(chunk), |b| out.write(&b)).unwrap();
+        conflicts += sorted.value_conflicts;
         for f in out.finish().unwrap() {
             sources.push(open_source(&f.path).unwrap());
         }
@@ -132,7 +141,8 @@ fn run_pipeline(rows: &[Row], chunks: usize) -> (Vec<Row>, Counts) {
         Ok(())
     })
     .unwrap();
-    (rows_of(&out), counts)
+    let conflicts = conflicts + counts.value_conflicts;
+    (rows_of(&out), counts, conflicts)
 }
 
 proptest! {
@@ -142,6 +152,26 @@ proptest! {
         let want = model(&rows);
         prop_assert_eq!(counts.rows_out as usize, want.len());
         prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn value_conflicts_are_counted_when_and_only_when_copies_disagree(rows in prop::collection::vec(row_strategy(), 0..300), chunks in 1usize..6) {
+        // However the rows are cut into runs: no conflict counted where
+        // every key's copies share one value; at least one per key whose
+        // copies do not, and never more than the copies dropped.
+        let (_, counts, conflicts) = run_pipeline_counting(&rows, chunks);
+        let mut values: BTreeMap<(String, String, i64, i64), Vec<u64>> = BTreeMap::new();
+        for r in &rows {
+            values.entry((r.0.clone(), r.1.clone(), r.2, r.3)).or_default().push(r.6.to_bits());
+        }
+        let disagreeing = values
+            .into_values()
+            .filter(|v| v.iter().any(|&x| x != v[0]))
+            .count() as u64;
+        let dropped = rows.len() as u64 - counts.rows_out;
+        prop_assert!(conflicts >= disagreeing, "{} < {}", conflicts, disagreeing);
+        prop_assert!(conflicts <= dropped, "{} > {}", conflicts, dropped);
+        prop_assert_eq!(conflicts == 0, disagreeing == 0);
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) struct SortedRaw {
     pub bytes_read: u64,
     /// Rows dropped as copies of another row of the same chunk.
     pub duplicates: u64,
-    /// Of those, copies whose value differs from the kept copy's.
+    /// Of those, copies dropped against a copy of another value.
     pub value_conflicts: u64,
 }
 
