@@ -4,8 +4,8 @@
 Usage: duckdb_compare.py RAW_HOUR_DIR OUT_FILE [MEMORY_LIMIT] [THREADS]
 
 Reads every raw object of one hour, keeps one row per (node, series_id,
-time) by the compactor's rule (greatest received_at, then relay, then
-value: docs/compaction.md, "Deduplication"), sorts by metric, node,
+time) by the compactor's rule (the first received: least received_at, then
+relay, then value: docs/data.md, "Duplicates"), sorts by metric, node,
 series_id, time and writes one snappy Parquet file, under
 `SET memory_limit` (default 512MB, the compactor's default --sort-memory)
 and with as many threads as cores unless given. Spills go to a
@@ -39,7 +39,7 @@ con.execute(
         SELECT * EXCLUDE (rn) FROM (
             SELECT *, row_number() OVER (
                 PARTITION BY node, series_id, "time"
-                ORDER BY received_at DESC, relay DESC, "value" DESC
+                ORDER BY received_at, relay, "value"
             ) AS rn
             FROM read_parquet({files!r})
         )

@@ -4,8 +4,8 @@
 Usage: polars_compare.py RAW_HOUR_DIR OUT_FILE
 
 Reads every raw object of one hour (lazy scan), keeps one row per
-(node, series_id, time) by the compactor's rule (greatest received_at, then
-relay, then value), sorts by metric, node, series_id, time and writes one
+(node, series_id, time) by the compactor's rule (the first received: least
+received_at, then relay, then value), sorts by metric, node, series_id, time and writes one
 snappy Parquet file (streaming sink). Prints the time, rows and what became
 of the `labels` column's type.
 """
@@ -22,7 +22,7 @@ t0 = time.time()
 lf = (
     pl.scan_parquet(files)
     .sort(["node", "series_id", "time", "received_at", "relay", "value"],
-          descending=[False, False, False, True, True, True])
+          descending=[False, False, False, False, False, False])
     .unique(subset=["node", "series_id", "time"], keep="first", maintain_order=True)
     .sort(["metric", "node", "series_id", "time"])
 )
