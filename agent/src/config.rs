@@ -7,13 +7,9 @@
 //! checks shared with the relay and the loader are in
 //! `horizon_shared::config`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
-
-use crate::spool::SpoolOptions;
 
 mod gpu;
 mod observability;
@@ -22,13 +18,13 @@ mod scrape;
 mod security;
 mod spool;
 
-pub use gpu::GpuConfig;
+pub use gpu::{GpuConfig, GpuSettings};
 pub use horizon_shared::config::{ConfigError, TlsSource};
 pub use observability::{ObservabilityConfig, ObservabilitySettings};
 pub use relay::{RelayConfig, RelaySettings};
 pub use scrape::{DEFAULT_PLACEHOLDER_MIN, ScrapeConfig, Target, TargetConfig};
 pub use security::{SecurityConfig, SecuritySettings};
-pub use spool::SpoolConfig;
+pub use spool::{SpoolConfig, SpoolSettings};
 
 /// The whole agent configuration, as written in the file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -48,44 +44,21 @@ pub struct Config {
     pub observability: ObservabilityConfig,
 }
 
-/// Validated settings.
+/// Validated settings, each section's as its own validation produced them.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Relay address.
-    pub relay_addr: String,
-    /// Name on the relay's certificate.
-    pub server_name: String,
-    /// Client window.
-    pub window: usize,
-    /// Points per batch.
-    pub max_batch_points: usize,
-    /// Reconnect backoff cap.
-    pub max_backoff: Duration,
-    /// Silence after which the relay is taken for gone.
-    pub liveness_timeout: Duration,
-    /// Unacked time after which a relay that answers is taken for stuck.
-    pub ack_timeout: Duration,
-    /// Certificates.
-    pub tls: TlsSource,
-    /// Node name of a development certificate (with [`TlsSource::Dev`]):
-    /// `security.dev_node_name`, else the host name.
-    pub dev_node_name: String,
-    /// Spool directory.
-    pub spool_dir: PathBuf,
-    /// Spool options.
-    pub spool: SpoolOptions,
-    /// Targets.
+    /// `relay`: where to send and how.
+    pub relay: RelaySettings,
+    /// `security`: certificates.
+    pub security: SecuritySettings,
+    /// `spool`: the on-disk spool.
+    pub spool: SpoolSettings,
+    /// `scrape`: the targets.
     pub targets: Vec<Target>,
-    /// NVML on or off.
-    pub gpu_enabled: bool,
-    /// NVML interval.
-    pub gpu_interval: Duration,
-    /// Metrics endpoint.
-    pub metrics_addr: Option<SocketAddr>,
-    /// Log level.
-    pub log_level: String,
-    /// JSON logs.
-    pub log_json: bool,
+    /// `gpu`: NVML.
+    pub gpu: GpuSettings,
+    /// `observability`: metrics endpoint and logs.
+    pub observability: ObservabilitySettings,
 }
 
 /// Overrides from the command line.
@@ -176,28 +149,17 @@ impl Config {
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let relay = self.relay.validate()?;
         let security = self.security.validate()?;
-        let (spool_dir, spool) = self.spool.validate()?;
+        let spool = self.spool.validate()?;
         let targets = self.scrape.validate()?;
-        let gpu_interval = self.gpu.validate()?;
+        let gpu = self.gpu.validate()?;
         let observability = self.observability.validate()?;
         Ok(Settings {
-            relay_addr: relay.addr,
-            server_name: relay.server_name,
-            window: relay.window,
-            max_batch_points: relay.max_batch_points,
-            max_backoff: relay.max_backoff,
-            liveness_timeout: relay.liveness_timeout,
-            ack_timeout: relay.ack_timeout,
-            tls: security.tls,
-            dev_node_name: security.dev_node_name,
-            spool_dir,
+            relay,
+            security,
             spool,
             targets,
-            gpu_enabled: self.gpu.enabled,
-            gpu_interval,
-            metrics_addr: observability.metrics_addr,
-            log_level: observability.log_level,
-            log_json: observability.log_json,
+            gpu,
+            observability,
         })
     }
 }

@@ -74,15 +74,18 @@ impl Agent {
         tls: TlsMaterial,
         gpu: Option<Box<dyn GpuSource>>,
     ) -> Result<Self, StartError> {
-        let spool = Spool::open(&settings.spool_dir, settings.spool, record::points_of).map_err(
-            |source| StartError::Spool {
-                dir: settings.spool_dir.clone(),
-                source,
-            },
-        )?;
+        let spool = Spool::open(
+            &settings.spool.dir,
+            settings.spool.options,
+            record::points_of,
+        )
+        .map_err(|source| StartError::Spool {
+            dir: settings.spool.dir.clone(),
+            source,
+        })?;
         let st = spool.stats();
         info!(
-            dir = %settings.spool_dir.display(),
+            dir = %settings.spool.dir.display(),
             unacked_batches = st.replayed_records,
             bytes = st.bytes,
             torn = st.torn_records,
@@ -91,13 +94,13 @@ impl Agent {
         let spool = Arc::new(Mutex::new(spool));
         let metrics = Arc::new(Metrics::new(spool.clone()));
         let shutdown = Shutdown::new();
-        let metrics_addr = match settings.metrics_addr {
+        let metrics_addr = match settings.observability.metrics_addr {
             Some(addr) => Some(serve_metrics(addr, &metrics, &shutdown).await?),
             None => None,
         };
         let sink = Arc::new(SpoolSink::new(
             spool.clone(),
-            settings.max_batch_points,
+            settings.relay.max_batch_points,
             metrics.clone(),
         ));
         let http = reqwest::Client::builder()
@@ -121,7 +124,7 @@ impl Agent {
         }
         let gpu = match gpu {
             Some(g) => Some(g),
-            None if settings.gpu_enabled => Some(gpu::open_nvml()),
+            None if settings.gpu.enabled => Some(gpu::open_nvml()),
             None => None,
         };
         if let Some(g) = gpu {
@@ -130,7 +133,7 @@ impl Agent {
                 "GPU poller",
                 gpu::poll::run_gpu(
                     g,
-                    settings.gpu_interval,
+                    settings.gpu.interval,
                     sink.clone(),
                     metrics.clone(),
                     shutdown.signal(Phase::Sources),
@@ -139,15 +142,15 @@ impl Agent {
         }
         let synced = spawn_syncer(spool.clone(), &shutdown);
         let mut cfg = ClientConfig::new(
-            settings.relay_addr.clone(),
-            settings.server_name.clone(),
+            settings.relay.addr.clone(),
+            settings.relay.server_name.clone(),
             tls,
         );
-        cfg.window = settings.window;
-        cfg.max_batch_points = settings.max_batch_points;
-        cfg.max_backoff = settings.max_backoff;
-        cfg.liveness_timeout = settings.liveness_timeout;
-        cfg.ack_timeout = settings.ack_timeout;
+        cfg.window = settings.relay.window;
+        cfg.max_batch_points = settings.relay.max_batch_points;
+        cfg.max_backoff = settings.relay.max_backoff;
+        cfg.liveness_timeout = settings.relay.liveness_timeout;
+        cfg.ack_timeout = settings.relay.ack_timeout;
         shutdown.spawn(
             Phase::Sender,
             "sender",

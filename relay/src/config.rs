@@ -10,11 +10,8 @@
 //! share (ranges, relations, host names, certificate paths) and the loader
 //! are in `horizon_shared::config`.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use horizon_shared::model::{SeriesLimits, TimeWindow};
 use serde::Deserialize;
 
 mod ack;
@@ -63,76 +60,26 @@ pub struct Config {
     pub observability: ObservabilityConfig,
 }
 
-/// A configuration that passed validation: typed, with every default applied.
+/// A configuration that passed validation: typed, with every default
+/// applied, each section's settings as its own validation produced them.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// QUIC listen address.
-    pub listen_addr: SocketAddr,
-    /// Authenticated connection cap.
-    pub max_connections: usize,
-    /// Handshakes in progress cap.
-    pub max_handshakes_in_progress: usize,
-    /// Initials per second above which unvalidated addresses get a Retry
-    /// (0: always).
-    pub handshake_retry_per_sec: u32,
-    /// Time a handshake may take.
-    pub handshake_timeout: Duration,
-    /// Idle timeout.
-    pub idle_timeout: Duration,
-    /// Keep-alive interval.
-    pub keep_alive: Duration,
-    /// Drain: time for streams to finish after GoAway.
-    pub drain_grace: Duration,
-    /// Drain: time for the sinks to flush.
-    pub drain_flush: Duration,
-    /// Streams per connection.
-    pub max_streams_per_connection: u32,
-    /// Read and unacked batches per connection.
-    pub max_in_flight_per_connection: usize,
-    /// QUIC receive window of one connection, bytes.
-    pub receive_window: u64,
-    /// Server ID and connection ID length for QUIC-LB routing, if set.
-    pub quic_lb: Option<(crate::quic_lb::ServerId, usize)>,
-    /// This relay's name.
-    pub relay_id: String,
-    /// Certificates.
-    pub tls: TlsSource,
-    /// Certificate revocation lists.
-    pub crl: CrlSettings,
-    /// Points per batch.
-    pub max_batch_size: usize,
-    /// Frame size cap.
-    pub max_frame_bytes: usize,
-    /// Dictionary ids per stream.
-    pub max_series_per_stream: u32,
-    /// Series dictionary memory bounds.
-    pub dictionary: DictionaryLimits,
-    /// Bounds on the bytes of frames being read.
-    pub frame_buffer: FrameBufferLimits,
-    /// Time a frame's payload may take to arrive once it has buffer room.
-    pub frame_read_timeout: Duration,
-    /// Series validation limits.
-    pub series_limits: SeriesLimits,
-    /// Accepted timestamp window.
-    pub time_window: TimeWindow,
-    /// Cardinality budgets.
+    /// `server`: the QUIC listener.
+    pub server: ServerSettings,
+    /// `security`: certificates and revocation lists.
+    pub security: SecuritySettings,
+    /// `limits`: input limits.
+    pub limits: LimitsSettings,
+    /// `budgets`: cardinality budgets.
     pub budgets: BudgetSettings,
-    /// Metrics endpoint address (`None`: disabled).
-    pub metrics_addr: Option<SocketAddr>,
-    /// Default log filter.
-    pub log_level: String,
-    /// JSON logs.
-    pub log_json: bool,
-    /// InfluxDB sink, if configured.
+    /// `observability`: metrics endpoint, readiness and logs.
+    pub observability: ObservabilitySettings,
+    /// `influxdb`: the InfluxDB sink, if configured.
     pub influxdb: Option<InfluxSettings>,
-    /// Parquet micro-batches and their object store.
+    /// `parquet` and `object_store`: Parquet micro-batches and their store.
     pub parquet: ParquetSettings,
-    /// Ack only after the object store has the batch.
+    /// `ack`: ack only after the object store has the batch.
     pub durable_acks: bool,
-    /// Batches queued for the Parquet sink before streams stop being read.
-    pub backpressure_threshold: usize,
-    /// Store failing this long makes `/readyz` fail (`None`: never).
-    pub unready_after_store_failure: Option<Duration>,
 }
 
 impl Config {
@@ -168,39 +115,14 @@ impl Config {
         let budgets = self.budgets.validate(limits.max_cardinality)?;
         let observability = self.observability.validate()?;
         Ok(Settings {
-            listen_addr: server.listen_addr,
-            max_connections: server.max_connections,
-            max_handshakes_in_progress: server.max_handshakes_in_progress,
-            handshake_retry_per_sec: server.handshake_retry_per_sec,
-            handshake_timeout: server.handshake_timeout,
-            idle_timeout: server.idle_timeout,
-            keep_alive: server.keep_alive,
-            drain_grace: server.drain_grace,
-            drain_flush: server.drain_flush,
-            max_streams_per_connection: server.max_streams_per_connection,
-            max_in_flight_per_connection: server.max_in_flight_per_connection,
-            receive_window: server.receive_window,
-            quic_lb: server.quic_lb,
-            relay_id: server.relay_id,
-            tls: security.tls,
-            crl: security.crl,
-            max_batch_size: limits.max_batch_size,
-            max_frame_bytes: limits.max_frame_bytes,
-            max_series_per_stream: limits.max_series_per_stream,
-            dictionary: limits.dictionary,
-            frame_buffer: limits.frame_buffer,
-            frame_read_timeout: limits.frame_read_timeout,
-            series_limits: limits.series_limits,
-            time_window: limits.time_window,
+            server,
+            security,
+            limits,
             budgets,
-            metrics_addr: observability.metrics_addr,
-            log_level: observability.log_level,
-            log_json: observability.log_json,
+            observability,
             influxdb,
             parquet,
             durable_acks,
-            backpressure_threshold: limits.backpressure_threshold,
-            unready_after_store_failure: observability.unready_after_store_failure,
         })
     }
 }

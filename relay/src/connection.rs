@@ -59,7 +59,7 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
             return;
         }
     };
-    let handshake = tokio::time::timeout(shared.settings.handshake_timeout, connecting);
+    let handshake = tokio::time::timeout(shared.settings.server.handshake_timeout, connecting);
     let conn = tokio::select! {
         r = handshake => match r {
             Ok(Ok(c)) => c,
@@ -122,12 +122,18 @@ async fn serve(
     let _active = GaugeGuard::new(&shared.metrics.connections.active);
     let _open = shared.open.register(&node, &conn);
     let budget = shared.budgets.node(&node);
-    let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight_per_connection));
+    let slots = Arc::new(Semaphore::new(
+        shared.settings.server.max_in_flight_per_connection,
+    ));
     // The connection's streams share one dictionary byte budget, and one
     // budget for the frames they are reading.
-    let dictionary = Arc::new(ByteBudget::new(shared.settings.dictionary.per_connection));
+    let dictionary = Arc::new(ByteBudget::new(
+        shared.settings.limits.dictionary.per_connection,
+    ));
     let frame_budget = FrameBudget {
-        connection: Arc::new(Semaphore::new(shared.settings.frame_buffer.per_connection)),
+        connection: Arc::new(Semaphore::new(
+            shared.settings.limits.frame_buffer.per_connection,
+        )),
         total: shared.frame_bytes.clone(),
         gauge: shared.metrics.streams.frame_buffer_bytes.clone(),
     };
@@ -140,7 +146,7 @@ async fn serve(
                     let span = info_span!("stream", id = %send.id());
                     let (shared, budget, slots, dictionary) =
                         (shared.clone(), budget.clone(), slots.clone(), dictionary.clone());
-                    let frames = Frames::new(recv, shared.settings.max_frame_bytes, shared.settings.frame_read_timeout, frame_budget.clone());
+                    let frames = Frames::new(recv, shared.settings.limits.max_frame_bytes, shared.settings.limits.frame_read_timeout, frame_budget.clone());
                     streams.spawn(async move {
                         if let Err(e) = handle_stream(send, frames, &shared, &budget, slots, dictionary).await {
                             info!(error = %e, "stream ended with an error");
@@ -203,7 +209,7 @@ async fn handle_stream(
 ) -> Result<(), StreamError> {
     let _active = GaugeGuard::new(&shared.metrics.streams.active);
     // Room for every slot plus a GoAway and a reset: acks never wait here.
-    let (tx, rx) = mpsc::channel(shared.settings.max_in_flight_per_connection + 2);
+    let (tx, rx) = mpsc::channel(shared.settings.server.max_in_flight_per_connection + 2);
     let (read, write) = tokio::join!(
         read_batches(frames, tx, shared, budget, &slots, dictionary),
         write_acks(send, rx, shared)

@@ -62,37 +62,37 @@ impl Relay {
         settings: Settings,
         store: Arc<dyn ObjectStore>,
     ) -> Result<Self, RelayError> {
-        let tls = load_tls(&settings.tls, &settings.crl)?;
+        let tls = load_tls(&settings.security.tls, &settings.security.crl)?;
         let mut server = quic_server_config_with(&tls, client_verifier(&tls)?)?;
         let mut transport = quinn::TransportConfig::default();
         transport
             .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(settings.idle_timeout)
+                quinn::IdleTimeout::try_from(settings.server.idle_timeout)
                     .map_err(RelayError::Transport)?,
             ))
-            .keep_alive_interval(Some(settings.keep_alive))
-            .max_concurrent_bidi_streams(settings.max_streams_per_connection.into())
+            .keep_alive_interval(Some(settings.server.keep_alive))
+            .max_concurrent_bidi_streams(settings.server.max_streams_per_connection.into())
             .max_concurrent_uni_streams(0u32.into())
             // What the transport buffers for a connection whose streams are
             // not being read: its receive window, not quinn's unbounded default.
-            .receive_window(receive_window(settings.receive_window))
+            .receive_window(receive_window(settings.server.receive_window))
             .stream_receive_window(receive_window(
-                settings.receive_window.min(STREAM_RECEIVE_WINDOW),
+                settings.server.receive_window.min(STREAM_RECEIVE_WINDOW),
             ));
         let transport = Arc::new(transport);
         server.transport_config(transport.clone());
         let bind_err = |source| RelayError::Bind {
-            addr: settings.listen_addr,
+            addr: settings.server.listen_addr,
             source,
         };
         let mut endpoint_config = quinn::EndpointConfig::default();
-        if let Some((server_id, cid_len)) = settings.quic_lb {
+        if let Some((server_id, cid_len)) = settings.server.quic_lb {
             endpoint_config.cid_generator(move || {
                 Box::new(crate::quic_lb::QuicLbCidGenerator::new(server_id, cid_len))
             });
             info!(%server_id, cid_len, "connection IDs carry this relay's QUIC-LB server ID");
         }
-        let socket = std::net::UdpSocket::bind(settings.listen_addr).map_err(bind_err)?;
+        let socket = std::net::UdpSocket::bind(settings.server.listen_addr).map_err(bind_err)?;
         let endpoint = quinn::Endpoint::new(
             endpoint_config,
             Some(server),
@@ -101,7 +101,7 @@ impl Relay {
         )
         .map_err(bind_err)?;
 
-        let metrics_listener = match settings.metrics_addr {
+        let metrics_listener = match settings.observability.metrics_addr {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
                     .await
@@ -113,9 +113,9 @@ impl Relay {
         let metrics = Arc::new(RelayMetrics::new(budgets.clone(), &settings));
         metrics.tls.set_crls(&tls.revocation);
         let limits = IngestLimits {
-            max_batch_size: settings.max_batch_size,
-            series: settings.series_limits,
-            time_window: settings.time_window,
+            max_batch_size: settings.limits.max_batch_size,
+            series: settings.limits.series_limits,
+            time_window: settings.limits.time_window,
         };
         info!(
             store = %settings.parquet.location,
@@ -128,17 +128,17 @@ impl Relay {
         let pipeline =
             crate::sink::Pipeline::start(&settings, store, metrics.sink.clone(), &shutdown)?;
         let handshakes = Handshakes::new(
-            settings.max_handshakes_in_progress,
-            settings.handshake_retry_per_sec,
+            settings.server.max_handshakes_in_progress,
+            settings.server.handshake_retry_per_sec,
             metrics.connections.handshakes_in_progress.clone(),
             metrics.connections.handshake_rate.clone(),
         );
-        let connection_slots = Arc::new(Semaphore::new(settings.max_connections));
+        let connection_slots = Arc::new(Semaphore::new(settings.server.max_connections));
         let dictionary_bytes = Arc::new(ByteBudget::with_gauge(
-            settings.dictionary.total,
+            settings.limits.dictionary.total,
             metrics.streams.dictionary_bytes.clone(),
         ));
-        let frame_bytes = Arc::new(Semaphore::new(settings.frame_buffer.total));
+        let frame_bytes = Arc::new(Semaphore::new(settings.limits.frame_buffer.total));
         let shared = Arc::new(Shared {
             frame_bytes,
             handshakes,
@@ -156,7 +156,7 @@ impl Relay {
         });
         let ready = Arc::new(Readiness::new(
             shared.pipeline.store_health(),
-            shared.settings.unready_after_store_failure,
+            shared.settings.observability.unready_after_store_failure,
         ));
         Ok(Self {
             endpoint,
@@ -172,7 +172,7 @@ impl Relay {
     pub fn local_addr(&self) -> SocketAddr {
         self.endpoint
             .local_addr()
-            .unwrap_or(self.shared.settings.listen_addr)
+            .unwrap_or(self.shared.settings.server.listen_addr)
     }
 
     /// The metrics endpoint's address, if enabled.
@@ -186,8 +186,8 @@ impl Relay {
     pub fn tls_reloader(&self) -> TlsReloader {
         TlsReloader {
             endpoint: self.endpoint.clone(),
-            source: self.shared.settings.tls.clone(),
-            crl: self.shared.settings.crl.clone(),
+            source: self.shared.settings.security.tls.clone(),
+            crl: self.shared.settings.security.crl.clone(),
             transport: self.transport.clone(),
             shared: self.shared.clone(),
         }

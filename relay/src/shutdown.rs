@@ -74,8 +74,8 @@ impl Deadlines {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             accept: Duration::from_secs(1),
-            connections: settings.drain_grace + Duration::from_secs(1),
-            sinks: settings.drain_flush,
+            connections: settings.server.drain_grace + Duration::from_secs(1),
+            sinks: settings.server.drain_flush,
             exit: Duration::from_secs(1),
         }
     }

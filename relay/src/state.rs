@@ -51,7 +51,7 @@ impl Shared {
         if let Some(suppressed) = self.refused_log.allow() {
             warn!(
                 %remote,
-                max_connections = self.settings.max_connections,
+                max_connections = self.settings.server.max_connections,
                 suppressed,
                 "connection refused: at server.max_connections"
             );

@@ -121,9 +121,9 @@ pub struct TestRelay {
 pub fn settings(yaml: &str, pki: &DevPki) -> Settings {
     let cfg = Config::from_yaml(yaml, "test config").expect("test config parses");
     let mut s = cfg.validate().expect("test config is valid");
-    s.listen_addr = "127.0.0.1:0".parse().expect("addr");
-    s.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"));
-    s.tls = TlsSource::Files {
+    s.server.listen_addr = "127.0.0.1:0".parse().expect("addr");
+    s.observability.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"));
+    s.security.tls = TlsSource::Files {
         cert: pki.server_cert.clone(),
         key: pki.server_key.clone(),
         ca: pki.ca_cert.clone(),
@@ -169,7 +169,7 @@ impl TestRelay {
         let relay = loop {
             let mut s = settings(yaml, &pki.paths);
             if let Some(a) = addr {
-                s.listen_addr = a;
+                s.server.listen_addr = a;
             }
             let bound = match &store {
                 Some(store) => Relay::bind_with_store(s, store.clone()).await,

@@ -87,10 +87,10 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
             .unwrap_or_else(|e| panic!("{file}: {e}"))
             .validate()
             .unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert_eq!(s.relay_id, "i-0123456789abcdef0");
-        assert_eq!(s.listen_addr.port(), 5001);
+        assert_eq!(s.server.relay_id, "i-0123456789abcdef0");
+        assert_eq!(s.server.listen_addr.port(), 5001);
         assert_eq!(
-            s.metrics_addr.unwrap().port(),
+            s.observability.metrics_addr.unwrap().port(),
             9091,
             "the health check's port"
         );
@@ -100,10 +100,10 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
             s.parquet.location.to_string(),
             "s3://example-gpu-telemetry/telemetry"
         );
-        assert!(matches!(s.tls, TlsSource::Files { .. }));
+        assert!(matches!(s.security.tls, TlsSource::Files { .. }));
         assert_eq!(s.influxdb.is_some(), influx, "{file}");
         assert_eq!(
-            s.quic_lb.map(|(id, _)| id.to_string()),
+            s.server.quic_lb.map(|(id, _)| id.to_string()),
             (file == "relay-quic.yaml").then(|| "0x123456789abcdef0".to_owned()),
             "{file}: the server ID only in QUIC mode"
         );

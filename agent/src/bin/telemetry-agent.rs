@@ -80,13 +80,16 @@ fn load(opt: &Opt) -> Result<Settings, horizon_agent::config::ConfigError> {
 
 fn init_logs(s: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},quinn=warn,quinn_proto=warn", s.log_level))
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},quinn=warn,quinn_proto=warn",
+            s.observability.log_level
+        ))
     });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr);
-    if s.log_json {
+    if s.observability.log_json {
         b.json().flatten_event(true).init();
     } else {
         b.init();
@@ -103,29 +106,30 @@ fn main() -> ExitCode {
         }
     };
     if opt.check_config {
-        let tls = match &settings.tls {
+        let tls = match &settings.security.tls {
             TlsSource::Files { cert, .. } => format!("node certificate {}", cert.display()),
             TlsSource::Dev(dir) => {
                 format!(
                     "development certificate for {:?} from the CA in {}",
-                    settings.dev_node_name,
+                    settings.security.dev_node_name,
                     dir.display()
                 )
             }
         };
         println!(
             "configuration is valid: relay {} (server name {}), {}",
-            settings.relay_addr, settings.server_name, tls
+            settings.relay.addr, settings.relay.server_name, tls
         );
         println!(
             "spool {} (cap {} MiB, sync {:?}), metrics on {}, NVML {}",
-            settings.spool_dir.display(),
-            settings.spool.max_bytes >> 20,
-            settings.spool.sync,
+            settings.spool.dir.display(),
+            settings.spool.options.max_bytes >> 20,
+            settings.spool.options.sync,
             settings
+                .observability
                 .metrics_addr
                 .map_or("(disabled)".to_owned(), |a| a.to_string()),
-            if settings.gpu_enabled { "on" } else { "off" },
+            if settings.gpu.enabled { "on" } else { "off" },
         );
         for t in &settings.targets {
             println!(
@@ -164,10 +168,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let tls = horizon_agent::tls::load_tls(&settings.tls, &settings.dev_node_name)?;
+    let tls =
+        horizon_agent::tls::load_tls(&settings.security.tls, &settings.security.dev_node_name)?;
     let node = horizon_shared::tls::identity_from_cert(&tls.chain[0])
         .unwrap_or_else(|_| "(unreadable)".into());
-    info!(node = %node, relay = %settings.relay_addr, targets = settings.targets.len(), "telemetry-agent starting");
+    info!(node = %node, relay = %settings.relay.addr, targets = settings.targets.len(), "telemetry-agent starting");
     let agent = Agent::start(settings, tls, None).await?;
     if let Some(a) = agent.metrics_addr {
         info!(metrics = %format!("http://{a}/metrics"), "agent metrics");

@@ -25,9 +25,21 @@ impl Default for GpuConfig {
     }
 }
 
+/// The `gpu` section after validation.
+#[derive(Debug, Clone)]
+pub struct GpuSettings {
+    /// NVML on or off.
+    pub enabled: bool,
+    /// NVML interval.
+    pub interval: Duration,
+}
+
 impl GpuConfig {
     /// Checks the section: the sampling interval.
-    pub fn validate(&self) -> Result<Duration, ConfigError> {
-        seconds("gpu.interval_secs", self.interval_secs)
+    pub fn validate(&self) -> Result<GpuSettings, ConfigError> {
+        Ok(GpuSettings {
+            enabled: self.enabled,
+            interval: seconds("gpu.interval_secs", self.interval_secs)?,
+        })
     }
 }

@@ -45,9 +45,18 @@ enum Sync {
     Never,
 }
 
+/// The `spool` section after validation.
+#[derive(Debug, Clone)]
+pub struct SpoolSettings {
+    /// Spool directory.
+    pub dir: PathBuf,
+    /// Spool options.
+    pub options: SpoolOptions,
+}
+
 impl SpoolConfig {
     /// Checks the section: its directory and the spool's options.
-    pub fn validate(&self) -> Result<(PathBuf, SpoolOptions), ConfigError> {
+    pub fn validate(&self) -> Result<SpoolSettings, ConfigError> {
         if self.dir.is_empty() {
             return Err(invalid("spool.dir", "must not be empty"));
         }
@@ -74,13 +83,13 @@ impl SpoolConfig {
                 SyncPolicy::Interval(Duration::from_millis(self.sync_interval_ms))
             }
         };
-        Ok((
-            PathBuf::from(&self.dir),
-            SpoolOptions {
+        Ok(SpoolSettings {
+            dir: PathBuf::from(&self.dir),
+            options: SpoolOptions {
                 max_bytes: self.max_mib.saturating_mul(1 << 20),
                 segment_bytes: self.segment_mib.saturating_mul(1 << 20),
                 sync,
             },
-        ))
+        })
     }
 }

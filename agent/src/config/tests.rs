@@ -1,5 +1,6 @@
 use super::*;
 use crate::spool::SyncPolicy;
+use std::time::Duration;
 
 fn load(yaml: &str) -> Result<Settings, ConfigError> {
     Config::from_yaml_with_env(yaml, "test.yaml", |v| {
@@ -11,11 +12,11 @@ fn load(yaml: &str) -> Result<Settings, ConfigError> {
 #[test]
 fn defaults_are_valid_and_point_at_a_local_dev_relay() {
     let s = load("").unwrap();
-    assert_eq!(s.relay_addr, "127.0.0.1:5001");
-    assert_eq!(s.server_name, "127.0.0.1");
-    assert!(matches!(s.tls, TlsSource::Dev { .. }));
+    assert_eq!(s.relay.addr, "127.0.0.1:5001");
+    assert_eq!(s.relay.server_name, "127.0.0.1");
+    assert!(matches!(s.security.tls, TlsSource::Dev { .. }));
     assert!(s.targets.is_empty());
-    assert_eq!(s.spool.max_bytes, 1024 << 20);
+    assert_eq!(s.spool.options.max_bytes, 1024 << 20);
 }
 
 #[test]
@@ -24,15 +25,15 @@ fn a_full_file_with_variables_is_read() {
         "relay:\n  addr: ${RELAY}\nscrape:\n  interval_secs: 10\n  targets:\n    - url: http://127.0.0.1:9400/metrics\n      name: dcgm\n      interval_secs: 1\n      labels: {cluster: a}\n      deny: [\"DCGM_FI_PROF_*\"]\n      drop_labels: [Hostname]\nspool:\n  sync: every_batch\n",
     )
     .unwrap();
-    assert_eq!(s.relay_addr, "relay.example:5001");
-    assert_eq!(s.server_name, "relay.example");
+    assert_eq!(s.relay.addr, "relay.example:5001");
+    assert_eq!(s.relay.server_name, "relay.example");
     let t = &s.targets[0];
     assert_eq!(t.name, "dcgm");
     assert_eq!(t.interval, Duration::from_secs(1));
     assert_eq!(t.timeout, Duration::from_secs(1));
     assert_eq!(t.labels, vec![("cluster".into(), "a".into())]);
     assert_eq!(t.placeholder_min, Some(DEFAULT_PLACEHOLDER_MIN));
-    assert_eq!(s.spool.sync, SyncPolicy::EveryBatch);
+    assert_eq!(s.spool.options.sync, SyncPolicy::EveryBatch);
 }
 
 #[test]
@@ -110,22 +111,22 @@ fn flags_override_the_file() {
         ..Overrides::default()
     });
     let s = c.validate().unwrap();
-    assert_eq!(s.relay_addr, "b:2");
+    assert_eq!(s.relay.addr, "b:2");
     assert_eq!(s.targets.len(), 1);
     assert_eq!(s.targets[0].interval, Duration::from_secs(2));
-    assert!(!s.gpu_enabled);
+    assert!(!s.gpu.enabled);
 }
 
 #[test]
 fn failover_timeouts_are_read_and_checked() {
     let s = load("").unwrap();
     assert_eq!(
-        (s.liveness_timeout, s.ack_timeout),
+        (s.relay.liveness_timeout, s.relay.ack_timeout),
         (Duration::from_secs(3), Duration::from_secs(30))
     );
     let s = load("relay:\n  liveness_timeout_secs: 2\n  ack_timeout_secs: 10\n").unwrap();
     assert_eq!(
-        (s.liveness_timeout, s.ack_timeout),
+        (s.relay.liveness_timeout, s.relay.ack_timeout),
         (Duration::from_secs(2), Duration::from_secs(10))
     );
     for (yaml, key) in [

@@ -36,13 +36,13 @@ fn init_logs(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
             "{},quinn=warn,quinn_proto=warn",
-            settings.log_level
+            settings.observability.log_level
         ))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    if settings.log_json {
+    if settings.observability.log_json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
@@ -59,15 +59,16 @@ fn main() -> ExitCode {
         }
     };
     if opt.check_config {
-        let tls = match &settings.tls {
+        let tls = match &settings.security.tls {
             TlsSource::Files { cert, .. } => format!("certificates from {}", cert.display()),
             TlsSource::Dev(dir) => format!("development certificates in {}", dir.display()),
         };
         println!(
             "configuration is valid: QUIC on {}, {}, metrics on {}, {} series per node, {} relay-wide",
-            settings.listen_addr,
+            settings.server.listen_addr,
             tls,
             settings
+                .observability
                 .metrics_addr
                 .map_or("(disabled)".to_owned(), |a| a.to_string()),
             settings.budgets.max_series_per_node,
@@ -110,8 +111,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let relay_id = settings.relay_id.clone();
-    let crl = settings.crl.clone();
+    let relay_id = settings.server.relay_id.clone();
+    let crl = settings.security.crl.clone();
     let relay = Relay::bind(settings)
         .await
         .context("relay failed to start")?;
@@ -131,7 +132,7 @@ async fn run(settings: Settings, config_path: Option<PathBuf>) -> anyhow::Result
             let config = load(config_path.as_ref());
             // The CRL paths of the new configuration, or the current ones.
             if let Ok(new) = &config {
-                crl = new.crl.clone();
+                crl = new.security.crl.clone();
             }
             match tls.reload_with(&crl) {
                 Ok(r) => info!(

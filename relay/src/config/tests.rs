@@ -1,5 +1,6 @@
 use super::*;
 use std::path::PathBuf;
+use std::time::Duration;
 
 fn env(name: &str) -> Option<String> {
     (name == "INFLUXDB_TOKEN").then(|| "tok-123".to_owned())
@@ -19,21 +20,24 @@ fn invalid_key(yaml: &str) -> String {
 #[test]
 fn empty_file_gives_the_documented_defaults() {
     let s = parse("").unwrap();
-    assert_eq!(s.listen_addr, "0.0.0.0:5001".parse().unwrap());
-    assert_eq!(s.metrics_addr, Some("0.0.0.0:9091".parse().unwrap()));
-    assert_eq!(s.max_connections, 1000);
-    assert_eq!(s.idle_timeout, Duration::from_secs(300));
-    assert!(s.keep_alive < Duration::from_secs(120));
-    assert_eq!(s.max_batch_size, 1000);
+    assert_eq!(s.server.listen_addr, "0.0.0.0:5001".parse().unwrap());
+    assert_eq!(
+        s.observability.metrics_addr,
+        Some("0.0.0.0:9091".parse().unwrap())
+    );
+    assert_eq!(s.server.max_connections, 1000);
+    assert_eq!(s.server.idle_timeout, Duration::from_secs(300));
+    assert!(s.server.keep_alive < Duration::from_secs(120));
+    assert_eq!(s.limits.max_batch_size, 1000);
     assert_eq!(s.budgets.max_series_total, 100_000);
     assert_eq!(s.budgets.max_series_per_node, 10_000);
-    assert_eq!(s.tls, TlsSource::Dev(PathBuf::from(".dev/certs")));
-    assert_eq!(s.drain_grace, Duration::from_secs(5));
-    assert_eq!(s.drain_flush, Duration::from_secs(10));
-    assert_eq!(s.max_in_flight_per_connection, 1024);
+    assert_eq!(s.security.tls, TlsSource::Dev(PathBuf::from(".dev/certs")));
+    assert_eq!(s.server.drain_grace, Duration::from_secs(5));
+    assert_eq!(s.server.drain_flush, Duration::from_secs(10));
+    assert_eq!(s.server.max_in_flight_per_connection, 1024);
     let s = parse("server:\n  drain_grace_secs: 20\n  drain_flush_secs: 2\n").unwrap();
     assert_eq!(
-        (s.drain_grace, s.drain_flush),
+        (s.server.drain_grace, s.server.drain_flush),
         (Duration::from_secs(20), Duration::from_secs(2))
     );
 }
@@ -142,10 +146,10 @@ fn overrides_and_files() {
          observability:\n  metrics_port: 0\n",
     )
     .unwrap();
-    assert!(matches!(s.tls, TlsSource::Files { .. }));
+    assert!(matches!(s.security.tls, TlsSource::Files { .. }));
     assert_eq!(s.budgets.max_series_per_metric, Some(50));
     assert_eq!(s.budgets.overrides["big"].max_series, Some(50_000));
-    assert_eq!(s.metrics_addr, None);
+    assert_eq!(s.observability.metrics_addr, None);
 }
 
 #[test]
@@ -155,9 +159,9 @@ fn production_config_is_valid() {
         .unwrap()
         .validate()
         .unwrap();
-    assert!(matches!(s.tls, TlsSource::Files { .. }));
+    assert!(matches!(s.security.tls, TlsSource::Files { .. }));
     assert!(matches!(s.parquet.location, StoreLocation::S3 { .. }));
-    assert!(s.durable_acks && s.log_json);
+    assert!(s.durable_acks && s.observability.log_json);
     assert!(
         matches!(s.influxdb.map(|i| i.api), Some(InfluxApi::V2 { token, .. }) if token == "tok-123")
     );
@@ -166,7 +170,7 @@ fn production_config_is_valid() {
 #[test]
 fn in_flight_limit_is_read_and_bounded() {
     let s = parse("server:\n  max_in_flight_batches_per_connection: 8\n").unwrap();
-    assert_eq!(s.max_in_flight_per_connection, 8);
+    assert_eq!(s.server.max_in_flight_per_connection, 8);
     for bad in ["0", "65537"] {
         assert_eq!(
             invalid_key(&format!(
@@ -226,14 +230,14 @@ fn object_store_section_reads_the_s3_keys_and_refuses_unknown_ones() {
 
 #[test]
 fn quic_lb_server_id_is_checked_and_off_by_default() {
-    assert_eq!(parse("").unwrap().quic_lb, None);
+    assert_eq!(parse("").unwrap().server.quic_lb, None);
     let s = parse("server:\n  quic_lb_server_id: \"0x0a11223344556601\"\n").unwrap();
-    let (id, len) = s.quic_lb.unwrap();
+    let (id, len) = s.server.quic_lb.unwrap();
     assert_eq!(id.to_string(), "0x0a11223344556601");
     assert_eq!(len, 16);
     let s = parse("server:\n  quic_lb_server_id: \"0x0a11223344556601\"\n  quic_lb_cid_len: 20\n")
         .unwrap();
-    assert_eq!(s.quic_lb.unwrap().1, 20);
+    assert_eq!(s.server.quic_lb.unwrap().1, 20);
     assert_eq!(
         invalid_key("server:\n  quic_lb_server_id: \"0a11223344556601\"\n"),
         "server.quic_lb_server_id"
@@ -253,12 +257,15 @@ fn quic_lb_server_id_is_checked_and_off_by_default() {
 #[test]
 fn handshake_bound_and_timeout_are_read_and_checked() {
     let s = parse("").unwrap();
-    assert_eq!(s.max_handshakes_in_progress, 512);
-    assert_eq!(s.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(s.server.max_handshakes_in_progress, 512);
+    assert_eq!(s.server.handshake_timeout, Duration::from_secs(5));
     let s =
         parse("server:\n  max_handshakes_in_progress: 8\n  handshake_timeout_secs: 2\n").unwrap();
     assert_eq!(
-        (s.max_handshakes_in_progress, s.handshake_timeout),
+        (
+            s.server.max_handshakes_in_progress,
+            s.server.handshake_timeout
+        ),
         (8, Duration::from_secs(2))
     );
     for bad in ["0", "65537"] {
@@ -279,7 +286,7 @@ fn handshake_bound_and_timeout_are_read_and_checked() {
 fn dictionary_bounds_are_read_and_ordered() {
     let s = parse("").unwrap();
     assert_eq!(
-        s.dictionary,
+        s.limits.dictionary,
         DictionaryLimits {
             per_stream: 16 << 20,
             per_connection: 32 << 20,
@@ -292,9 +299,9 @@ fn dictionary_bounds_are_read_and_ordered() {
     .unwrap();
     assert_eq!(
         (
-            s.dictionary.per_stream,
-            s.dictionary.per_connection,
-            s.dictionary.total
+            s.limits.dictionary.per_stream,
+            s.limits.dictionary.per_connection,
+            s.limits.dictionary.total
         ),
         (1000, 2000, 3000)
     );
@@ -316,22 +323,22 @@ fn dictionary_bounds_are_read_and_ordered() {
 fn frame_buffer_bounds_and_receive_window_are_read_and_checked() {
     let s = parse("").unwrap();
     assert_eq!(
-        s.frame_buffer,
+        s.limits.frame_buffer,
         FrameBufferLimits {
             per_connection: 16 << 20,
             total: 256 << 20,
         }
     );
-    assert_eq!(s.receive_window, 1 << 20);
+    assert_eq!(s.server.receive_window, 1 << 20);
     let s = parse(
         "server:\n  receive_window_bytes: 524288\nlimits:\n  max_frame_bytes: 65536\n  max_frame_buffer_bytes_per_connection: 65536\n  max_frame_buffer_bytes_total: 131072\n",
     )
     .unwrap();
     assert_eq!(
         (
-            s.frame_buffer.per_connection,
-            s.frame_buffer.total,
-            s.receive_window
+            s.limits.frame_buffer.per_connection,
+            s.limits.frame_buffer.total,
+            s.server.receive_window
         ),
         (65_536, 131_072, 512 << 10)
     );
@@ -361,12 +368,13 @@ fn frame_buffer_bounds_and_receive_window_are_read_and_checked() {
 #[test]
 fn frame_read_timeout_is_read_and_checked() {
     assert_eq!(
-        parse("").unwrap().frame_read_timeout,
+        parse("").unwrap().limits.frame_read_timeout,
         std::time::Duration::from_secs(15)
     );
     assert_eq!(
         parse("limits:\n  frame_read_timeout_secs: 2\n")
             .unwrap()
+            .limits
             .frame_read_timeout,
         std::time::Duration::from_secs(2)
     );
@@ -418,19 +426,22 @@ fn influx_request_sizes_and_concurrency_are_read_and_checked() {
 
 #[test]
 fn crl_paths_are_one_path_or_a_list() {
-    assert_eq!(parse("").unwrap().crl, CrlSettings::default());
+    assert_eq!(parse("").unwrap().security.crl, CrlSettings::default());
     let one = parse("security:\n  tls_crl_path: /etc/horizon/nodes.crl\n").unwrap();
-    assert_eq!(one.crl.paths, [PathBuf::from("/etc/horizon/nodes.crl")]);
-    assert!(!one.crl.enforce_next_update);
+    assert_eq!(
+        one.security.crl.paths,
+        [PathBuf::from("/etc/horizon/nodes.crl")]
+    );
+    assert!(!one.security.crl.enforce_next_update);
     let many = parse(
         "security:\n  tls_crl_path: [a.crl, b.crl.pem]\n  tls_crl_enforce_next_update: true\n",
     )
     .unwrap();
     assert_eq!(
-        many.crl.paths,
+        many.security.crl.paths,
         [PathBuf::from("a.crl"), PathBuf::from("b.crl.pem")]
     );
-    assert!(many.crl.enforce_next_update);
+    assert!(many.security.crl.enforce_next_update);
 }
 
 /// `section.key` = `value` rows of README's table of main settings.

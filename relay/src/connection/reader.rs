@@ -29,8 +29,8 @@ pub(super) async fn read_batches(
     dictionary: Arc<ByteBudget>,
 ) -> Result<(), FrameError> {
     let mut dict = StreamDictionary::bounded(
-        shared.settings.max_series_per_stream,
-        shared.settings.dictionary.per_stream,
+        shared.settings.limits.max_series_per_stream,
+        shared.settings.limits.dictionary.per_stream,
         dictionary,
         shared.dictionary_bytes.clone(),
     );
@@ -49,7 +49,7 @@ pub(super) async fn read_batches(
             () = shared.drain.cancelled(), if !draining => {
                 // Ask the agent to finish; keep acking what it already sent.
                 draining = true;
-                deadline.as_mut().reset(tokio::time::Instant::now() + shared.settings.drain_grace);
+                deadline.as_mut().reset(tokio::time::Instant::now() + shared.settings.server.drain_grace);
                 if tx.send(Out::GoAway).await.is_err() {
                     return Ok(());
                 }

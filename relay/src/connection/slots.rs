@@ -59,7 +59,7 @@ impl Reserved {
     /// Admits a batch that has been read into this slot; returns the slot
     /// and the time waited for it.
     pub(super) fn admit(self, slots: &Semaphore, shared: &Shared) -> (Slot, Duration) {
-        let limit = shared.settings.max_in_flight_per_connection;
+        let limit = shared.settings.server.max_in_flight_per_connection;
         let held = limit.saturating_sub(slots.available_permits());
         shared
             .metrics

@@ -328,6 +328,7 @@ fn an_ordinary_node_uses_a_small_part_of_the_dictionary_bounds() {
     let defaults = crate::config::Config::default()
         .validate()
         .unwrap()
+        .limits
         .dictionary;
     // Under a fifth of the stream's bound, a tenth of the connection's.
     assert!(bytes * 5 < defaults.per_stream, "{bytes}");

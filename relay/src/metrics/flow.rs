@@ -84,37 +84,40 @@ impl FlowMetrics {
             limits.clone(),
         );
         for (limit, value) in [
-            ("connections", settings.max_connections),
+            ("connections", settings.server.max_connections),
             (
                 "handshakes_in_progress",
-                settings.max_handshakes_in_progress,
+                settings.server.max_handshakes_in_progress,
             ),
             (
                 "streams_per_connection",
-                settings.max_streams_per_connection as usize,
+                settings.server.max_streams_per_connection as usize,
             ),
             (
                 "in_flight_batches_per_connection",
-                settings.max_in_flight_per_connection,
+                settings.server.max_in_flight_per_connection,
             ),
-            ("sink_queue_batches", settings.backpressure_threshold),
+            ("sink_queue_batches", settings.limits.backpressure_threshold),
             (
                 "dictionary_bytes_per_stream",
-                settings.dictionary.per_stream,
+                settings.limits.dictionary.per_stream,
             ),
             (
                 "dictionary_bytes_per_connection",
-                settings.dictionary.per_connection,
+                settings.limits.dictionary.per_connection,
             ),
-            ("dictionary_bytes_total", settings.dictionary.total),
+            ("dictionary_bytes_total", settings.limits.dictionary.total),
             (
                 "frame_buffer_bytes_per_connection",
-                settings.frame_buffer.per_connection,
+                settings.limits.frame_buffer.per_connection,
             ),
-            ("frame_buffer_bytes_total", settings.frame_buffer.total),
+            (
+                "frame_buffer_bytes_total",
+                settings.limits.frame_buffer.total,
+            ),
             (
                 "receive_window_bytes",
-                usize::try_from(settings.receive_window).unwrap_or(usize::MAX),
+                usize::try_from(settings.server.receive_window).unwrap_or(usize::MAX),
             ),
         ] {
             limits

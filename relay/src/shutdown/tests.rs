@@ -7,8 +7,8 @@ fn relay_deadlines_add_up_to_grace_plus_flush_plus_three_seconds() {
     let mut settings = crate::config::Config::default()
         .validate()
         .expect("default configuration is valid");
-    settings.drain_grace = Duration::from_secs(5);
-    settings.drain_flush = Duration::from_secs(10);
+    settings.server.drain_grace = Duration::from_secs(5);
+    settings.server.drain_flush = Duration::from_secs(10);
     let d = Deadlines::from_settings(&settings);
     assert_eq!(d.connections, Duration::from_secs(6));
     assert_eq!(d.sinks, Duration::from_secs(10));

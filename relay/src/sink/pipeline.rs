@@ -119,7 +119,7 @@ impl Pipeline {
         let flusher = Arc::new(Flusher {
             store,
             settings: p.clone(),
-            relay_id: settings.relay_id.clone(),
+            relay_id: settings.server.relay_id.clone(),
             boot_ms: horizon_shared::clock::unix_nanos_now() / 1_000_000,
             seq: AtomicU64::new(0),
             slots: Arc::new(Semaphore::new(p.batchers + p.max_concurrent_puts)),
@@ -168,7 +168,7 @@ impl Pipeline {
         shutdown.spawn(Phase::Sinks, "Parquet age flusher", ager.run());
         Ok(Self {
             batchers: senders,
-            room: Arc::new(Semaphore::new(settings.backpressure_threshold)),
+            room: Arc::new(Semaphore::new(settings.limits.backpressure_threshold)),
             influx,
             durable: settings.durable_acks,
             metrics,
