@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use horizon_shared::config::ConfigError;
-use horizon_shared::config::check::{log_level, one_of, socket_addr};
+use horizon_shared::config::check::{log_json, log_level, socket_addr};
 use serde::Deserialize;
 
 /// `observability`: the agent's own metrics and logs.
@@ -51,11 +51,7 @@ impl ObservabilityConfig {
             )?)
         };
         log_level("observability.log_level", &self.log_level)?;
-        let log_json = one_of(
-            "observability.log_format",
-            &self.log_format,
-            &[("text", false), ("json", true)],
-        )?;
+        let log_json = log_json("observability.log_format", &self.log_format)?;
         Ok(ObservabilitySettings {
             metrics_addr,
             log_level: self.log_level.clone(),

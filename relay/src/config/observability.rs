@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use horizon_shared::config::check::{log_level, one_of};
+use horizon_shared::config::check::{log_json, log_level};
 use horizon_shared::config::{ConfigError, invalid};
 use serde::Deserialize;
 
@@ -65,11 +65,7 @@ impl ObservabilityConfig {
         };
         let level = self.log_level.to_ascii_lowercase();
         log_level("observability.log_level", &level)?;
-        let log_json = one_of(
-            "observability.log_format",
-            &self.log_format,
-            &[("text", false), ("json", true)],
-        )?;
+        let log_json = log_json("observability.log_format", &self.log_format)?;
         Ok(ObservabilitySettings {
             metrics_addr,
             log_level: level,

@@ -119,6 +119,11 @@ pub fn log_level(key: &str, v: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// `v` is a log format, `text` or `json`: whether logs are JSON.
+pub fn log_json(key: &str, v: &str) -> Result<bool, ConfigError> {
+    one_of(key, v, &[("text", false), ("json", true)])
+}
+
 /// `v` is an `IP:port` socket address.
 pub fn socket_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse()
