@@ -69,17 +69,7 @@ fn every_reader_sees(ts: &TestStore, want: &Expected) {
 async fn a_late_point_is_read_once_by_glob_and_manifest_readers(backend: Backend) {
     let ts = TestStore::new(backend).await;
     let mut want = compacted_hours(&ts).await;
-    let files_before: usize = ts
-        .read()
-        .files
-        .iter()
-        .filter(|f| {
-            f["path"]
-                .as_str()
-                .unwrap()
-                .contains(&hours()[1].partition())
-        })
-        .count();
+    let files_before = hour_files(&ts).await;
     // One point of a node the hour has never seen.
     let mut p = points(hours()[1], 1, 1, 3600, 3_000_000_000, 5.0);
     p[0].node = "node-late".into();
@@ -96,18 +86,16 @@ async fn a_late_point_is_read_once_by_glob_and_manifest_readers(backend: Backend
     assert_eq!(s.rows_out as usize, want.hour(hours()[1]));
     every_reader_sees(&ts, &want);
     // The hour's committed files are untouched: one file more than before.
-    let now: usize = ts
-        .read()
-        .files
-        .iter()
-        .filter(|f| {
-            f["path"]
-                .as_str()
-                .unwrap()
-                .contains(&hours()[1].partition())
-        })
-        .count();
-    assert_eq!(now, files_before + 1);
+    let now = hour_files(&ts).await;
+    assert_eq!(
+        now.len(),
+        files_before.len() + 1,
+        "{files_before:?} -> {now:?}"
+    );
+    assert!(
+        files_before.iter().all(|f| now.contains(f)),
+        "{files_before:?} -> {now:?}"
+    );
     // And a run with nothing new changes nothing.
     let before = ts.dataset().await;
     run(&ts.compactor(&[]), &Selection::Hours(hours().to_vec())).await;
