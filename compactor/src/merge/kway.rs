@@ -4,9 +4,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
+use arrow_array::{Float64Array, RecordBatch};
 use arrow_row::Rows;
 use arrow_schema::ArrowError;
 use arrow_select::interleave::interleave_record_batch;
@@ -34,20 +34,29 @@ struct Cursor {
     batch: RecordBatch,
     key: Rows,
     order: Rows,
+    /// The batch's values (for counting value conflicts).
+    values: Float64Array,
     pos: usize,
 }
+
+/// A batch of a source with what the merge compares it by.
+type Loaded = (RecordBatch, Rows, Rows, Float64Array);
 
 /// The source's next non-empty batch with its rows (counted as read).
 fn next_batch(
     source: &mut Source,
     orderer: &Orderer,
     counts: &mut Counts,
-) -> Result<Option<(RecordBatch, Rows, Rows)>, MergeError> {
+) -> Result<Option<Loaded>, MergeError> {
     while let Some(batch) = source.next().transpose()? {
         if batch.num_rows() > 0 {
             counts.rows_in += batch.num_rows() as u64;
             let (key, order) = orderer.rows(&batch)?;
-            return Ok(Some((batch, key, order)));
+            let values = batch
+                .column(orderer.tie_idx[2])
+                .as_primitive::<Float64Type>()
+                .clone();
+            return Ok(Some((batch, key, order, values)));
         }
     }
     Ok(None)
@@ -66,12 +75,13 @@ pub fn merge(
     let mut counts = Counts::default();
     for mut source in sources {
         // A source with no rows left is not a cursor.
-        if let Some((batch, key, order)) = next_batch(&mut source, orderer, &mut counts)? {
+        if let Some((batch, key, order, values)) = next_batch(&mut source, orderer, &mut counts)? {
             cursors.push(Cursor {
                 source,
                 batch,
                 key,
                 order,
+                values,
                 pos: 0,
             });
         }
@@ -91,14 +101,7 @@ pub fn merge(
     let mut have_last = false;
     // The kept copy's value, bit for bit, against which later copies of
     // its key are counted as value conflicts.
-    let value_idx = orderer.tie_idx[2];
-    let value_bits = |c: &Cursor| {
-        c.batch
-            .column(value_idx)
-            .as_primitive::<Float64Type>()
-            .value(c.pos)
-            .to_bits()
-    };
+    let value_bits = |c: &Cursor| c.values.value(c.pos).to_bits();
     let mut last_value = 0u64;
     let flush = |cursors: &[Cursor],
                  pending: &mut Vec<(usize, usize)>,
@@ -137,10 +140,11 @@ pub fn merge(
             flush(&cursors, &mut pending, &mut emit)?;
             let c = &mut cursors[top];
             match next_batch(&mut c.source, orderer, &mut counts)? {
-                Some((batch, key, order)) => {
+                Some((batch, key, order, values)) => {
                     c.batch = batch;
                     c.key = key;
                     c.order = order;
+                    c.values = values;
                     c.pos = 0;
                 }
                 None => {
