@@ -31,6 +31,40 @@ pub struct FileEntry {
     /// whose keys any other file of the generation holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub late: bool,
+    /// A rollup file's first series (its files split the unit's series
+    /// into ranges, so a late fold rewrites only the ones it touches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<FirstKey>,
+}
+
+/// A rollup file's first sort key (its series range starts there).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FirstKey {
+    /// Metric.
+    pub metric: String,
+    /// Node.
+    pub node: String,
+    /// Series identity.
+    pub series_id: i64,
+}
+
+impl FirstKey {
+    /// As a sort key.
+    pub fn as_key(&self) -> (&str, &str, i64) {
+        (&self.metric, &self.node, self.series_id)
+    }
+}
+
+/// A generation's rollup files (docs/data.md, "Rollups").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollups {
+    /// Minute rollups, in series order.
+    #[serde(rename = "1m")]
+    pub minute: Vec<FileEntry>,
+    /// The unit's hour rollups (one row per series), which a closed day's
+    /// 1-hour files are made of.
+    #[serde(rename = "1h")]
+    pub hour: Vec<FileEntry>,
 }
 
 /// One generation of a unit: exactly the files that hold its rows, and the
@@ -62,6 +96,10 @@ pub struct Manifest {
     /// listed (none: no late files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_since_ms: Option<i64>,
+    /// The generation's rollups; none in generations committed before the
+    /// compactor wrote rollups (`telemetry-compactor rollup` adds them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollups: Option<Rollups>,
 }
 
 impl Manifest {
@@ -73,6 +111,14 @@ impl Manifest {
     /// Late files.
     pub fn late_files(&self) -> usize {
         self.files.iter().filter(|f| f.late).count()
+    }
+
+    /// Every file the generation lists: data files, then rollups.
+    pub fn all_files(&self) -> impl Iterator<Item = &FileEntry> {
+        let r = self.rollups.iter();
+        (self.files.iter())
+            .chain(r.clone().flat_map(|r| r.minute.iter()))
+            .chain(r.flat_map(|r| r.hour.iter()))
     }
 }
 

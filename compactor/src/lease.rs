@@ -1,4 +1,5 @@
-//! A unit's lease: which run may work on it. Epochs only grow, each a
+//! A unit's lease (or a day's, for its 1-hour rollups): which run may work
+//! on it. Epochs only grow, each a
 //! create-only record (docs/compaction.md, "Leases").
 
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::commit::FORMAT;
 use crate::keys::{Keys, lease_epoch};
 use crate::store::{StoreError, create, get_json, list_all};
-use crate::unit::Unit;
 
 /// A lease record, `lease-EEEEEEEE.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,8 +36,7 @@ pub struct LeaseRecord {
 #[derive(Debug)]
 pub struct Lease {
     store: Arc<dyn ObjectStore>,
-    keys: Keys,
-    unit: Unit,
+    dir: Path,
     owner: String,
     lease_ms: i64,
     /// The epoch this run holds.
@@ -59,16 +58,17 @@ pub enum Acquired {
 }
 
 impl Lease {
-    /// Takes the unit unless another run holds an unexpired lease on it.
+    /// Takes what the lease folder `dir` guards (`Keys::lease_dir` of a
+    /// unit, `Keys::day_lease_dir` of a day) unless another run holds an
+    /// unexpired lease on it.
     pub async fn acquire(
         store: &Arc<dyn ObjectStore>,
-        keys: &Keys,
-        unit: Unit,
+        dir: Path,
         owner: &str,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Acquired, StoreError> {
-        let mut epochs: Vec<(u64, Path)> = list_all(store, &keys.lease_dir(unit))
+        let mut epochs: Vec<(u64, Path)> = list_all(store, &dir)
             .await?
             .into_iter()
             .filter_map(|m| lease_epoch(&m.location).map(|e| (e, m.location)))
@@ -89,8 +89,7 @@ impl Lease {
         };
         let mut lease = Self {
             store: Arc::clone(store),
-            keys: keys.clone(),
-            unit,
+            dir,
             owner: owner.to_owned(),
             lease_ms,
             epoch: current,
@@ -121,7 +120,7 @@ impl Lease {
             released,
         };
         let body = serde_json::to_vec(&rec).unwrap_or_default();
-        let ok = create(&self.store, &self.keys.lease(self.unit, next), body).await?;
+        let ok = create(&self.store, &Keys::lease(&self.dir, next), body).await?;
         if ok {
             self.epoch = next;
         }

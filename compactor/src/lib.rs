@@ -42,7 +42,9 @@ pub mod lease;
 pub mod merge;
 pub mod outcome;
 pub mod plan;
+mod remote;
 pub mod report;
+pub mod rollup;
 pub mod settings;
 mod settle;
 mod sparse;
@@ -66,7 +68,8 @@ pub use crate::keys::Keys;
 pub use crate::late::Routed;
 pub use crate::outcome::{Compacted, FoldKind, Outcome, Planned};
 pub use crate::plan::UnitPlan;
-pub use crate::report::{Progress, Report, UnitReport, UnitResult};
+pub use crate::report::{DayResult, Progress, Report, UnitReport, UnitResult};
+pub use crate::rollup::day::{Day, DayOutcome};
 pub use crate::settings::{RawRetention, Settings};
 pub use crate::transfer::decode_raw;
 pub use crate::unit::Unit;
@@ -134,7 +137,8 @@ impl Compactor {
             .unwrap_or_else(|_| "local".into());
         let owner = format!("{host}/pid-{}/{}", std::process::id(), unix_ms_now());
         Self {
-            keys: Keys::new(&settings.raw_prefix, &settings.compacted_prefix),
+            keys: Keys::new(&settings.raw_prefix, &settings.compacted_prefix)
+                .with_rollups(&settings.rollups()),
             store,
             settings,
             owner,
@@ -246,17 +250,93 @@ impl Compactor {
         Ok(units)
     }
 
-    /// Compacts (or plans) one unit.
-    pub async fn run_unit(&self, unit: Unit, dry_run: bool) -> UnitReport {
-        let started = Instant::now();
-        let ctx = ctx::Ctx {
+    fn ctx(&self) -> ctx::Ctx<'_> {
+        ctx::Ctx {
             store: &self.store,
             keys: &self.keys,
             settings: &self.settings,
             owner: &self.owner,
             now_ms: self.now_ms.as_ref(),
             fault: self.fault,
-        };
+        }
+    }
+
+    /// Makes (or confirms) the 1-hour rollups of the closed days among
+    /// `days` (docs/data.md, "Rollups").
+    pub async fn run_days(&self, days: &BTreeSet<Day>) -> Vec<DayResult> {
+        let ctx = self.ctx();
+        let lateness = i64::try_from(self.settings.lateness().as_secs()).unwrap_or(i64::MAX / 2);
+        let now_secs = (self.now_ms)().div_euclid(1000);
+        let mut out = Vec::new();
+        for day in days {
+            if day.end_unix_secs().saturating_add(lateness) > now_secs {
+                continue;
+            }
+            out.push(match rollup::day::run_day(&ctx, day).await {
+                Ok(o) => DayResult::Ok(o),
+                Err(e) => {
+                    error!(day = %day.name(), error = %e, "the day's 1-hour rollups failed");
+                    DayResult::Failed {
+                        day: day.name(),
+                        outcome: "failed",
+                        error: e.to_string(),
+                    }
+                }
+            });
+        }
+        out
+    }
+
+    /// Adds rollups to the compacted units of `hours` that have none (hours
+    /// compacted before rollups existed), then makes the 1-hour rollups of
+    /// their closed days. Idempotent: a second run finds them up to date.
+    pub async fn rollup(&self, hours: &[Hour], progress: &dyn Progress) -> Result<Report, Error> {
+        let ctx = self.ctx();
+        let mut units = Vec::new();
+        for &hour in hours {
+            if let Some(shards) = plan::existing_shards(&self.store, &self.keys, hour).await? {
+                units.extend((0..shards).map(|shard| Unit {
+                    hour,
+                    shard,
+                    shards,
+                }));
+            }
+        }
+        info!(units = units.len(), "rollup backfill");
+        progress.planned(&units);
+        let mut report = Report::default();
+        for unit in &units {
+            progress.started(unit);
+            let started = Instant::now();
+            let result = match rollup::backfill::run(&ctx, *unit).await {
+                Ok(o) => UnitResult::Ok(o),
+                Err(e) => {
+                    error!(unit = %unit, error = %e, "rollup backfill failed");
+                    UnitResult::Failed {
+                        outcome: "failed",
+                        error: e.to_string(),
+                    }
+                }
+            };
+            let r = UnitReport {
+                hour: unit.hour.to_string(),
+                shard: unit.shard,
+                shards: unit.shards,
+                result,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            };
+            progress.finished(&r);
+            report.units.push(r);
+        }
+        let days: BTreeSet<Day> = hours.iter().map(|h| Day::of(*h)).collect();
+        report.days = self.run_days(&days).await;
+        Ok(report)
+    }
+
+    /// Compacts (or plans) one unit.
+    pub async fn run_unit(&self, unit: Unit, dry_run: bool) -> UnitReport {
+        let started = Instant::now();
+        let ctx = self.ctx();
         let result = if dry_run {
             plan::dry_run(&ctx, unit).await
         } else {
@@ -325,6 +405,18 @@ impl Compactor {
             let r = self.run_unit(*unit, opts.dry_run).await;
             progress.finished(&r);
             report.units.push(r);
+        }
+        if !opts.dry_run && report.not_started.is_empty() {
+            // The days of the units run, and the latest days that may have
+            // closed since the last run (their last hours may hold nothing).
+            let mut days: BTreeSet<Day> = units.iter().map(|u| Day::of(u.hour)).collect();
+            if let Selection::Closed { now_ms } = selection {
+                let lateness = i64::try_from(self.settings.lateness().as_secs()).unwrap_or(0);
+                let last = now_ms.div_euclid(1000) - lateness - 1;
+                days.insert(Day::of(Hour::of_secs(last)));
+                days.insert(Day::of(Hour::of_secs(last - 86_400)));
+            }
+            report.days = self.run_days(&days).await;
         }
         Ok(report)
     }

@@ -41,6 +41,9 @@ pub enum FoldKind {
     /// Late rows folded beside the committed files: a late file, plus
     /// rewrites of only the files whose rows a late copy replaces.
     Late,
+    /// The committed files kept as they are and rollups added (a backfill
+    /// of an hour compacted before rollups existed).
+    Rollups,
 }
 
 /// A committed generation.
@@ -72,6 +75,10 @@ pub struct Compacted {
     pub files: usize,
     /// Bytes of the files written (uploaded) by this run.
     pub bytes: u64,
+    /// Rollup files written (uploaded) by this run, both levels.
+    pub rollup_files: usize,
+    /// Their bytes.
+    pub rollup_bytes: u64,
     /// Bytes read from the store: raw objects, committed files merged or
     /// rewritten, and the parts of committed files a late fold probed.
     pub bytes_read: u64,

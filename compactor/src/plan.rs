@@ -35,8 +35,8 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use tracing::{info, warn};
 
-use crate::commit::{self, FORMAT, FileEntry, Manifest, load_manifests};
-use crate::ctx::Ctx;
+use crate::commit::{self, FORMAT, FileEntry, Manifest, Rollups, load_manifests};
+use crate::ctx::{Ctx, blocking};
 use crate::error::UnitError;
 use crate::fault::Fault;
 use crate::keys::{Keys, manifest_shards};
@@ -44,6 +44,7 @@ use crate::late;
 use crate::lease::{Acquired, Lease};
 use crate::merge::LocalFile;
 use crate::outcome::{Compacted, FoldKind, Outcome, Planned};
+use crate::rollup::{Builder, NewRollups};
 use crate::settle::{delete_folded_raw, settle};
 use crate::store::{StoreError, list_all};
 use crate::transfer::{SortedRaw, download, merge_files, sort_raw, upload};
@@ -58,35 +59,57 @@ pub(crate) async fn dry_run(ctx: &Ctx<'_>, unit: Unit) -> Result<Outcome, UnitEr
 
 /// Runs a unit under its lease.
 pub(crate) async fn run(ctx: &Ctx<'_>, unit: Unit) -> Result<Outcome, UnitError> {
-    let now = (ctx.now_ms)();
-    let lease_ms =
-        i64::try_from(ctx.settings.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-    let mut lease =
-        match Lease::acquire(ctx.store, ctx.keys, unit, ctx.owner, now, lease_ms).await? {
-            Acquired::Held(l) => l,
-            Acquired::Busy {
-                owner,
-                expires_at_ms,
-            } => {
-                return Ok(Outcome::Busy {
-                    owner,
-                    expires_at_ms,
-                });
-            }
-        };
+    let mut lease = match take_lease(ctx, unit).await? {
+        Ok(l) => l,
+        Err(busy) => return Ok(busy),
+    };
     let result = match UnitPlan::create(ctx, unit).await {
         Ok(plan) => plan.execute(ctx, &mut lease).await,
         Err(e) => Err(e.into()),
     };
-    match &result {
-        Err(UnitError::Injected(_)) => {} // a simulated crash: leave the lease to expire
-        Err(_) | Ok(_) => {
-            if let Err(e) = lease.release().await {
-                warn!(unit = %unit, error = %e, "could not release the lease; it expires on its own");
-            }
-        }
-    }
+    release(unit, lease, &result).await;
     result
+}
+
+/// Takes a unit's lease: `Ok(Err(busy))` if another run holds it.
+pub(crate) async fn take_lease(
+    ctx: &Ctx<'_>,
+    unit: Unit,
+) -> Result<Result<Lease, Outcome>, UnitError> {
+    let now = (ctx.now_ms)();
+    let lease_ms =
+        i64::try_from(ctx.settings.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+    Ok(
+        match Lease::acquire(
+            ctx.store,
+            ctx.keys.lease_dir(unit),
+            ctx.owner,
+            now,
+            lease_ms,
+        )
+        .await?
+        {
+            Acquired::Held(l) => Ok(l),
+            Acquired::Busy {
+                owner,
+                expires_at_ms,
+            } => Err(Outcome::Busy {
+                owner,
+                expires_at_ms,
+            }),
+        },
+    )
+}
+
+/// Releases a unit's lease after a run, unless the run was a simulated
+/// crash (then the lease is left to expire).
+pub(crate) async fn release<T>(unit: Unit, lease: Lease, result: &Result<T, UnitError>) {
+    if matches!(result, Err(UnitError::Injected(_))) {
+        return;
+    }
+    if let Err(e) = lease.release().await {
+        warn!(unit = %unit, error = %e, "could not release the lease; it expires on its own");
+    }
 }
 
 /// A unit's state and the work a run of it would do.
@@ -180,9 +203,26 @@ impl UnitPlan {
             ..Compacted::default()
         };
         let now = (ctx.now_ms)();
-        let (files, late_since_ms) =
-            fold(ctx, current.as_ref(), &sorted, work.path(), now, &mut stats).await?;
+        let (files, rollups, late_since_ms) = fold(
+            ctx,
+            unit,
+            current.as_ref(),
+            &sorted,
+            work.path(),
+            now,
+            &mut stats,
+        )
+        .await?;
         let entries = stage(ctx, unit, stats.generation, lease.epoch, files, &mut stats).await?;
+        let rollups = stage_rollups(
+            ctx,
+            unit,
+            stats.generation,
+            lease.epoch,
+            rollups,
+            &mut stats,
+        )
+        .await?;
         ctx.check(Fault::AfterStaging)?;
 
         if !lease.renew((ctx.now_ms)()).await? {
@@ -211,6 +251,7 @@ impl UnitPlan {
             files: entries,
             raw_folded,
             late_since_ms,
+            rollups: Some(rollups),
         };
         if !commit::commit(ctx.store, ctx.keys, unit, &manifest).await? {
             return Err(UnitError::Conflict(stats.generation));
@@ -245,18 +286,25 @@ type NewFiles = Vec<Result<FileEntry, (LocalFile, bool)>>;
 /// Step 4: folds the sorted new rows into the unit. Late data for a
 /// compacted unit goes beside its files (`late/fold.rs`) unless a threshold
 /// calls for a major compaction; a first or major compaction merges the
-/// runs with every current file. Returns the generation's files and when
-/// its oldest late file was added.
+/// runs with every current file. Returns the generation's files, its
+/// rollups (made in the same pass: docs/compaction.md, "Rollups") and when
+/// its oldest late file was added. A generation without rollups (committed
+/// before they existed) gets a major compaction, which makes them.
 async fn fold(
     ctx: &Ctx<'_>,
+    unit: Unit,
     current: Option<&Manifest>,
     sorted: &SortedRaw,
     work: &FsPath,
     now: i64,
     stats: &mut Compacted,
-) -> Result<(NewFiles, Option<i64>), UnitError> {
-    if let Some(m) = current.filter(|m| late::fold_as_late(ctx.settings, m, sorted.rows, now)) {
-        let f = late::fold(ctx, m, sorted.runs.clone(), work).await?;
+) -> Result<(NewFiles, NewRollups, Option<i64>), UnitError> {
+    let late_ok = |m: &&Manifest| {
+        m.rollups.is_some() && late::fold_as_late(ctx.settings, m, sorted.rows, now)
+    };
+    if let Some(m) = current.filter(late_ok) {
+        let hour_ns = unit.hour.start_unix_secs.saturating_mul(1_000_000_000);
+        let f = late::fold(ctx, hour_ns, m, sorted.runs.clone(), work).await?;
         stats.kind = FoldKind::Late;
         stats.late_rows = f.late_rows;
         stats.late_replaced = f.replaced;
@@ -269,7 +317,8 @@ async fn fold(
             Ok(c) => c.late,
             Err((_, late)) => *late,
         });
-        return Ok((f.files, has_late.then(|| m.late_since_ms.unwrap_or(now))));
+        let since = has_late.then(|| m.late_since_ms.unwrap_or(now));
+        return Ok((f.files, f.rollups, since));
     }
     let mut sources: Vec<PathBuf> = Vec::new();
     if let Some(m) = current {
@@ -287,10 +336,74 @@ async fn fold(
         path: out_dir.clone(),
         source,
     })?;
-    let (files, counts) = merge_files(ctx.settings, sources, out_dir).await?;
+    let rollup_dir = work.join("rollups");
+    mkdir(&rollup_dir)?;
+    let builder = rollup_builder(ctx, unit, &rollup_dir);
+    let (files, counts, builder) = merge_files(ctx.settings, sources, out_dir, builder).await?;
     stats.duplicates += counts.duplicates();
     stats.value_conflicts += counts.value_conflicts;
-    Ok((files.into_iter().map(|f| Err((f, false))).collect(), None))
+    let built = blocking(move || builder.finish()).await??;
+    let files = files.into_iter().map(|f| Err((f, false))).collect();
+    Ok((files, built.into(), None))
+}
+
+/// A rollup builder for a unit's hour, writing to `dir`.
+pub(crate) fn rollup_builder(ctx: &Ctx<'_>, unit: Unit, dir: &FsPath) -> Builder {
+    Builder::new(
+        dir,
+        unit.hour.start_unix_secs.saturating_mul(1_000_000_000),
+        usize::try_from(ctx.settings.row_group_rows).unwrap_or(usize::MAX),
+        ctx.settings.target_file_size,
+    )
+}
+
+fn mkdir(dir: &FsPath) -> Result<(), UnitError> {
+    std::fs::create_dir_all(dir).map_err(|source| UnitError::Local {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Uploads the new rollup files to the staging folder; returns the
+/// generation's rollup entries (kept ones as they were).
+pub(crate) async fn stage_rollups(
+    ctx: &Ctx<'_>,
+    unit: Unit,
+    next: u64,
+    epoch: u64,
+    rollups: NewRollups,
+    stats: &mut Compacted,
+) -> Result<Rollups, UnitError> {
+    let mut out = Rollups::default();
+    for (level, files, entries) in [
+        ("1m", rollups.minute, &mut out.minute),
+        ("1h", rollups.hour, &mut out.hour),
+    ] {
+        let mut n = 0;
+        for f in files {
+            let f = match f {
+                Ok(kept) => {
+                    entries.push(kept);
+                    continue;
+                }
+                Err(new) => new,
+            };
+            let staged = ctx.keys.staged_rollup(unit, level, next, epoch, n);
+            upload(ctx.store, &f.path, &staged).await?;
+            entries.push(FileEntry {
+                key: ctx.keys.rollup_file(unit, level, next, n).to_string(),
+                staged: staged.to_string(),
+                rows: f.rows,
+                bytes: f.bytes,
+                late: false,
+                first: f.first,
+            });
+            stats.rollup_files += 1;
+            stats.rollup_bytes += f.bytes;
+            n += 1;
+        }
+    }
+    Ok(out)
 }
 
 /// Uploads the new files to the staging folder; returns the generation's
@@ -321,6 +434,7 @@ async fn stage(
             rows: f.rows,
             bytes: f.bytes,
             late,
+            first: None,
         });
         stats.files += 1;
         stats.bytes += f.bytes;
@@ -332,7 +446,7 @@ async fn stage(
 
 /// A fresh folder for the unit's local files inside the work directory,
 /// which is created first if it is missing (removed with the handle).
-fn work_dir(ctx: &Ctx<'_>) -> Result<tempfile::TempDir, UnitError> {
+pub(crate) fn work_dir(ctx: &Ctx<'_>) -> Result<tempfile::TempDir, UnitError> {
     let dir = ctx.settings.work_dir();
     let local = |source| UnitError::Local {
         path: dir.clone(),

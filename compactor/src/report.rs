@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::late::Routed;
 use crate::outcome::Outcome;
+use crate::rollup::day::DayOutcome;
 use crate::unit::Unit;
 
 /// One unit's result.
@@ -48,6 +49,27 @@ pub struct Report {
     pub not_started: Vec<String>,
     /// The relays' late objects routed to their hours before the units ran.
     pub routed: Routed,
+    /// Closed days whose 1-hour rollups were checked after the units ran
+    /// (and made again where a unit of the day changed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<DayResult>,
+}
+
+/// A day's 1-hour rollups: what happened, or the error.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum DayResult {
+    /// It ran.
+    Ok(DayOutcome),
+    /// It failed.
+    Failed {
+        /// The day.
+        day: String,
+        /// Always "failed".
+        outcome: &'static str,
+        /// Why.
+        error: String,
+    },
 }
 
 impl Report {
@@ -57,6 +79,9 @@ impl Report {
             .iter()
             .filter(|u| matches!(u.result, UnitResult::Failed { .. }))
             .count()
+            + (self.days.iter())
+                .filter(|d| matches!(d, DayResult::Failed { .. }))
+                .count()
     }
 
     /// Rows committed by this run.

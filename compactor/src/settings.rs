@@ -30,6 +30,18 @@ pub enum SettingsError {
         /// The compacted prefix.
         compacted: String,
     },
+    /// The rollup prefix is empty or overlaps the raw or compacted one.
+    #[error(
+        "--rollup-prefix {rollups:?} must be a non-empty prefix separate from --raw-prefix {raw:?} and --compacted-prefix {compacted:?}"
+    )]
+    RollupPrefix {
+        /// The rollup prefix.
+        rollups: String,
+        /// The raw prefix.
+        raw: String,
+        /// The compacted prefix.
+        compacted: String,
+    },
 }
 
 /// A size that cannot be parsed.
@@ -92,6 +104,14 @@ pub struct Settings {
     /// Key prefix of the compacted dataset.
     #[arg(long, env = "HORIZON_COMPACTED_PREFIX", default_value = "compacted")]
     pub compacted_prefix: String,
+
+    /// Key prefix of the rollups (per-series aggregates by minute and by
+    /// hour, beside the compacted dataset). Default: the compacted prefix
+    /// with its last part `compacted` replaced by `rollups` (`compacted` ->
+    /// `rollups`, `lake/compacted` -> `lake/rollups`), or with `-rollups`
+    /// appended, so two compacted datasets never share rollups.
+    #[arg(long, env = "HORIZON_ROLLUP_PREFIX")]
+    pub rollup_prefix: Option<String>,
 
     /// An hour is closed, and compacted, once it ended this long ago (seconds).
     #[arg(long, env = "HORIZON_ALLOWED_LATENESS_SECS", default_value_t = 900)]
@@ -222,7 +242,33 @@ impl Settings {
                 compacted: compacted.to_owned(),
             });
         }
+        let rollups = self.rollups();
+        let rollups = rollups.as_str();
+        let overlaps = |a: &str, b: &str| {
+            a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+        };
+        if rollups.is_empty() || overlaps(rollups, raw) || overlaps(rollups, compacted) {
+            return Err(SettingsError::RollupPrefix {
+                rollups: rollups.to_owned(),
+                raw: raw.to_owned(),
+                compacted: compacted.to_owned(),
+            });
+        }
         Ok(())
+    }
+
+    /// The rollup prefix (`--rollup-prefix`, or the one the compacted
+    /// prefix implies), slashes trimmed.
+    pub fn rollups(&self) -> String {
+        if let Some(p) = &self.rollup_prefix {
+            return p.trim_matches('/').to_owned();
+        }
+        let compacted = self.compacted_prefix.trim_matches('/');
+        match compacted.rsplit_once('/') {
+            Some((parent, "compacted")) => format!("{parent}/rollups"),
+            None if compacted == "compacted" => "rollups".to_owned(),
+            _ => format!("{compacted}-rollups"),
+        }
     }
 
     /// Allowed lateness.
@@ -344,6 +390,20 @@ mod tests {
         ])
         .unwrap();
         assert!(nested.validate().is_err());
+        // Rollups sit beside the compacted dataset, never inside another.
+        assert_eq!(s.rollups(), "rollups");
+        let lake = Settings::from_args(["--compacted-prefix", "/lake/compacted/"]).unwrap();
+        assert_eq!(lake.rollups(), "lake/rollups");
+        let other = Settings::from_args(["--compacted-prefix", "scratch"]).unwrap();
+        assert_eq!(other.rollups(), "scratch-rollups");
+        let inside = Settings::from_args(["--rollup-prefix", "compacted/r"]).unwrap();
+        assert!(
+            inside
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--rollup-prefix")
+        );
         let bad = Settings::from_args(["--store-url", "gs://bucket"]).unwrap();
         assert!(
             bad.validate()

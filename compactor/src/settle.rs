@@ -9,7 +9,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use tracing::info;
 
-use crate::commit::{Manifest, load_manifests};
+use crate::commit::{FileEntry, Manifest, load_manifests};
 use crate::ctx::Ctx;
 use crate::error::UnitError;
 use crate::fault::Fault;
@@ -33,12 +33,16 @@ pub(crate) async fn settle(
             .filename()
             .is_some_and(|f| f.starts_with(&prefix))
     };
-    let finals: Vec<Path> = list_all(ctx.store, &ctx.keys.partition_dir(unit.hour))
-        .await?
-        .into_iter()
-        .filter(ours)
-        .map(|m| m.location)
-        .collect();
+    // The unit's committed files: data files and both rollup levels.
+    let mut finals: Vec<Path> = Vec::new();
+    for dir in [
+        ctx.keys.partition_dir(unit.hour),
+        ctx.keys.rollup_minute_dir(unit.hour),
+        ctx.keys.rollup_hours_dir(unit.hour),
+    ] {
+        let listed = list_all(ctx.store, &dir).await?;
+        finals.extend(listed.into_iter().filter(ours).map(|m| m.location));
+    }
     let staged: Vec<Path> = list_all(ctx.store, &ctx.keys.staging_dir(unit.hour))
         .await?
         .into_iter()
@@ -47,7 +51,7 @@ pub(crate) async fn settle(
         .collect();
     let final_set: HashSet<&str> = finals.iter().map(|p| p.as_ref()).collect();
     let staged_set: HashSet<&str> = staged.iter().map(|p| p.as_ref()).collect();
-    let files = current.map(|m| m.files.as_slice()).unwrap_or_default();
+    let files: Vec<&FileEntry> = current.iter().flat_map(|m| m.all_files()).collect();
     // Superseded files go first, then the new ones are copied in: a glob
     // reader may miss the replaced rows for that moment, but never sees a
     // row twice (docs/compaction.md, "What a reader sees").

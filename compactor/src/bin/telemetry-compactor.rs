@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use horizon_compactor::{
-    Compactor, Outcome, Progress, RunOptions, Selection, Settings, Unit, UnitReport, UnitResult,
+    Compactor, DayOutcome, DayResult, FoldKind, Outcome, Progress, RunOptions, Selection, Settings,
+    Unit, UnitReport, UnitResult,
 };
 use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::Hour;
@@ -63,6 +64,28 @@ struct Cli {
 enum Command {
     /// Run as an AWS Lambda function (settings from HORIZON_* variables).
     Lambda,
+    /// Add rollups to hours compacted before the compactor wrote them, and
+    /// make the 1-hour rollups of their closed days. Safe to run again: a
+    /// unit with rollups is left as it is.
+    Rollup(Box<RollupArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct RollupArgs {
+    /// First hour (UTC, e.g. 2026-11-01T00).
+    #[arg(long)]
+    from: String,
+
+    /// Last hour (inclusive).
+    #[arg(long)]
+    to: String,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    settings: Settings,
 }
 
 fn init_logs(format: &str, default_level: &str) {
@@ -100,6 +123,13 @@ fn line(r: &UnitReport) -> String {
         r.hour.clone()
     };
     let what = match &r.result {
+        UnitResult::Ok(Outcome::Compacted(c)) if c.kind == FoldKind::Rollups => format!(
+            "generation {}: rollups added to {} rows ({} files, {:.1} MiB)",
+            c.generation,
+            c.rows_out,
+            c.rollup_files,
+            c.rollup_bytes as f64 / 1048576.0
+        ),
         UnitResult::Ok(Outcome::Compacted(c)) => {
             let mut s = format!(
                 "generation {}: {} raw objects ({:.1} MiB) -> {} rows in {} files ({:.1} MiB), {} duplicates dropped",
@@ -160,26 +190,80 @@ fn line(r: &UnitReport) -> String {
     format!("{unit}: {what} [{} ms]", r.elapsed_ms)
 }
 
+fn day_line(d: &DayResult) -> String {
+    match d {
+        DayResult::Ok(DayOutcome::Built {
+            day,
+            generation,
+            rows,
+            files,
+            bytes,
+        }) => format!(
+            "{day} 1-hour rollups: generation {generation}, {rows} rows in {files} files ({:.1} MiB)",
+            *bytes as f64 / 1048576.0
+        ),
+        DayResult::Ok(DayOutcome::UpToDate { day }) => format!("{day} 1-hour rollups: up to date"),
+        DayResult::Ok(DayOutcome::Skipped { day, reason }) => {
+            format!("{day} 1-hour rollups: not made now: {reason}")
+        }
+        DayResult::Failed { day, error, .. } => format!("{day} 1-hour rollups: FAILED: {error}"),
+    }
+}
+
 fn hour(flag: &str, v: &str) -> anyhow::Result<Hour> {
     Hour::parse(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+}
+
+/// The hours from `from` to `to`, inclusive.
+fn range(from: &str, to: &str) -> anyhow::Result<Vec<Hour>> {
+    let (from, to) = (hour("from", from)?, hour("to", to)?);
+    if to < from {
+        anyhow::bail!("--to {to} is before --from {from}");
+    }
+    let mut hours = vec![from];
+    while let Some(last) = hours.last().copied()
+        && last < to
+    {
+        hours.push(last.next());
+    }
+    Ok(hours)
+}
+
+async fn rollup(args: RollupArgs) -> anyhow::Result<ExitCode> {
+    let hours = range(&args.from, &args.to)?;
+    let compactor = Compactor::new(args.settings)?;
+    let report = compactor.rollup(&hours, &()).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        for r in &report.units {
+            println!("{}", line(r));
+        }
+        for d in &report.days {
+            println!("{}", day_line(d));
+        }
+        if report.units.is_empty() {
+            eprintln!(
+                "nothing to do: no compacted hour from {} to {}",
+                args.from, args.to
+            );
+        }
+    }
+    let failures = report.failures();
+    if failures > 0 {
+        eprintln!("{failures} unit(s) or day(s) failed; re-running is safe and resumes them");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let selection = match (&cli.hour, &cli.from, &cli.to) {
         (Some(h), _, _) => Selection::Hours(vec![hour("hour", h)?]),
-        (None, Some(from), Some(to)) => {
-            let (from, to) = (hour("from", from)?, hour("to", to)?);
-            if to < from {
-                anyhow::bail!("--to {to} is before --from {from}");
-            }
-            let mut hours = vec![from];
-            while let Some(last) = hours.last().copied()
-                && last < to
-            {
-                hours.push(last.next());
-            }
-            Selection::Hours(hours)
-        }
+        (None, Some(from), Some(to)) => Selection::Hours(range(from, to)?),
         _ => Selection::Closed {
             now_ms: unix_ms_now(),
         },
@@ -215,6 +299,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", line(r));
         }
     }
+    if !cli.json {
+        for d in &report.days {
+            println!("{}", day_line(d));
+        }
+    }
     if report.units.is_empty() {
         eprintln!(
             "nothing to compact: no {} hour with raw objects",
@@ -226,7 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let failures = report.failures();
     if failures > 0 {
-        eprintln!("{failures} unit(s) failed; re-running is safe and resumes them");
+        eprintln!("{failures} unit(s) or day(s) failed; re-running is safe and resumes them");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -270,7 +359,11 @@ fn main() -> ExitCode {
         };
     }
     init_logs(&cli.log_format, "warn");
-    match rt.block_on(run(cli)) {
+    let done = match cli.command {
+        Some(Command::Rollup(args)) => rt.block_on(rollup(*args)),
+        _ => rt.block_on(run(cli)),
+    };
+    match done {
         Ok(code) => code,
         Err(e) => {
             // The top-level message only: library errors already name their cause.

@@ -29,6 +29,8 @@ use crate::commit::{FileEntry, Manifest};
 use crate::ctx::{Ctx, blocking};
 use crate::error::UnitError;
 use crate::merge::{self, Counts, LocalFile, MergeError, Orderer, OutputFiles, Source};
+use crate::rollup::NewRollups;
+use crate::rollup::late::refold;
 use crate::transfer::{download, merge_files};
 
 /// A late fold's files, local and ready to stage.
@@ -50,13 +52,16 @@ pub(crate) struct LateFold {
     pub value_conflicts: u64,
     /// Committed files rewritten.
     pub rewritten: usize,
-    /// Bytes read from the store (probes and rewritten files).
+    /// Bytes read from the store (probes, rewritten files, rollups).
     pub bytes_read: u64,
+    /// The generation's rollups (only the files of touched series new).
+    pub rollups: NewRollups,
 }
 
 /// Folds the sorted runs of new raw rows into the unit's current files.
 pub(crate) async fn fold(
     ctx: &Ctx<'_>,
+    hour_start_ns: i64,
     current: &Manifest,
     runs: Vec<PathBuf>,
     work: &FsPath,
@@ -78,6 +83,8 @@ pub(crate) async fn fold(
     // Which committed file holds a copy of which late row, and who wins.
     let mut winners: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
     let mut taken = vec![false; late.num_rows()];
+    // Late rows that win against a committed copy of another value.
+    let mut replacing: Vec<u32> = Vec::new();
     let mut groups_read = 0;
     for (i, f) in current.files.iter().enumerate() {
         if late.num_rows() == 0 {
@@ -92,6 +99,9 @@ pub(crate) async fn fold(
             out.value_conflicts += u64::from(h.conflict);
             if h.wins {
                 winners.entry(i).or_default().push(h.late as u32);
+                if h.conflict {
+                    replacing.push(h.late as u32);
+                }
                 out.replaced += 1;
             } else {
                 out.dropped += 1;
@@ -130,7 +140,7 @@ pub(crate) async fn fold(
         mkdir(&out_dir)?;
         let mut sources = vec![local];
         sources.extend(copies);
-        let (files, _) = merge_files(ctx.settings, sources, out_dir).await?;
+        let (files, _, ()) = merge_files(ctx.settings, sources, out_dir, ()).await?;
         out.rewritten += 1;
         out.files
             .extend(files.into_iter().map(|lf| Err((lf, f.late))));
@@ -141,6 +151,10 @@ pub(crate) async fn fold(
         .filter(|&r| !taken[r as usize])
         .collect();
     out.late_rows = fresh.len() as u64;
+    replacing.sort_unstable();
+    let r = refold(ctx, hour_start_ns, current, &late, &fresh, &replacing, work).await?;
+    out.rollups = r.rollups;
+    out.bytes_read += r.bytes_read;
     if !fresh.is_empty() {
         let dir = work.join("late");
         mkdir(&dir)?;
@@ -162,6 +176,8 @@ pub(crate) async fn fold(
         replaced = out.replaced,
         dropped = out.dropped,
         rewritten = out.rewritten,
+        rollup_series = r.series,
+        rollup_minutes_fetched = r.minutes_fetched,
         row_groups_read = groups_read,
         bytes_read = out.bytes_read,
         "late rows sorted into the unit's files"

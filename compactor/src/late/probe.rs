@@ -6,7 +6,6 @@
 //! which copy the rule keeps.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -14,22 +13,15 @@ use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampNanosecondT
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, Rows, SortField};
 use arrow_schema::ArrowError;
-use bytes::Buf;
 use horizon_shared::raw::{self, raw_schema};
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
-use parquet::file::statistics::Statistics;
+use parquet::file::metadata::RowGroupMetaData;
 
 use crate::ctx::blocking;
 use crate::error::UnitError;
-use crate::sparse::Sparse;
-use crate::store::{StoreError, store_err};
+use crate::remote::{Remote, bytes_range, int_range};
+use crate::store::StoreError;
 
 /// Columns a probe reads: the key and the tie-breaks (not `labels`).
 const PROBE_COLUMNS: [&str; 7] = [
@@ -41,9 +33,6 @@ const PROBE_COLUMNS: [&str; 7] = [
     "relay",
     "value",
 ];
-
-/// Bytes fetched for the footer at first (most footers fit).
-const FOOTER_GUESS: u64 = 64 * 1024;
 
 /// The late rows' keys, for probing committed files: sorted, so a file's
 /// rows (sorted too) are matched by a merge join, with no index to build.
@@ -173,26 +162,8 @@ impl LateKeys {
     /// Whether a row group's statistics admit one of the late keys (each
     /// column of a row is within its column's min/max; no statistics: yes).
     fn may_hold(&self, rg: &RowGroupMetaData) -> bool {
-        let stat = |name: &str| {
-            rg.columns()
-                .iter()
-                .find(|c| c.column_path().parts().first().map(String::as_str) == Some(name))
-                .and_then(|c| c.statistics())
-        };
-        let bytes = |name: &str| -> Option<(Vec<u8>, Vec<u8>)> {
-            match stat(name)? {
-                Statistics::ByteArray(s) => {
-                    Some((s.min_opt()?.data().to_vec(), s.max_opt()?.data().to_vec()))
-                }
-                _ => None,
-            }
-        };
-        let int = |name: &str| -> Option<(i64, i64)> {
-            match stat(name)? {
-                Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
-                _ => None,
-            }
-        };
+        let bytes = |name: &str| bytes_range(rg, name);
+        let int = |name: &str| int_range(rg, name);
         let (Some(m), Some(n), Some(s), Some(t)) = (
             bytes("metric"),
             bytes("node"),
@@ -296,103 +267,30 @@ pub(crate) async fn probe(
     size: u64,
     late: &Arc<LateKeys>,
 ) -> Result<Probe, UnitError> {
-    let get =
-        |r: Range<u64>| async move { store.get_range(key, r).await.map_err(store_err("get", key)) };
-    let mut out = Probe::default();
-    let start = size.saturating_sub(FOOTER_GUESS);
-    let mut tail = get(start..size).await?;
-    out.bytes_read += tail.len() as u64;
-    let corrupt = |message: String| StoreError::Corrupt {
-        key: key.to_string(),
-        what: "compacted file",
-        message,
-    };
-    if tail.len() < 8 || &tail[tail.len() - 4..] != b"PAR1" {
-        return Err(corrupt("no Parquet footer".into()).into());
-    }
-    let meta_len = u64::from((&tail[tail.len() - 8..]).get_u32_le());
-    let footer_start = size
-        .checked_sub(meta_len + 8)
-        .ok_or_else(|| corrupt("footer longer than the file".into()))?;
-    if footer_start < start {
-        tail = get(footer_start..size).await?;
-        out.bytes_read += tail.len() as u64;
-    }
-    let tail_start = size - tail.len() as u64;
-    let mut sparse = Sparse {
-        len: size,
-        parts: vec![(tail_start, tail)],
-    };
-    let metadata = ParquetMetaDataReader::new()
-        .parse_and_finish(&sparse)
-        .map_err(|e| corrupt(e.to_string()))?;
-    let groups: Vec<usize> = (0..metadata.num_row_groups())
-        .filter(|&g| late.may_hold(metadata.row_group(g)))
+    let remote = Remote::open(store, key, size).await?;
+    let groups: Vec<usize> = (0..remote.metadata.num_row_groups())
+        .filter(|&g| late.may_hold(remote.metadata.row_group(g)))
         .collect();
-    if groups.is_empty() {
-        return Ok(out);
-    }
-    let ranges = column_ranges(&metadata, &groups);
-    let parts = store
-        .get_ranges(key, &ranges)
-        .await
-        .map_err(store_err("get", key))?;
-    out.bytes_read += parts.iter().map(|b| b.len() as u64).sum::<u64>();
-    out.row_groups_read = groups.len();
-    sparse
-        .parts
-        .extend(ranges.iter().map(|r| r.start).zip(parts));
+    let row_groups_read = groups.len();
+    let (batches, bytes_read) = remote.read(store, groups, &PROBE_COLUMNS).await?;
     let late = Arc::clone(late);
     let path = key.to_string();
-    out.hits = blocking(move || read_hits(sparse, metadata, groups, &late))
-        .await?
-        .map_err(|e| corrupt(format!("{path}: {e}")))?;
-    Ok(out)
-}
-
-/// Byte ranges of the probe columns of the row groups (adjacent ones joined).
-fn column_ranges(metadata: &ParquetMetaData, groups: &[usize]) -> Vec<Range<u64>> {
-    let mut ranges: Vec<Range<u64>> = Vec::new();
-    for &g in groups {
-        for c in metadata.row_group(g).columns() {
-            let root = c.column_path().parts().first().map(String::as_str);
-            if !root.is_some_and(|r| PROBE_COLUMNS.contains(&r)) {
-                continue;
-            }
-            let (start, len) = c.byte_range();
-            match ranges.last_mut() {
-                Some(last) if last.end == start => last.end = start + len,
-                _ => ranges.push(start..start + len),
-            }
+    let hits = blocking(move || -> Result<Vec<Hit>, ArrowError> {
+        let (mut hits, mut cursor) = (Vec::new(), Cursor::default());
+        for batch in &batches {
+            late.hits(batch, &mut cursor, &mut hits)?;
         }
-    }
-    ranges
-}
-
-fn read_hits(
-    sparse: Sparse,
-    metadata: ParquetMetaData,
-    groups: Vec<usize>,
-    late: &LateKeys,
-) -> Result<Vec<Hit>, ParquetError> {
-    let meta = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())?;
-    let roots: Vec<usize> = meta
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| PROBE_COLUMNS.contains(&f.name().as_str()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(sparse, meta)
-        .with_row_groups(groups)
-        .with_projection(mask)
-        .with_batch_size(crate::merge::BATCH_ROWS)
-        .build()?;
-    let (mut hits, mut cursor) = (Vec::new(), Cursor::default());
-    for batch in reader {
-        late.hits(&batch?, &mut cursor, &mut hits)?;
-    }
-    Ok(hits)
+        Ok(hits)
+    })
+    .await?
+    .map_err(|e| StoreError::Corrupt {
+        key: path.clone(),
+        what: "compacted file",
+        message: format!("{path}: {e}"),
+    })?;
+    Ok(Probe {
+        hits,
+        bytes_read,
+        row_groups_read,
+    })
 }

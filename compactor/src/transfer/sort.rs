@@ -159,25 +159,48 @@ async fn spill(
     Ok(())
 }
 
+/// What else sees the merged rows, in key order, as they are written (the
+/// rollups of a full fold).
+pub(crate) trait Tap: Send + 'static {
+    /// The next batch of merged rows.
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), MergeError>;
+}
+
+impl Tap for () {
+    fn batch(&mut self, _: &RecordBatch) -> Result<(), MergeError> {
+        Ok(())
+    }
+}
+
+impl Tap for crate::rollup::Builder {
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), MergeError> {
+        self.push(batch)
+    }
+}
+
 /// Merges the sorted sources into output files of the target size (on a
-/// blocking thread).
-pub(crate) async fn merge_files(
+/// blocking thread), showing every merged batch to `tap`.
+pub(crate) async fn merge_files<T: Tap>(
     settings: &Settings,
     sources: Vec<PathBuf>,
     out_dir: PathBuf,
-) -> Result<(Vec<LocalFile>, Counts), UnitError> {
+    mut tap: T,
+) -> Result<(Vec<LocalFile>, Counts, T), UnitError> {
     let props =
         merge::output_properties(usize::try_from(settings.row_group_rows).unwrap_or(usize::MAX));
     let target = settings.target_file_size;
-    let merged = blocking(move || -> Result<(Vec<LocalFile>, Counts), MergeError> {
+    let merged = blocking(move || -> Result<(Vec<LocalFile>, Counts, T), MergeError> {
         let orderer = Orderer::new()?;
         let srcs = sources
             .iter()
             .map(|p| merge::open_source(p))
             .collect::<Result<Vec<Source>, _>>()?;
         let mut out = OutputFiles::new(&out_dir, "part", props, target);
-        let counts = merge::merge(&orderer, srcs, |b| out.write(&b))?;
-        Ok((out.finish()?, counts))
+        let counts = merge::merge(&orderer, srcs, |b| {
+            tap.batch(&b)?;
+            out.write(&b)
+        })?;
+        Ok((out.finish()?, counts, tap))
     })
     .await??;
     Ok(merged)
