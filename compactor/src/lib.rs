@@ -273,7 +273,8 @@ impl Compactor {
                 continue;
             }
             out.push(match rollup::day::run_day(&ctx, day).await {
-                Ok(o) => DayResult::Ok(o),
+                Ok(None) => continue,
+                Ok(Some(o)) => DayResult::Ok(o),
                 Err(e) => {
                     error!(day = %day.name(), error = %e, "the day's 1-hour rollups failed");
                     DayResult::Failed {

@@ -108,7 +108,7 @@ pub enum DayOutcome {
         /// Their bytes.
         bytes: u64,
     },
-    /// Not made now (busy, no compacted hour, or an hour without rollups).
+    /// Not made now (busy, or an hour without rollups).
     Skipped {
         /// The day.
         day: String,
@@ -148,8 +148,9 @@ async fn unit_manifests(ctx: &Ctx<'_>, hour: Hour) -> Result<Vec<(String, Manife
     Ok(out)
 }
 
-/// Makes (or confirms) a closed day's 1-hour files under its lease.
-pub(crate) async fn run_day(ctx: &Ctx<'_>, day: &Day) -> Result<DayOutcome, UnitError> {
+/// Makes (or confirms) a closed day's 1-hour files under its lease; none
+/// for a day without a compacted hour.
+pub(crate) async fn run_day(ctx: &Ctx<'_>, day: &Day) -> Result<Option<DayOutcome>, UnitError> {
     let name = day.name();
     let now = (ctx.now_ms)();
     let lease_ms =
@@ -158,10 +159,10 @@ pub(crate) async fn run_day(ctx: &Ctx<'_>, day: &Day) -> Result<DayOutcome, Unit
     let mut lease = match Lease::acquire(ctx.store, dir, ctx.owner, now, lease_ms).await? {
         Acquired::Held(l) => l,
         Acquired::Busy { owner, .. } => {
-            return Ok(DayOutcome::Skipped {
+            return Ok(Some(DayOutcome::Skipped {
                 day: name,
                 reason: format!("busy: {owner}"),
-            });
+            }));
         }
     };
     let result = build(ctx, day, &mut lease).await;
@@ -173,7 +174,11 @@ pub(crate) async fn run_day(ctx: &Ctx<'_>, day: &Day) -> Result<DayOutcome, Unit
     result
 }
 
-async fn build(ctx: &Ctx<'_>, day: &Day, lease: &mut Lease) -> Result<DayOutcome, UnitError> {
+async fn build(
+    ctx: &Ctx<'_>,
+    day: &Day,
+    lease: &mut Lease,
+) -> Result<Option<DayOutcome>, UnitError> {
     let name = day.name();
     let (current, older) = load(ctx, &name).await?;
     settle_day(ctx, &name, current.as_ref(), &older).await?;
@@ -182,18 +187,15 @@ async fn build(ctx: &Ctx<'_>, day: &Day, lease: &mut Lease) -> Result<DayOutcome
         units.extend(unit_manifests(ctx, hour).await?);
     }
     if units.is_empty() {
-        return Ok(DayOutcome::Skipped {
-            day: name,
-            reason: "no compacted hour".into(),
-        });
+        return Ok(None);
     }
     if let Some((unit, _)) = units.iter().find(|(_, m)| m.rollups.is_none()) {
-        return Ok(DayOutcome::Skipped {
+        return Ok(Some(DayOutcome::Skipped {
             day: name.clone(),
             reason: format!(
                 "{name}T{unit} was compacted before rollups existed: run `telemetry-compactor rollup --from {name}T00 --to {name}T23`"
             ),
-        });
+        }));
     }
     let sources: BTreeMap<String, u64> = units
         .iter()
@@ -201,7 +203,7 @@ async fn build(ctx: &Ctx<'_>, day: &Day, lease: &mut Lease) -> Result<DayOutcome
         .collect();
     if current.as_ref().is_some_and(|c| c.sources == sources) {
         ctx.check(Fault::BeforeRelease)?;
-        return Ok(DayOutcome::UpToDate { day: name });
+        return Ok(Some(DayOutcome::UpToDate { day: name }));
     }
     // The day's files: every unit's hour rollups, in (hour, shard) order.
     let work = tempfile::Builder::new()
@@ -225,7 +227,14 @@ async fn build(ctx: &Ctx<'_>, day: &Day, lease: &mut Lease) -> Result<DayOutcome
         .enumerate()
     {
         let p = work.path().join(format!("h-{i:05}.parquet"));
-        download(ctx.store, &Path::from(f.key.as_str()), &p).await?;
+        // A unit committed but not settled yet (a run stopped between the
+        // two) has its files at their staged keys only.
+        let key = Path::from(f.key.as_str());
+        let key = match ctx.store.head(&key).await {
+            Err(object_store::Error::NotFound { .. }) => Path::from(f.staged.as_str()),
+            _ => key,
+        };
+        download(ctx.store, &key, &p).await?;
         locals.push(p);
     }
     let out_dir = work.path().to_owned();
@@ -273,13 +282,13 @@ async fn build(ctx: &Ctx<'_>, day: &Day, lease: &mut Lease) -> Result<DayOutcome
         .collect();
     settle_day(ctx, &name, Some(&m), &replaced).await?;
     ctx.check(Fault::BeforeRelease)?;
-    Ok(DayOutcome::Built {
+    Ok(Some(DayOutcome::Built {
         day: name,
         generation: next,
         rows: m.rows,
         files: m.files.len(),
         bytes: m.files.iter().map(|f| f.bytes).sum(),
-    })
+    }))
 }
 
 /// The hour files joined into files of the target size.

@@ -39,6 +39,7 @@ macro_rules! on_every_store {
 }
 
 mod late;
+mod rollups;
 mod store;
 
 use store::{Backend, TestStore};
@@ -264,6 +265,10 @@ async fn crash_then_rerun(ts: &TestStore, fault: Fault, first_run: bool) {
     assert_eq!(r.failures(), 0, "{fault:?}: {r:#?}");
     check_compacted(&ts.read(), &want);
     check_compacted(&ts.read_manifests(), &want);
+    // The rollups (minute files of every unit, the day's 1-hour files) are
+    // those of the rows, and no rollup or its replacement is read twice.
+    rollups::check_rollups(ts);
+    assert!(ts.keys("rollups/_staging").await.is_empty(), "{fault:?}");
     for h in hours() {
         assert!(
             ts.keys(&format!("raw/{}", h.partition())).await.is_empty(),
