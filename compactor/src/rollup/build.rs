@@ -105,6 +105,15 @@ impl RollupFiles {
         Ok(())
     }
 
+    /// Ends the current row group (a day's file ends one after each unit's
+    /// hour rows, so each row group is sorted as its footer declares).
+    pub fn end_row_group(&mut self) -> Result<(), MergeError> {
+        if let Some((path, w, _, _)) = self.current.as_mut() {
+            w.flush().map_err(crate::merge::pq(path))?;
+        }
+        Ok(())
+    }
+
     fn close_current(&mut self) -> Result<(), MergeError> {
         if let Some((path, w, rows, first)) = self.current.take() {
             w.close().map_err(crate::merge::pq(&path))?;

@@ -315,6 +315,7 @@ fn join(
             };
             out.write(&b, first)?;
         }
+        out.end_row_group()?;
     }
     out.finish()
 }
