@@ -48,6 +48,16 @@ struct Target {
     shard: Option<u32>,
     #[serde(default)]
     dry_run: bool,
+    /// The state machine's last step: make the 1-hour rollups of the days
+    /// of these units (the plan's units, whatever else they carry).
+    #[serde(default)]
+    rollup_days_of: Option<Vec<UnitOfDay>>,
+}
+
+/// A unit of the plan, of which only the hour matters here.
+#[derive(Debug, Deserialize)]
+struct UnitOfDay {
+    hour: String,
 }
 
 /// What an invocation asks for, from its payload.
@@ -61,6 +71,9 @@ pub struct Request {
     pub shard: Option<u32>,
     /// Plan only.
     pub dry_run: bool,
+    /// Only the 1-hour rollups of the days of these hours (and of the
+    /// latest closed days).
+    pub rollup_days_of: Option<Vec<Hour>>,
 }
 
 /// Reads an invocation payload: an EventBridge event (scheduled or custom,
@@ -85,11 +98,21 @@ pub fn parse_event(payload: &Value, now_ms: i64) -> Result<Request, EventError> 
     if target.shard.is_some() && hour.is_none() {
         return Err(EventError::ShardWithoutHour);
     }
+    let rollup_days_of = target
+        .rollup_days_of
+        .map(|units| {
+            units
+                .iter()
+                .map(|u| Hour::parse(&u.hour))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     Ok(Request {
         now_ms,
         hour,
         shard: target.shard,
         dry_run: target.dry_run,
+        rollup_days_of,
     })
 }
 
@@ -113,6 +136,14 @@ pub async fn handle(compactor: &Compactor, event: LambdaEvent<Value>) -> Result<
             deadline = event.context.deadline,
             "no usable invocation deadline; units start until the work is done"
         );
+    }
+    if let Some(hours) = &req.rollup_days_of {
+        let report = compactor.rollup_days(hours, Some(req.now_ms)).await;
+        let failures = report.failures();
+        if failures > 0 {
+            return Err(format!("{failures} day(s) failed: {:?}", report.days).into());
+        }
+        return Ok(json!({ "days": report.days, "failures": 0 }));
     }
     let selection = match req.hour {
         Some(h) => Selection::Hours(vec![h]),
@@ -188,5 +219,11 @@ mod tests {
         );
         assert!(parse_event(&json!({"hour": "yesterday"}), 0).is_err());
         assert!(parse_event(&json!({"hours": "x"}), 0).is_err());
+        let days = json!({"rollup_days_of": [{"hour": "2026-11-23T10", "shard": 0, "outcome": "planned"}]});
+        let r = parse_event(&days, 0).unwrap();
+        assert_eq!(
+            r.rollup_days_of,
+            Some(vec![Hour::parse("2026-11-23T10").unwrap()])
+        );
     }
 }

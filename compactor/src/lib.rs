@@ -263,7 +263,7 @@ impl Compactor {
 
     /// Makes (or confirms) the 1-hour rollups of the closed days among
     /// `days` (docs/data.md, "Rollups").
-    pub async fn run_days(&self, days: &BTreeSet<Day>) -> Vec<DayResult> {
+    async fn run_days(&self, days: &BTreeSet<Day>) -> Vec<DayResult> {
         let ctx = self.ctx();
         let lateness = i64::try_from(self.settings.lateness().as_secs()).unwrap_or(i64::MAX / 2);
         let now_secs = (self.now_ms)().div_euclid(1000);
@@ -329,8 +329,7 @@ impl Compactor {
             progress.finished(&r);
             report.units.push(r);
         }
-        let days: BTreeSet<Day> = hours.iter().map(|h| Day::of(*h)).collect();
-        report.days = self.run_days(&days).await;
+        report.days = self.rollup_days(hours, None).await.days;
         Ok(report)
     }
 
@@ -407,18 +406,35 @@ impl Compactor {
             progress.finished(&r);
             report.units.push(r);
         }
-        if !opts.dry_run && report.not_started.is_empty() {
-            // The days of the units run, and the latest days that may have
-            // closed since the last run (their last hours may hold nothing).
-            let mut days: BTreeSet<Day> = units.iter().map(|u| Day::of(u.hour)).collect();
-            if let Selection::Closed { now_ms } = selection {
-                let lateness = i64::try_from(self.settings.lateness().as_secs()).unwrap_or(0);
-                let last = now_ms.div_euclid(1000) - lateness - 1;
-                days.insert(Day::of(Hour::of_secs(last)));
-                days.insert(Day::of(Hour::of_secs(last - 86_400)));
-            }
-            report.days = self.run_days(&days).await;
+        // A run of every shard makes the days' 1-hour rollups after its
+        // units; a fan-out (one shard per run) leaves them to its last step
+        // (`rollup_days`), so that no day is made while its units run.
+        if !opts.dry_run && opts.shard.is_none() && report.not_started.is_empty() {
+            let hours: Vec<Hour> = units.iter().map(|u| u.hour).collect();
+            let now_ms = match selection {
+                Selection::Closed { now_ms } => Some(*now_ms),
+                Selection::Hours(_) => None,
+            };
+            report.days = self.rollup_days(&hours, now_ms).await.days;
         }
         Ok(report)
+    }
+
+    /// Makes (or confirms) the 1-hour rollups of the closed days of `hours`
+    /// and, given the time of a scheduled run, of the latest two days that
+    /// may have closed since the last one (their last hours may hold no
+    /// data, so no unit of theirs ran).
+    pub async fn rollup_days(&self, hours: &[Hour], scheduled_ms: Option<i64>) -> Report {
+        let mut days: BTreeSet<Day> = hours.iter().map(|h| Day::of(*h)).collect();
+        if let Some(now_ms) = scheduled_ms {
+            let lateness = i64::try_from(self.settings.lateness().as_secs()).unwrap_or(0);
+            let last = now_ms.div_euclid(1000) - lateness - 1;
+            days.insert(Day::of(Hour::of_secs(last)));
+            days.insert(Day::of(Hour::of_secs(last - 86_400)));
+        }
+        Report {
+            days: self.run_days(&days).await,
+            ..Report::default()
+        }
     }
 }

@@ -214,6 +214,22 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
         6 * 3 * 6 + dcgm.points.len(),
         "both shards compacted every point once"
     );
+    // The last step makes the closed day's 1-hour rollups, once every unit
+    // is done (the units' own runs leave them to it).
+    assert_eq!(map["Next"], "Rollup days");
+    let days_task = &asl["States"]["Rollup days"];
+    let payload = select(&days_task["Parameters"]["Payload"], &plan_out, &Value::Null);
+    let result = invoke(payload).await;
+    let days = select(&days_task["ResultSelector"], &result, &Value::Null);
+    let built: Vec<&Value> = days["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["outcome"] == "built")
+        .collect();
+    assert_eq!(built.len(), 1, "{days}");
+    assert_eq!(built[0]["day"], "2026-11-23");
+    assert!(store_dir.path().join("rollups/1h/dt=2026-11-23").is_dir());
 
     // Athena: the Glue tables' columns are docs/data.md's and what a real
     // compacted file holds, and the example queries saved in the workgroup
