@@ -1,6 +1,7 @@
 //! The Horizon telemetry compactor: merges each closed hour of the relays'
 //! raw Parquet micro-batches into a few large, sorted, snappy-compressed
-//! files under `<compacted>/dt=YYYY-MM-DD/hour=HH/`, each point once.
+//! files under `<compacted>/dt=YYYY-MM-DD/hour=HH/`, each point once, with
+//! per-series rollups by minute and by hour beside them (`<rollups>/`).
 //!
 //! One code path behind two entry points: the `telemetry-compactor` CLI and
 //! the AWS Lambda function ([`lambda`]). docs/compaction.md describes the
@@ -23,7 +24,10 @@
 //!   to and from the work directory;
 //! - [`merge`]: sorting, deduplication and k-way merging of record batches;
 //! - `late/`: late objects routed to their hours, late rows folded into a
-//!   compacted unit (`sparse.rs`: the pages a shard or a probe reads);
+//!   compacted unit (`sparse.rs`: the pages a shard or a probe reads;
+//!   `remote.rs`: a committed file read by parts);
+//! - [`rollup`]: the minute and hour rollups each fold makes, the days'
+//!   1-hour files, and the backfill;
 //! - [`commit`]: manifests, committed by create-only writes; [`store`]: the
 //!   store helpers everything above uses;
 //! - [`keys`]: the object keys of the compacted dataset and its bookkeeping;

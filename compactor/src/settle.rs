@@ -49,12 +49,29 @@ pub(crate) async fn settle(
         .filter(ours)
         .map(|m| m.location)
         .collect();
+    let files: Vec<&FileEntry> = current.iter().flat_map(|m| m.all_files()).collect();
+    let (copied, deleted) = replace_files(ctx, &finals, &staged, &files, older).await?;
+    if copied + deleted > 0 {
+        info!(unit = %unit, copied, deleted, "settled the committed generation");
+    }
+    Ok(())
+}
+
+/// Brings committed files in line with a generation's list `files`: deletes
+/// the `finals` it does not list, then copies in those of its files still
+/// only staged (superseded files go first: a glob reader may miss the
+/// replaced rows for that moment, but never sees a row twice: docs/
+/// compaction.md, "What a reader sees"), then deletes the `staged` leftovers
+/// and the `older` manifests. Returns (copied, deleted).
+pub(crate) async fn replace_files(
+    ctx: &Ctx<'_>,
+    finals: &[Path],
+    staged: &[Path],
+    files: &[&FileEntry],
+    older: &[Path],
+) -> Result<(usize, usize), UnitError> {
     let final_set: HashSet<&str> = finals.iter().map(|p| p.as_ref()).collect();
     let staged_set: HashSet<&str> = staged.iter().map(|p| p.as_ref()).collect();
-    let files: Vec<&FileEntry> = current.iter().flat_map(|m| m.all_files()).collect();
-    // Superseded files go first, then the new ones are copied in: a glob
-    // reader may miss the replaced rows for that moment, but never sees a
-    // row twice (docs/compaction.md, "What a reader sees").
     let listed: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
     let mut deleted = 0;
     for key in finals.iter().filter(|k| !listed.contains(k.as_ref())) {
@@ -85,10 +102,7 @@ pub(crate) async fn settle(
     for key in staged.iter().chain(older) {
         delete(ctx.store, key).await?;
     }
-    if copied + deleted > 0 {
-        info!(unit = %unit, copied, deleted, "settled the committed generation");
-    }
-    Ok(())
+    Ok((copied, deleted))
 }
 
 /// Deletes raw objects every shard has folded (retention `delete`), and

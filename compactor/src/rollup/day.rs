@@ -29,7 +29,8 @@ use crate::fault::Fault;
 use crate::keys::{Keys, manifest_generation, manifest_shards};
 use crate::lease::{Acquired, Lease};
 use crate::merge::{self, MergeError};
-use crate::store::{StoreError, create, delete, get_json, list_all, store_err};
+use crate::settle::replace_files;
+use crate::store::{StoreError, create, get_json, list_all};
 use crate::transfer::{download, upload};
 
 /// A UTC day, `YYYY-MM-DD`.
@@ -354,42 +355,10 @@ async fn settle_day(
     current: Option<&DayManifest>,
     older: &[Path],
 ) -> Result<(), UnitError> {
-    let finals = list_all(ctx.store, &ctx.keys.day_dir(day)).await?;
-    let staged = list_all(ctx.store, &ctx.keys.day_staging_dir(day)).await?;
-    let files = current.map(|m| m.files.as_slice()).unwrap_or_default();
-    let listed: std::collections::HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
-    let present: std::collections::HashSet<&str> =
-        finals.iter().map(|m| m.location.as_ref()).collect();
-    let staged_set: std::collections::HashSet<&str> =
-        staged.iter().map(|m| m.location.as_ref()).collect();
-    let mut deleted = 0;
-    for m in finals
-        .iter()
-        .filter(|m| !listed.contains(m.location.as_ref()))
-    {
-        delete(ctx.store, &m.location).await?;
-        deleted += 1;
-        if deleted == 1 {
-            ctx.check(Fault::AfterFirstOldDelete)?;
-        }
-    }
-    let mut copied = 0;
-    for f in files.iter().filter(|f| !present.contains(f.key.as_str())) {
-        if !staged_set.contains(f.staged.as_str()) {
-            return Err(UnitError::Missing(f.key.clone()));
-        }
-        let (from, to) = (Path::from(f.staged.as_str()), Path::from(f.key.as_str()));
-        ctx.store
-            .copy(&from, &to)
-            .await
-            .map_err(store_err("copy", &from))?;
-        copied += 1;
-        if copied == 1 {
-            ctx.check(Fault::AfterFirstCopy)?;
-        }
-    }
-    for key in staged.iter().map(|m| &m.location).chain(older) {
-        delete(ctx.store, key).await?;
-    }
+    let paths = |v: Vec<object_store::ObjectMeta>| v.into_iter().map(|m| m.location).collect();
+    let finals: Vec<Path> = paths(list_all(ctx.store, &ctx.keys.day_dir(day)).await?);
+    let staged: Vec<Path> = paths(list_all(ctx.store, &ctx.keys.day_staging_dir(day)).await?);
+    let files: Vec<&FileEntry> = current.iter().flat_map(|m| m.files.iter()).collect();
+    replace_files(ctx, &finals, &staged, &files, older).await?;
     Ok(())
 }
