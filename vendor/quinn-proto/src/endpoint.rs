@@ -110,11 +110,22 @@ impl Endpoint {
     ) -> Option<ConnectionEvent> {
         use EndpointEventInner::*;
         match event.0 {
+            // Horizon patch (vendor/quinn-proto.patch): an event that reaches the endpoint after
+            // its connection was drained (removed from the slab) is ignored instead of indexing
+            // the slab with a stale handle, which panicked with "invalid key".
             NeedIdentifiers(now, n) => {
+                if !self.connections.contains(ch.0) {
+                    debug!(id = ch.0, "ignoring NeedIdentifiers for a drained connection");
+                    return None;
+                }
                 return Some(self.send_new_identifiers(now, ch, n));
             }
             ResetToken(remote, token) => {
-                if let Some(old) = self.connections[ch].reset_token.replace((remote, token)) {
+                let Some(meta) = self.connections.get_mut(ch.0) else {
+                    debug!(id = ch.0, "ignoring ResetToken for a drained connection");
+                    return None;
+                };
+                if let Some(old) = meta.reset_token.replace((remote, token)) {
                     self.index.connection_reset_tokens.remove(old.0, old.1);
                 }
                 if self.index.connection_reset_tokens.insert(remote, token, ch) {
@@ -122,7 +133,11 @@ impl Endpoint {
                 }
             }
             RetireConnectionId(now, seq, allow_more_cids) => {
-                if let Some(cid) = self.connections[ch].loc_cids.remove(&seq) {
+                let Some(meta) = self.connections.get_mut(ch.0) else {
+                    debug!(id = ch.0, "ignoring RetireConnectionId for a drained connection");
+                    return None;
+                };
+                if let Some(cid) = meta.loc_cids.remove(&seq) {
                     trace!("peer retired CID {}: {}", seq, cid);
                     self.index.retire(cid);
                     if allow_more_cids {
