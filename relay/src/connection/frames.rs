@@ -8,9 +8,9 @@
 //! agent (QUIC flow control) instead of in the relay's memory. Taking the
 //! connection's share first means one connection never holds more than its
 //! bound of the relay's. Once it has room, the payload must arrive within
-//! `limits.frame_read_timeout_secs`, or the stream is reset
-//! (`FRAME_TIMEOUT`): a sender that stalls mid-frame cannot keep room that
-//! others wait for.
+//! `limits.frame_read_timeout_secs`, or the stream is ended with
+//! `FRAME_TIMEOUT` (STOP_SENDING, the acks before it, FIN): a sender that
+//! stalls mid-frame cannot keep room that others wait for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
