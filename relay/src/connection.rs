@@ -1,4 +1,6 @@
-//! One agent connection: handshake, node identity, and its streams.
+//! One agent connection: handshake, node identity, its slot (a free one,
+//! or its node's oldest connection's at `server.max_connections_per_node`,
+//! see `crate::open`), and its streams.
 //!
 //! Each stream has two halves: a reader that decodes, validates and hands
 //! over batches strictly in order (so the stream's series dictionary is
@@ -25,13 +27,14 @@ use std::sync::Arc;
 use horizon_shared::codec::FrameError;
 use horizon_shared::proto::error_code;
 use horizon_shared::tls::peer_identity;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::budget::NodeBudget;
 use crate::handshake::Ticket;
 use crate::ingest::ByteBudget;
+use crate::open::{Admitted, AtLimit, Registered};
 use crate::state::Shared;
 
 mod acks;
@@ -99,28 +102,49 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
             return;
         }
     };
-    // Only now, authenticated, does the connection take a slot.
-    let Ok(permit) = shared.connection_slots.clone().try_acquire_owned() else {
-        shared.refuse_at_limit(remote);
-        conn.close(
-            error_code::SERVER_BUSY.into(),
-            b"relay at server.max_connections",
-        );
-        return;
+    // Only now, authenticated, does the connection take a slot: a free one,
+    // or its node's oldest connection's if the node is at its cap.
+    let registered = match shared.open.admit(&node, &conn, &shared.connection_slots) {
+        Ok(Admitted::Free(r)) => r,
+        Ok(Admitted::Replacing(r, oldest)) => {
+            replace(&shared, &node, &oldest);
+            r
+        }
+        Err(AtLimit) => {
+            shared.refuse_at_limit(remote);
+            conn.close(
+                error_code::SERVER_BUSY.into(),
+                b"relay at server.max_connections",
+            );
+            return;
+        }
     };
     let span = info_span!("node", node = %node);
-    serve(conn, node, shared, permit).instrument(span).await;
+    serve(conn, node, shared, registered).instrument(span).await;
 }
 
-async fn serve(
-    conn: quinn::Connection,
-    node: String,
-    shared: Arc<Shared>,
-    _permit: OwnedSemaphorePermit,
-) {
+/// Closes `oldest`, replaced by a newer connection of the same node at
+/// `server.max_connections_per_node`, and counts it.
+fn replace(shared: &Shared, node: &str, oldest: &quinn::Connection) {
+    oldest.close(
+        error_code::CONNECTION_REPLACED.into(),
+        b"replaced by a newer connection of this node (server.max_connections_per_node)",
+    );
+    shared.metrics.connections.replaced("per_node_cap");
+    if let Some(suppressed) = shared.replaced_log.allow() {
+        info!(
+            %node,
+            replaced = %oldest.remote_address(),
+            max_connections_per_node = shared.settings.server.max_connections_per_node,
+            suppressed,
+            "node at server.max_connections_per_node: its oldest connection is replaced by its newest"
+        );
+    }
+}
+
+async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>, _open: Registered) {
     shared.metrics.connections.accepted.inc();
     let _active = GaugeGuard::new(&shared.metrics.connections.active);
-    let _open = shared.open.register(&node, &conn);
     let budget = shared.budgets.node(&node);
     let slots = Arc::new(Semaphore::new(
         shared.settings.server.max_in_flight_per_connection,

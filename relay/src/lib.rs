@@ -23,7 +23,9 @@
 //!   coordinator in `horizon_shared::shutdown`.
 //! - [`metrics`]: Prometheus metrics; [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - `tls_reload`: loading and reloading certificates and CRLs (SIGHUP);
-//!   `revocation`: open connections, closed when a reloaded CRL revokes their node.
+//!   `open`: the connections being served, by node, within
+//!   `server.max_connections_per_node`; `revocation`: open connections,
+//!   closed when a reloaded CRL revokes their node.
 //! - [`retry`]: backoff shared by the sinks' writers; [`log_limit`]: rate-limited log lines.
 
 pub mod budget;
@@ -35,6 +37,7 @@ pub mod http;
 pub mod ingest;
 pub mod log_limit;
 pub mod metrics;
+mod open;
 pub mod quic_lb;
 pub mod retry;
 mod revocation;

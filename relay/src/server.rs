@@ -144,7 +144,7 @@ impl Relay {
             handshakes,
             connection_slots,
             dictionary_bytes,
-            open: Arc::default(),
+            open: crate::open::OpenConnections::new(settings.server.max_connections_per_node),
             settings,
             limits,
             budgets,
@@ -153,6 +153,7 @@ impl Relay {
             pipeline,
             handshake_log: LogLimiter::new(Duration::from_secs(10)),
             refused_log: LogLimiter::new(Duration::from_secs(10)),
+            replaced_log: LogLimiter::new(Duration::from_secs(10)),
         });
         let ready = Arc::new(Readiness::new(
             shared.pipeline.store_health(),

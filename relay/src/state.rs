@@ -15,7 +15,7 @@ use crate::handshake::Handshakes;
 use crate::ingest::{ByteBudget, IngestLimits};
 use crate::log_limit::LogLimiter;
 use crate::metrics::RelayMetrics;
-use crate::revocation::OpenConnections;
+use crate::open::OpenConnections;
 
 /// State shared by every connection and stream.
 #[derive(Debug)]
@@ -29,6 +29,7 @@ pub(crate) struct Shared {
     pub(crate) drain: CancellationToken,
     pub(crate) handshake_log: LogLimiter,
     pub(crate) refused_log: LogLimiter,
+    pub(crate) replaced_log: LogLimiter,
     pub(crate) pipeline: crate::sink::Pipeline,
     /// Handshakes in progress (`server.max_handshakes_in_progress`).
     pub(crate) handshakes: Arc<Handshakes>,
@@ -39,7 +40,9 @@ pub(crate) struct Shared {
     /// Bytes of frames being read, all connections
     /// (`limits.max_frame_buffer_bytes_total`).
     pub(crate) frame_bytes: Arc<Semaphore>,
-    /// Authenticated connections being served, for revocation on reload.
+    /// Authenticated connections being served, by node, each holding one
+    /// of the `connection_slots` (`server.max_connections_per_node`; read
+    /// by revocation on reload).
     pub(crate) open: Arc<OpenConnections>,
 }
 

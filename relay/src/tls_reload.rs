@@ -64,7 +64,7 @@ impl TlsReloader {
         let revoked_closed = if tls.revocation.crls.is_empty() {
             0
         } else {
-            self.shared.open.close_revoked(&verifier)
+            crate::revocation::close_revoked(&self.shared.open, &verifier)
         };
         self.shared
             .metrics

@@ -31,6 +31,12 @@ pub mod error_code {
     /// A frame's payload did not arrive in time after its length prefix
     /// (stream reset; the agent resends unacked batches on a new stream).
     pub const FRAME_TIMEOUT: u32 = 0x7;
+    /// The node opened a connection beyond the relay's
+    /// `server.max_connections_per_node`: this one, its oldest, was closed
+    /// to make room. Treat it as a lost connection (resend unacked batches
+    /// on a newer one) after the usual pause; repeated, more connections
+    /// than the cap use this node's certificate.
+    pub const CONNECTION_REPLACED: u32 = 0x8;
 }
 
 #[cfg(test)]

@@ -20,6 +20,12 @@ pub struct ServerConfig {
     /// passed); beyond this new connections are refused. Handshakes in
     /// progress do not count here.
     pub max_connections: usize,
+    /// Authenticated connections one node (one certificate identity) may
+    /// hold at once. A new connection of a node at this cap replaces the
+    /// node's oldest, which is closed with `CONNECTION_REPLACED`, instead
+    /// of being refused; so one node never holds more than this many of
+    /// the `max_connections` slots.
+    pub max_connections_per_node: usize,
     /// QUIC handshakes in progress at once. When full, an Initial from an
     /// address not yet validated gets a stateless Retry; one from a
     /// validated address takes the place of the oldest half-open handshake.
@@ -67,6 +73,7 @@ impl Default for ServerConfig {
         Self {
             listen_addr: "0.0.0.0:5001".into(),
             max_connections: 1000,
+            max_connections_per_node: 4,
             max_handshakes_in_progress: 512,
             handshake_retry_per_sec: 100,
             handshake_timeout_secs: 5,
@@ -91,6 +98,8 @@ pub struct ServerSettings {
     pub listen_addr: SocketAddr,
     /// Authenticated connection cap.
     pub max_connections: usize,
+    /// Connections one node may hold; a newer one replaces its oldest.
+    pub max_connections_per_node: usize,
     /// Handshakes in progress cap.
     pub max_handshakes_in_progress: usize,
     /// Initials per second above which unvalidated addresses get a Retry.
@@ -122,6 +131,12 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<ServerSettings, ConfigError> {
         let listen_addr = socket_addr("server.listen_addr", &self.listen_addr)?;
         positive("server.max_connections", self.max_connections)?;
+        between(
+            "server.max_connections_per_node",
+            self.max_connections_per_node,
+            1,
+            1024,
+        )?;
         between(
             "server.max_handshakes_in_progress",
             self.max_handshakes_in_progress,
@@ -170,6 +185,7 @@ impl ServerConfig {
         Ok(ServerSettings {
             listen_addr,
             max_connections: self.max_connections,
+            max_connections_per_node: self.max_connections_per_node,
             max_handshakes_in_progress: self.max_handshakes_in_progress,
             handshake_retry_per_sec: self.handshake_retry_per_sec,
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),

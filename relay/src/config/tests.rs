@@ -26,6 +26,7 @@ fn empty_file_gives_the_documented_defaults() {
         Some("0.0.0.0:9091".parse().unwrap())
     );
     assert_eq!(s.server.max_connections, 1000);
+    assert_eq!(s.server.max_connections_per_node, 4);
     assert_eq!(s.server.idle_timeout, Duration::from_secs(300));
     assert!(s.server.keep_alive < Duration::from_secs(120));
     assert_eq!(s.limits.max_batch_size, 1000);
@@ -87,6 +88,14 @@ fn invalid_values_name_the_key() {
     assert_eq!(
         invalid_key("server:\n  max_connections: 0\n"),
         "server.max_connections"
+    );
+    assert_eq!(
+        invalid_key("server:\n  max_connections_per_node: 0\n"),
+        "server.max_connections_per_node"
+    );
+    assert_eq!(
+        invalid_key("server:\n  max_connections_per_node: 1025\n"),
+        "server.max_connections_per_node"
     );
     assert_eq!(
         invalid_key("server:\n  keep_alive_secs: 120\n"),

@@ -8,9 +8,9 @@
 //! agent (QUIC flow control) instead of in the relay's memory. Taking the
 //! connection's share first means one connection never holds more than its
 //! bound of the relay's. Once it has room, the payload must arrive within
-//! `limits.frame_read_timeout_secs`, or the stream is reset
-//! (`FRAME_TIMEOUT`): a sender that stalls mid-frame cannot keep room that
-//! others wait for.
+//! `limits.frame_read_timeout_secs`, or the stream is ended with
+//! `FRAME_TIMEOUT` (STOP_SENDING, the acks before it, FIN): a sender that
+//! stalls mid-frame cannot keep room that others wait for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,19 +48,14 @@ pub(crate) struct FrameBudget {
 
 impl FrameBudget {
     /// Takes `bytes` from the connection's budget, then the relay's,
-    /// waiting while either is short; returns the hold and the time waited.
+    /// waiting while either is short; returns the hold and the time waited:
+    /// zero when both had room at once, so that only a frame that really
+    /// waited is counted in `throttled_batches_total{limit="frame_buffer"}`.
     async fn hold(&self, bytes: usize) -> (Held, Duration) {
         // Validated: the budgets are under 4 GiB and at least one frame.
         let n = u32::try_from(bytes).unwrap_or(u32::MAX);
-        let start = Instant::now();
-        let connection = match self.connection.clone().try_acquire_many_owned(n) {
-            Ok(p) => p,
-            Err(_) => acquire(&self.connection, n).await,
-        };
-        let total = match self.total.clone().try_acquire_many_owned(n) {
-            Ok(p) => p,
-            Err(_) => acquire(&self.total, n).await,
-        };
+        let (connection, waited_connection) = take(&self.connection, n).await;
+        let (total, waited_total) = take(&self.total, n).await;
         let held = i64::from(n);
         self.gauge.inc_by(held);
         let hold = Held {
@@ -69,16 +64,23 @@ impl FrameBudget {
             gauge: self.gauge.clone(),
             bytes: held,
         };
-        (hold, start.elapsed())
+        (hold, waited_connection + waited_total)
     }
 }
 
-async fn acquire(budget: &Arc<Semaphore>, n: u32) -> OwnedSemaphorePermit {
-    budget
+/// Takes `n` bytes of `budget` at once if it has room (no wait), else waits
+/// for them and says how long.
+async fn take(budget: &Arc<Semaphore>, n: u32) -> (OwnedSemaphorePermit, Duration) {
+    if let Ok(p) = budget.clone().try_acquire_many_owned(n) {
+        return (p, Duration::ZERO);
+    }
+    let start = Instant::now();
+    let p = budget
         .clone()
         .acquire_many_owned(n)
         .await
-        .expect("frame budgets are never closed")
+        .expect("frame budgets are never closed");
+    (p, start.elapsed())
 }
 
 /// A stream's frames, read one at a time within a [`FrameBudget`].
@@ -223,7 +225,8 @@ mod tests {
     #[tokio::test]
     async fn holds_count_against_both_budgets_until_dropped() {
         let b = budget(100, 150);
-        let (first, _) = b.hold(60).await;
+        let (first, waited) = b.hold(60).await;
+        assert_eq!(waited, Duration::ZERO, "room at once: no wait to count");
         assert_eq!(b.gauge.get(), 60);
         assert_eq!(b.connection.available_permits(), 40);
         assert_eq!(b.total.available_permits(), 90);
@@ -232,7 +235,8 @@ mod tests {
             connection: Arc::new(Semaphore::new(100)),
             ..b.clone()
         };
-        let (second, _) = other.hold(90).await;
+        let (second, waited) = other.hold(90).await;
+        assert_eq!(waited, Duration::ZERO);
         assert_eq!(b.total.available_permits(), 0);
         assert_eq!(b.gauge.get(), 150);
         drop((first, second));

@@ -1,5 +1,5 @@
-//! Connection and handshake metrics: connections open, accepted and
-//! refused, handshakes in progress, timed out, refused and retried, and the
+//! Connection and handshake metrics: connections open, accepted, refused
+//! and replaced, handshakes in progress, timed out, refused and retried, and the
 //! connections the QUIC endpoint holds state for.
 
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +18,7 @@ pub struct ConnectionMetrics {
     /// Connections established (handshake and identity passed).
     pub accepted: Counter,
     refused: Family<Reason, Counter>,
+    replaced: Family<Reason, Counter>,
     /// QUIC handshakes in progress now.
     pub handshakes_in_progress: Gauge,
     /// Handshakes dropped at `server.handshake_timeout_secs`.
@@ -52,6 +53,12 @@ impl ConnectionMetrics {
             "connections_refused",
             "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; revoked: the node certificate is revoked by a CRL (security.tls_crl_path); identity: no usable node name)",
             refused.clone(),
+        );
+        let replaced = Family::<Reason, Counter>::default();
+        r.register(
+            "connections_replaced",
+            "Connections closed with CONNECTION_REPLACED (0x8) to make room for a newer one, by reason (per_node_cap: the node already held server.max_connections_per_node connections; its oldest was replaced)",
+            replaced.clone(),
         );
         let handshakes_in_progress = Gauge::default();
         r.register(
@@ -97,6 +104,7 @@ impl ConnectionMetrics {
         for reason in ["limit", "handshake", "revoked", "identity"] {
             let _ = refused.get_or_create(&Reason::new(reason));
         }
+        let _ = replaced.get_or_create(&Reason::new("per_node_cap"));
         for reason in ["evicted", "retry_failed", "shutting_down"] {
             let _ = handshakes_refused.get_or_create(&Reason::new(reason));
         }
@@ -104,6 +112,7 @@ impl ConnectionMetrics {
             active: connections_active,
             accepted: connections_accepted,
             refused,
+            replaced,
             handshakes_in_progress,
             handshakes_timed_out,
             handshakes_refused,
@@ -116,6 +125,12 @@ impl ConnectionMetrics {
     /// Counts a refused connection (`limit`, `handshake`, `revoked` or `identity`).
     pub fn refused(&self, reason: &str) {
         self.refused.get_or_create(&Reason::new(reason)).inc();
+    }
+
+    /// Counts a connection closed to make room for a newer one
+    /// (`per_node_cap`).
+    pub fn replaced(&self, reason: &str) {
+        self.replaced.get_or_create(&Reason::new(reason)).inc();
     }
 
     /// Counts a handshake the relay ended (`evicted`, `retry_failed` or

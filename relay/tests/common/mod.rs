@@ -1,6 +1,9 @@
-//! Helpers shared by the relay's binary-level tests.
+//! Helpers shared by the relay's integration tests: reading what the binary
+//! stored, and a QUIC client and server in memory (`quic_pair`).
 
 #![allow(clippy::unwrap_used, dead_code)]
+
+pub mod quic_pair;
 
 use std::path::Path;
 use std::process::Command;

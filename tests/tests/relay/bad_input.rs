@@ -32,6 +32,18 @@ async fn acks_then_stop(
     (acks, stopped.map(|c| c.into_inner()))
 }
 
+/// A one-point batch whose metric name is "gpu_util" with its `_` replaced
+/// by the byte 0xff: the same length, not UTF-8.
+fn not_utf8_batch(seq: u64) -> Vec<u8> {
+    let mut bytes = codec::encode_to_vec(&one_point_batch(seq));
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"gpu_util")
+        .expect("the name is in the frame");
+    bytes[at + 3] = 0xff;
+    bytes
+}
+
 #[tokio::test]
 async fn bad_input_resets_only_its_stream_and_other_connections_carry_on() {
     let relay = TestRelay::start("limits:\n  max_frame_bytes: 65536\n").await;
@@ -87,6 +99,14 @@ async fn bad_input_resets_only_its_stream_and_other_connections_carry_on() {
             false,
             Some(error_code::MALFORMED_FRAME.into()),
         ),
+        // A name that is not UTF-8 makes the payload an invalid protobuf
+        // message (a `string` field), not an INVALID point (protocol.md §5).
+        (
+            "metric name not UTF-8",
+            not_utf8_batch(99),
+            false,
+            Some(error_code::MALFORMED_FRAME.into()),
+        ),
         // The agent finished its half: nothing is left to stop.
         (
             "truncated frame",
@@ -137,7 +157,7 @@ async fn bad_input_resets_only_its_stream_and_other_connections_carry_on() {
     );
     assert_eq!(
         m.get(r#"horizon_relay_stream_errors_total{kind="malformed_frame"}"#),
-        2.0
+        3.0
     );
     assert_eq!(
         m.get(r#"horizon_relay_stream_errors_total{kind="truncated_frame"}"#),

@@ -2,6 +2,9 @@
 
 use super::*;
 
+use horizon_e2e::Metrics;
+use horizon_e2e::flood::{DefinitionShape, OpenStream, definitions_frame, raw_connect};
+
 #[tokio::test]
 async fn batches_sent_through_the_client_are_acked_and_counted() {
     let relay = TestRelay::start("").await;
@@ -122,5 +125,117 @@ async fn unacked_batches_are_resent_after_the_connection_is_lost() {
         3.0
     );
     client.close().await;
+    relay.stop().await;
+}
+
+/// Scrapes until `done` holds, at most 200 times 25 ms; returns the last
+/// scrape either way (the caller asserts on it).
+async fn scrape_until(relay: &TestRelay, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    let mut m = relay.scrape().await;
+    for _ in 0..200 {
+        if done(&m) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        m = relay.scrape().await;
+    }
+    m
+}
+
+#[tokio::test]
+async fn only_frames_that_waited_for_the_frame_buffer_are_counted() {
+    const BATCHES: &str = "horizon_relay_batches_total";
+    const WAITED: &str = r#"horizon_relay_throttled_batches_total{limit="frame_buffer"}"#;
+    const WAITED_SECONDS: &str = r#"horizon_relay_throttled_seconds_total{limit="frame_buffer"}"#;
+    const HELD: &str = "horizon_relay_frame_buffer_bytes";
+    // One connection may hold 4096 bytes of frames being read.
+    let relay = TestRelay::start(
+        "limits:\n  max_frame_bytes: 4096\n  max_frame_buffer_bytes_per_connection: 4096\n",
+    )
+    .await;
+    let conn = raw_connect(
+        relay.addr,
+        &relay.node_tls("gpu-node-1"),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let small = |seq| {
+        let shape = DefinitionShape {
+            labels: 0,
+            value_bytes: 0,
+        };
+        definitions_frame(seq, 1..1, shape, 0)
+    };
+    // Two frames of which either fits alone, but not both at once.
+    let large = |seq| {
+        let shape = DefinitionShape {
+            labels: 4,
+            value_bytes: 500,
+        };
+        codec::encode_to_vec(&definitions_frame(seq, 1..2, shape, 0))
+    };
+    let (a, b) = (large(10), large(20));
+    let payload = |f: &[u8]| f.len() - codec::HEADER_LEN;
+    assert!(payload(&a) <= 4096 && payload(&a) + payload(&b) > 4096);
+
+    // Batches that find room at once did not wait, and are not counted.
+    let mut steady = OpenStream::open(&conn).await.unwrap();
+    let acks = steady
+        .exchange([1u64, 2, 3].into_iter().map(small))
+        .await
+        .unwrap();
+    assert!(acks.iter().all(|a| a.accepted == 1), "{acks:?}");
+    let m = relay.scrape().await;
+    assert_eq!(m.get(BATCHES), 3.0);
+    assert_eq!(m.get(WAITED), 0.0, "no batch waited for the frame buffer");
+    assert_eq!(m.get(WAITED_SECONDS), 0.0);
+
+    // Stream A announces its frame and sends half of it: its bytes are held.
+    let (mut send_a, recv_a) = conn.open_bi().await.unwrap();
+    let half = codec::HEADER_LEN + payload(&a) / 2;
+    send_a.write_all(&a[..half]).await.unwrap();
+    let m = scrape_until(&relay, |m| m.get(HELD) == payload(&a) as f64).await;
+    assert_eq!(m.get(HELD), payload(&a) as f64);
+
+    // Stream B's frame does not fit beside it: it waits for room.
+    let mut waiting = OpenStream::open(&conn).await.unwrap();
+    let b_acked = tokio::spawn(async move {
+        let mut bytes = bytes::BytesMut::from(&b[..]);
+        let frame: AgentFrame = codec::decode(&mut bytes, 1 << 20).unwrap().unwrap();
+        waiting.exchange(std::iter::once(frame)).await
+    });
+    // Three streams open (steady, A, B): B's length prefix has arrived.
+    scrape_until(&relay, |m| m.get("horizon_relay_streams_active") == 3.0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !b_acked.is_finished(),
+        "B is held back while A holds the buffer"
+    );
+
+    // A's frame is finished and acked; B then gets room, is read and acked.
+    send_a.write_all(&a[half..]).await.unwrap();
+    let mut acks_a = FrameReader::new(recv_a, 1 << 20);
+    match acks_a
+        .next::<RelayFrame>()
+        .await
+        .unwrap()
+        .and_then(|f| f.kind)
+    {
+        Some(relay_frame::Kind::Ack(ack)) => assert_eq!((ack.sequence, ack.accepted), (10, 1)),
+        other => panic!("unexpected {other:?}"),
+    }
+    let b_acks = b_acked.await.unwrap().unwrap();
+    assert_eq!((b_acks[0].sequence, b_acks[0].accepted), (20, 1));
+
+    let m = relay.scrape().await;
+    assert_eq!(m.get(BATCHES), 5.0);
+    assert_eq!(
+        m.get(WAITED),
+        1.0,
+        "B, and only B, waited for the frame buffer"
+    );
+    assert!(m.get(WAITED_SECONDS) > 0.0);
+    conn.close(0u32.into(), b"done");
     relay.stop().await;
 }

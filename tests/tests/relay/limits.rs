@@ -1,4 +1,5 @@
-//! Limits: cardinality budgets, connection and in-flight caps, keep-alives.
+//! Limits: cardinality budgets, connection caps (relay-wide and per node),
+//! in-flight caps, keep-alives.
 
 use super::*;
 
@@ -97,6 +98,97 @@ async fn connections_over_the_limit_are_refused_before_the_handshake() {
         0.0
     );
     first.close().await;
+    relay.stop().await;
+}
+
+/// Sends one batch on a new stream of `conn` and returns its ack.
+async fn one_ack(conn: &quinn::Connection, seq: u64) -> BatchAck {
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    send.write_all(&codec::encode_to_vec(&one_point_batch(seq)))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let mut reader = FrameReader::new(recv, 1 << 20);
+    match reader
+        .next::<RelayFrame>()
+        .await
+        .unwrap()
+        .and_then(|f| f.kind)
+    {
+        Some(relay_frame::Kind::Ack(a)) => a,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connections_past_the_per_node_cap_replace_the_oldest_and_others_still_connect() {
+    const REPLACED: &str = r#"horizon_relay_connections_replaced_total{reason="per_node_cap"}"#;
+    let relay =
+        TestRelay::start("server:\n  max_connections: 4\n  max_connections_per_node: 2\n").await;
+    let cfg = || quic_client_config(&relay.node_tls("leaky-node")).unwrap();
+    // One certificate opens 6 connections, more than max_connections: each
+    // is accepted and served, and replaces the oldest beyond the first two.
+    let mut conns = Vec::new();
+    for i in 0..6u64 {
+        let conn = raw_connect(relay.addr, cfg())
+            .await
+            .unwrap_or_else(|e| panic!("connection {i} of the node: {e}"));
+        let ack = one_ack(&conn, i).await;
+        assert_eq!((ack.sequence, ack.accepted), (i, 1), "connection {i}");
+        conns.push(conn);
+    }
+    // The four oldest were closed with CONNECTION_REPLACED, oldest first.
+    for (i, old) in conns[..4].iter().enumerate() {
+        let closed = tokio::time::timeout(Duration::from_secs(5), old.closed())
+            .await
+            .unwrap_or_else(|_| panic!("connection {i} is closed"));
+        match closed {
+            quinn::ConnectionError::ApplicationClosed(c) => assert_eq!(
+                c.error_code,
+                error_code::CONNECTION_REPLACED.into(),
+                "connection {i}"
+            ),
+            other => panic!("connection {i} ended with {other}"),
+        }
+    }
+    // The two newest still work.
+    for (i, conn) in conns[4..].iter().enumerate() {
+        assert!(conn.close_reason().is_none());
+        assert_eq!(one_ack(conn, 10 + i as u64).await.accepted, 1);
+    }
+    // Another node connects at once: the leaky one holds 2 of the 4 slots.
+    let other = raw_connect(
+        relay.addr,
+        quic_client_config(&relay.node_tls("other")).unwrap(),
+    )
+    .await
+    .expect("another node connects");
+    assert_eq!(one_ack(&other, 1).await.accepted, 1);
+
+    let m = relay.scrape().await;
+    assert_eq!(m.get(REPLACED), 4.0);
+    assert_eq!(
+        m.get(r#"horizon_relay_connections_refused_total{reason="limit"}"#),
+        0.0
+    );
+    assert_eq!(m.get("horizon_relay_connections_accepted_total"), 7.0);
+    assert_eq!(
+        m.get(r#"horizon_relay_limit{limit="connections_per_node"}"#),
+        2.0
+    );
+    // Once the replaced ones have ended, 3 connections are served.
+    let mut active = m.get("horizon_relay_connections_active");
+    for _ in 0..100 {
+        if active == 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        active = relay.scrape().await.get("horizon_relay_connections_active");
+    }
+    assert_eq!(active, 3.0);
+    for c in conns.iter().chain([&other]) {
+        c.close(0u32.into(), b"done");
+    }
     relay.stop().await;
 }
 

@@ -57,7 +57,13 @@ async fn the_worked_example_is_answered_as_documented() {
         panic!("the example is a batch");
     };
     b.base_time_unix_nano = unix_nanos_now() - 1_000_000_000;
-    let ack = ack_for(&relay, &codec::encode_to_vec(&frame)).await;
+    let current = codec::encode_to_vec(&frame);
+    assert_eq!(
+        current.len(),
+        example_frame().len(),
+        "§10: a current timestamp is a varint of the same 9 bytes, the frame keeps its length"
+    );
+    let ack = ack_for(&relay, &current).await;
     assert_eq!((ack.sequence, ack.accepted, ack.rejected), (1, 2, 0));
     assert!(ack.rejections.is_empty());
     assert_eq!(ack.durability, Durability::Durable as i32);
