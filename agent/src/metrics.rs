@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use horizon_shared::client::{ConnectFailure, ConnectionEvent, EventHook};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -72,10 +73,11 @@ pub struct Metrics {
     pub points_rejected: Family<Reason, Counter>,
     /// Batches acked.
     pub batches_acked: Counter,
-    /// 1 while connected to a relay.
+    /// 1 while a connection to the relay is up, 0 from its loss until the
+    /// next one is up.
     pub relay_connected: Gauge,
-    /// Failed connection attempts.
-    pub connect_errors: Counter,
+    /// Failed connection attempts, by reason ([`ConnectFailure`]).
+    pub connect_errors: Family<Reason, Counter>,
     /// 1 if NVML is loaded and sees GPUs.
     pub gpu_up: Gauge,
 }
@@ -161,7 +163,7 @@ impl Metrics {
             points_rejected: Family::default(),
             batches_acked: Counter::default(),
             relay_connected: Gauge::default(),
-            connect_errors: Counter::default(),
+            connect_errors: Family::default(),
             gpu_up: Gauge::default(),
             registry: Registry::default(),
         };
@@ -222,14 +224,21 @@ impl Metrics {
         );
         r.register(
             "relay_connected",
-            "1 while connected to a relay",
+            "1 while a connection to the relay is up, 0 from its loss until the next one",
             m.relay_connected.clone(),
         );
         r.register(
             "relay_connect_errors",
-            "Failed connection attempts to the relay",
+            "Failed connection attempts to the relay, by reason (timeout, refused, tls, dns, unreachable, closed, other)",
             m.connect_errors.clone(),
         );
+        // Every reason from the start, so that the first error of a kind
+        // is an increase an alert can see.
+        for f in ConnectFailure::ALL {
+            let _ = m.connect_errors.get_or_create(&Reason {
+                reason: f.as_str().to_owned(),
+            });
+        }
         r.register(
             "gpu_up",
             "1 if NVML is loaded and sees at least one GPU",
@@ -247,6 +256,27 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The hook through which the relay client keeps `relay_connected` and
+    /// `relay_connect_errors_total` up to date.
+    pub fn relay_events(self: &Arc<Self>) -> EventHook {
+        let m = self.clone();
+        EventHook::new(move |event| match event {
+            ConnectionEvent::Connected => {
+                m.relay_connected.set(1);
+            }
+            ConnectionEvent::Disconnected => {
+                m.relay_connected.set(0);
+            }
+            ConnectionEvent::ConnectFailed(f) => {
+                m.connect_errors
+                    .get_or_create(&Reason {
+                        reason: f.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+        })
     }
 
     /// Counts dropped points.

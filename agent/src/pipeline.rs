@@ -151,6 +151,7 @@ impl Agent {
         cfg.max_backoff = settings.relay.max_backoff;
         cfg.liveness_timeout = settings.relay.liveness_timeout;
         cfg.ack_timeout = settings.relay.ack_timeout;
+        cfg.events = Some(metrics.relay_events());
         shutdown.spawn(
             Phase::Sender,
             "sender",
