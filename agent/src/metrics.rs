@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use horizon_shared::client::{ConnectFailure, ConnectionEvent, EventHook};
+use horizon_shared::clock::unix_nanos_now;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -95,10 +96,29 @@ impl Collector for SpoolCollector {
         let gauges = [
             (
                 "spool_bytes",
-                "Bytes in the spool's segment files",
+                "Bytes of the spool's segment files on disk; acked records stay until their whole segment is acked and closed",
                 st.bytes,
             ),
-            ("spool_records", "Spooled batches not yet acked", st.records),
+            (
+                "spool_records",
+                "Records in the spool's segment files on disk, acked ones included likewise",
+                st.segment_records,
+            ),
+            (
+                "backlog_batches",
+                "Batches in the spool not yet acked by the relay",
+                st.records,
+            ),
+            (
+                "backlog_points",
+                "Points in the spool not yet acked by the relay",
+                st.unacked_points,
+            ),
+            (
+                "backlog_bytes",
+                "Bytes of the spool's records not yet acked by the relay (framing included)",
+                st.unacked_bytes,
+            ),
             (
                 "spool_ack_watermark",
                 "Highest sequence at or below which every batch is acked",
@@ -114,6 +134,15 @@ impl Collector for SpoolCollector {
             ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
                 .encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
+        let age = st.oldest_unacked_unix_nano.map_or(0.0, |t| {
+            unix_nanos_now().saturating_sub(t).max(0) as f64 / 1e9
+        });
+        ConstGauge::new(age).encode(encoder.encode_descriptor(
+            "backlog_oldest_age_seconds",
+            "Age of the oldest point not yet acked by the relay, from its timestamp; 0 when nothing waits",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let counters = [
             (
                 "spool_dropped_records",

@@ -19,7 +19,6 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::gpu::{self, GpuSource};
 use crate::metrics::Metrics;
-use crate::record;
 use crate::sender::run_sender;
 use crate::shutdown::{Deadlines, Phase, Shutdown};
 use crate::sink::SpoolSink;
@@ -77,7 +76,7 @@ impl Agent {
         let spool = Spool::open(
             &settings.spool.dir,
             settings.spool.options,
-            record::points_of,
+            crate::sink::summarize,
         )
         .map_err(|source| StartError::Spool {
             dir: settings.spool.dir.clone(),

@@ -97,7 +97,7 @@ async fn relay_outage_and_sigkill_lose_nothing_and_duplicate_nothing() {
     let relay = TestRelay::start_at(pki.clone(), "", Some(addr)).await;
     let m = agent
         .wait_for("the spool drained", 120, |m| {
-            m.get("horizon_agent_spool_records") == 0.0
+            m.get("horizon_agent_backlog_batches") == 0.0
                 && m.get("horizon_agent_points_acked_total") >= c1 + c2
         })
         .await;
