@@ -102,10 +102,7 @@ impl Agent {
             settings.relay.max_batch_points,
             metrics.clone(),
         ));
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("telemetry-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(StartError::HttpClient)?;
+        let http = crate::scrape::http_client().map_err(StartError::HttpClient)?;
         for t in settings.targets.clone() {
             info!(target = %t.name, url = %t.url, interval = ?t.interval, "scraping");
             let name = format!("scraper of {}", t.name);
