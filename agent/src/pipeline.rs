@@ -73,6 +73,9 @@ impl Agent {
         tls: TlsMaterial,
         gpu: Option<Box<dyn GpuSource>>,
     ) -> Result<Self, StartError> {
+        for l in &settings.lowered {
+            warn!("{l}");
+        }
         let spool = Spool::open(
             &settings.spool.dir,
             settings.spool.options,

@@ -137,6 +137,9 @@ fn main() -> ExitCode {
                 .map_or("(disabled)".to_owned(), |a| a.to_string()),
             if settings.gpu.enabled { "on" } else { "off" },
         );
+        for l in &settings.lowered {
+            println!("note: {l}");
+        }
         for t in &settings.targets {
             println!(
                 "scrape {} every {:?} (timeout {:?}){}",
