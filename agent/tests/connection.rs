@@ -33,6 +33,32 @@ fn backlog(m: &Metrics) -> (f64, f64, f64) {
     )
 }
 
+/// Every `horizon_agent_*` name and `reason` value in the agents' alert
+/// rules is on the agent's metrics page.
+fn rules_query_exported_metrics(m: &Metrics) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/grafana/alerts/agents.yaml"
+    );
+    let doc = common::grafana::yaml_file(std::path::Path::new(path));
+    let mut names = 0;
+    for r in doc["groups"][0]["rules"].as_array().unwrap() {
+        let expr = r["data"][0]["model"]["expr"].as_str().unwrap();
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("horizon_agent_"))
+        {
+            assert!(
+                m.0.keys()
+                    .any(|k| k == name || k.starts_with(&format!("{name}{{"))),
+                "{name} is not exported"
+            );
+            names += 1;
+        }
+    }
+    assert_eq!(names, 4);
+}
+
 async fn exporter() -> Target {
     Target::start(|n| {
         Reply::Ok(
@@ -107,6 +133,7 @@ async fn an_outage_shows_in_connected_connect_errors_and_the_backlog() {
         })
         .await;
     assert_eq!(later.get("horizon_agent_relay_connected"), 0.0);
+    rules_query_exported_metrics(&later);
     assert!(
         later.sum("horizon_agent_relay_connect_errors_total")
             >= down.sum("horizon_agent_relay_connect_errors_total")
