@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
             segment_bytes: 8 << 20,
             sync,
         };
-        let mut spool = Spool::open(dir.path(), opts, record::points_of).unwrap();
+        let mut spool = Spool::open(dir.path(), opts, horizon_agent::sink::summarize).unwrap();
         g.bench_function(name, |b| {
             b.iter(|| spool.append(black_box(&payload)).unwrap())
         });
@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
         sync: SyncPolicy::Never,
     };
     {
-        let mut s = Spool::open(dir.path(), opts, record::points_of).unwrap();
+        let mut s = Spool::open(dir.path(), opts, horizon_agent::sink::summarize).unwrap();
         for _ in 0..100 {
             s.append(&payload).unwrap();
         }
@@ -78,7 +78,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(100_000));
     g.bench_function("replay_open_read_decode", |b| {
         b.iter(|| {
-            let mut s = Spool::open(dir.path(), opts, record::points_of).unwrap();
+            let mut s = Spool::open(dir.path(), opts, horizon_agent::sink::summarize).unwrap();
             let mut n = 0;
             while let Some(r) = s.next_unsent().unwrap() {
                 n += record::decode(&r.payload).unwrap().len();

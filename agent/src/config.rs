@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod gpu;
+mod lowered;
 mod observability;
 mod relay;
 mod scrape;
@@ -20,6 +21,7 @@ mod spool;
 
 pub use gpu::{GpuConfig, GpuSettings};
 pub use horizon_shared::config::{ConfigError, TlsSource};
+pub use lowered::Lowered;
 pub use observability::{ObservabilityConfig, ObservabilitySettings};
 pub use relay::{RelayConfig, RelaySettings};
 pub use scrape::{DEFAULT_PLACEHOLDER_MIN, ScrapeConfig, Target, TargetConfig};
@@ -42,6 +44,9 @@ pub struct Config {
     pub gpu: GpuConfig,
     /// Metrics endpoint and logs.
     pub observability: ObservabilityConfig,
+    /// Settings the command-line flags lowered ([`Config::apply`]).
+    #[serde(skip)]
+    pub lowered: Vec<Lowered>,
 }
 
 /// Validated settings, each section's as its own validation produced them.
@@ -59,6 +64,8 @@ pub struct Settings {
     pub gpu: GpuSettings,
     /// `observability`: metrics endpoint and logs.
     pub observability: ObservabilitySettings,
+    /// Settings lowered to fit another (flags and keys), for the log.
+    pub lowered: Vec<Lowered>,
 }
 
 /// Overrides from the command line.
@@ -104,7 +111,8 @@ impl Config {
         horizon_shared::config::load_yaml(text, origin, env)
     }
 
-    /// Applies command-line overrides.
+    /// Applies command-line overrides; a flag that lowers another setting
+    /// is noted in [`Config::lowered`].
     pub fn apply(&mut self, o: &Overrides) {
         if let Some(r) = &o.relay {
             self.relay.addr = r.clone();
@@ -114,7 +122,15 @@ impl Config {
         }
         if let Some(i) = o.interval_secs {
             self.scrape.interval_secs = i;
-            self.scrape.timeout_secs = self.scrape.timeout_secs.min(i);
+            if self.scrape.timeout_secs > i {
+                self.lowered.push(Lowered {
+                    setting: "scrape.timeout_secs".into(),
+                    from: lowered::secs(self.scrape.timeout_secs),
+                    to: lowered::secs(i),
+                    by: format!("--interval {i} (a scrape's timeout is at most its interval)"),
+                });
+                self.scrape.timeout_secs = i;
+            }
         }
         if let Some(c) = &o.certs {
             self.security.dev_certs_dir = c.display().to_string();
@@ -147,10 +163,11 @@ impl Config {
 
     /// Checks every section and produces typed [`Settings`].
     pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let mut lowered = self.lowered.clone();
         let relay = self.relay.validate()?;
         let security = self.security.validate()?;
         let spool = self.spool.validate()?;
-        let targets = self.scrape.validate()?;
+        let targets = self.scrape.validate(&mut lowered)?;
         let gpu = self.gpu.validate()?;
         let observability = self.observability.validate()?;
         Ok(Settings {
@@ -160,6 +177,7 @@ impl Config {
             targets,
             gpu,
             observability,
+            lowered,
         })
     }
 }

@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use horizon_shared::client::{ConnectFailure, ConnectionEvent, EventHook};
+use horizon_shared::clock::unix_nanos_now;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -72,10 +74,11 @@ pub struct Metrics {
     pub points_rejected: Family<Reason, Counter>,
     /// Batches acked.
     pub batches_acked: Counter,
-    /// 1 while connected to a relay.
+    /// 1 while a connection to the relay is up, 0 from its loss until the
+    /// next one is up.
     pub relay_connected: Gauge,
-    /// Failed connection attempts.
-    pub connect_errors: Counter,
+    /// Failed connection attempts, by reason ([`ConnectFailure`]).
+    pub connect_errors: Family<Reason, Counter>,
     /// 1 if NVML is loaded and sees GPUs.
     pub gpu_up: Gauge,
 }
@@ -93,10 +96,29 @@ impl Collector for SpoolCollector {
         let gauges = [
             (
                 "spool_bytes",
-                "Bytes in the spool's segment files",
+                "Bytes of the spool's segment files on disk; acked records stay until their whole segment is acked and closed",
                 st.bytes,
             ),
-            ("spool_records", "Spooled batches not yet acked", st.records),
+            (
+                "spool_records",
+                "Records in the spool's segment files on disk, acked ones included likewise",
+                st.segment_records,
+            ),
+            (
+                "backlog_batches",
+                "Batches in the spool not yet acked by the relay",
+                st.records,
+            ),
+            (
+                "backlog_points",
+                "Points in the spool not yet acked by the relay",
+                st.unacked_points,
+            ),
+            (
+                "backlog_bytes",
+                "Bytes of the spool's records not yet acked by the relay (framing included)",
+                st.unacked_bytes,
+            ),
             (
                 "spool_ack_watermark",
                 "Highest sequence at or below which every batch is acked",
@@ -112,6 +134,15 @@ impl Collector for SpoolCollector {
             ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
                 .encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
+        let age = st.oldest_unacked_unix_nano.map_or(0.0, |t| {
+            unix_nanos_now().saturating_sub(t).max(0) as f64 / 1e9
+        });
+        ConstGauge::new(age).encode(encoder.encode_descriptor(
+            "backlog_oldest_age_seconds",
+            "Age of the oldest point not yet acked by the relay, from its timestamp; 0 when nothing waits",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let counters = [
             (
                 "spool_dropped_records",
@@ -161,7 +192,7 @@ impl Metrics {
             points_rejected: Family::default(),
             batches_acked: Counter::default(),
             relay_connected: Gauge::default(),
-            connect_errors: Counter::default(),
+            connect_errors: Family::default(),
             gpu_up: Gauge::default(),
             registry: Registry::default(),
         };
@@ -222,14 +253,21 @@ impl Metrics {
         );
         r.register(
             "relay_connected",
-            "1 while connected to a relay",
+            "1 while a connection to the relay is up, 0 from its loss until the next one",
             m.relay_connected.clone(),
         );
         r.register(
             "relay_connect_errors",
-            "Failed connection attempts to the relay",
+            "Failed connection attempts to the relay, by reason (timeout, refused, tls, dns, unreachable, closed, other)",
             m.connect_errors.clone(),
         );
+        // Every reason from the start, so that the first error of a kind
+        // is an increase an alert can see.
+        for f in ConnectFailure::ALL {
+            let _ = m.connect_errors.get_or_create(&Reason {
+                reason: f.as_str().to_owned(),
+            });
+        }
         r.register(
             "gpu_up",
             "1 if NVML is loaded and sees at least one GPU",
@@ -247,6 +285,27 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The hook through which the relay client keeps `relay_connected` and
+    /// `relay_connect_errors_total` up to date.
+    pub fn relay_events(self: &Arc<Self>) -> EventHook {
+        let m = self.clone();
+        EventHook::new(move |event| match event {
+            ConnectionEvent::Connected => {
+                m.relay_connected.set(1);
+            }
+            ConnectionEvent::Disconnected => {
+                m.relay_connected.set(0);
+            }
+            ConnectionEvent::ConnectFailed(f) => {
+                m.connect_errors
+                    .get_or_create(&Reason {
+                        reason: f.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+        })
     }
 
     /// Counts dropped points.

@@ -19,7 +19,6 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::gpu::{self, GpuSource};
 use crate::metrics::Metrics;
-use crate::record;
 use crate::sender::run_sender;
 use crate::shutdown::{Deadlines, Phase, Shutdown};
 use crate::sink::SpoolSink;
@@ -74,10 +73,13 @@ impl Agent {
         tls: TlsMaterial,
         gpu: Option<Box<dyn GpuSource>>,
     ) -> Result<Self, StartError> {
+        for l in &settings.lowered {
+            warn!("{l}");
+        }
         let spool = Spool::open(
             &settings.spool.dir,
             settings.spool.options,
-            record::points_of,
+            crate::sink::summarize,
         )
         .map_err(|source| StartError::Spool {
             dir: settings.spool.dir.clone(),
@@ -103,10 +105,7 @@ impl Agent {
             settings.relay.max_batch_points,
             metrics.clone(),
         ));
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("telemetry-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(StartError::HttpClient)?;
+        let http = crate::scrape::http_client().map_err(StartError::HttpClient)?;
         for t in settings.targets.clone() {
             info!(target = %t.name, url = %t.url, interval = ?t.interval, "scraping");
             let name = format!("scraper of {}", t.name);
@@ -151,6 +150,7 @@ impl Agent {
         cfg.max_backoff = settings.relay.max_backoff;
         cfg.liveness_timeout = settings.relay.liveness_timeout;
         cfg.ack_timeout = settings.relay.ack_timeout;
+        cfg.events = Some(metrics.relay_events());
         shutdown.spawn(
             Phase::Sender,
             "sender",

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use horizon_shared::client::{Batch, Client, ClientConfig, ClientError, PendingAck, Point};
+use horizon_shared::client::{
+    Batch, Client, ClientConfig, ClientError, PendingAck, Point, reconnect_pause,
+};
 use horizon_shared::proto::RejectReason;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -43,11 +45,10 @@ pub async fn run_sender(
     stop: CancellationToken,
     flush: Duration,
 ) {
-    let Some(client) = connect(&cfg, &metrics, &stop).await else {
+    let Some(client) = connect(&cfg, &stop).await else {
         return;
     };
     info!(relay = %cfg.addr, "connected to the relay");
-    metrics.relay_connected.set(1);
     let mut acks = JoinSet::new();
     loop {
         // Acks recorded since the last batch: their tasks are done.
@@ -114,7 +115,6 @@ pub async fn run_sender(
         metrics.points_sent.inc_by(n);
         acks.spawn(record_ack(pending, sink.clone(), metrics.clone(), rec.seq));
     }
-    metrics.relay_connected.set(0);
     // Give batches in flight a bounded time to be acked, then close.
     let settled = tokio::time::timeout(flush, async { while acks.join_next().await.is_some() {} })
         .await
@@ -131,30 +131,26 @@ pub async fn run_sender(
     client.close().await;
 }
 
-/// Connects, retrying with backoff until `stop` (then `None`).
-async fn connect(
-    cfg: &ClientConfig,
-    metrics: &Metrics,
-    stop: &CancellationToken,
-) -> Option<Client> {
-    let max_backoff = cfg.max_backoff.max(Duration::from_secs(1));
-    let mut backoff = Duration::from_millis(250);
+/// Connects, retrying until `stop` (then `None`), with the client's own
+/// pause between attempts ([`reconnect_pause`]: full jitter up to
+/// `max_backoff`). The client's event hook counts the failures.
+async fn connect(cfg: &ClientConfig, stop: &CancellationToken) -> Option<Client> {
+    let mut failures = 0u32;
     let mut logged = None::<String>;
     loop {
         match Client::connect(cfg.clone()).await {
             Ok(c) => return Some(c),
             Err(e) => {
-                metrics.connect_errors.inc();
+                failures = failures.saturating_add(1);
                 let msg = e.to_string();
                 if logged.as_deref() != Some(&msg) {
-                    warn!(relay = %cfg.addr, error = %msg, "cannot reach the relay; spooling and retrying");
+                    warn!(relay = %cfg.addr, error = %msg, reason = %e.connect_failure(), "cannot reach the relay; spooling and retrying");
                     logged = Some(msg);
                 }
                 tokio::select! {
                     () = stop.cancelled() => return None,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(reconnect_pause(failures, cfg.max_backoff)) => {}
                 }
-                backoff = (backoff * 2).min(max_backoff);
             }
         }
     }

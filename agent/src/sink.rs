@@ -10,7 +10,27 @@ use tracing::error;
 
 use crate::metrics::{Metrics, SourceLabel};
 use crate::record::{self, OwnedPoint};
-use crate::spool::Spool;
+use crate::spool::{RecordSummary, Spool};
+
+/// The summary of a batch's points that the spool keeps per record.
+pub fn summary(points: &[OwnedPoint]) -> RecordSummary {
+    RecordSummary {
+        points: points.len() as u64,
+        oldest_unix_nano: points.iter().map(|p| p.time_unix_nano).min(),
+    }
+}
+
+/// The summary of an encoded batch (the spool reads its records with it at
+/// open); an undecodable payload counts its declared points and no time.
+pub fn summarize(payload: &[u8]) -> RecordSummary {
+    match record::decode(payload) {
+        Ok(points) => summary(&points),
+        Err(_) => RecordSummary {
+            points: record::points_of(payload),
+            oldest_unix_nano: None,
+        },
+    }
+}
 
 /// Where sources put points: the spool, in batches of at most
 /// `max_batch_points`.
@@ -48,7 +68,8 @@ impl SpoolSink {
     /// in the spool (or as dropped with reason `spool_error`).
     pub fn push(&self, source: &str, points: &[OwnedPoint]) {
         for chunk in points.chunks(self.max_batch_points) {
-            let res = self.lock().append(&record::encode(chunk));
+            let payload = record::encode(chunk);
+            let res = self.lock().append_summarized(&payload, summary(chunk));
             match res {
                 Ok(_) => {
                     self.metrics

@@ -17,7 +17,10 @@
 //! Acks can arrive out of order (the client keeps a window of batches in
 //! flight). The *watermark* is the highest sequence at or below which every
 //! record is acked; it is written to `ack` (temp file and rename) whenever it
-//! moves, and a segment whose last record is at or below it is deleted. At
+//! moves, and a segment whose last record is at or below it is deleted
+//! (unless it is the one being written). The records above it are kept in
+//! memory as a [`backlog`](backlog) of a few numbers each: what is unacked,
+//! in batches, points and bytes, and the time of its oldest point. At
 //! start, records above the watermark are replayed: a record acked out of
 //! order just before a crash can be sent twice, which the relay's storage
 //! deduplicates at compaction (same node, series and time).
@@ -42,15 +45,18 @@
 //! interval (a power loss loses at most that much); [`SyncPolicy::Never`]
 //! leaves it to the OS (a process crash loses nothing, a power loss may).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod backlog;
 mod format;
 mod options;
 
+use backlog::Backlog;
+pub use backlog::RecordSummary;
 pub use format::MAX_RECORD_BYTES;
 use format::{SEQ, frame, read_record, read_watermark, seg_name, write_atomic};
 use options::io_err;
@@ -59,10 +65,20 @@ pub use options::{SpoolError, SpoolOptions, SyncPolicy};
 /// Counters and gauges of a spool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpoolStats {
-    /// Bytes in segment files.
+    /// Bytes in segment files on disk: acked records included until their
+    /// segment is deleted (once all of it is acked and it is not the
+    /// segment being written).
     pub bytes: u64,
+    /// Records in segment files on disk, acked ones included likewise.
+    pub segment_records: u64,
     /// Records not yet acked (appended or replayed, not dropped).
     pub records: u64,
+    /// Points in those records.
+    pub unacked_points: u64,
+    /// Bytes of those records in the segment files, framing included.
+    pub unacked_bytes: u64,
+    /// The earliest time (Unix ns) of a point in those records.
+    pub oldest_unacked_unix_nano: Option<i64>,
     /// Records dropped by the size cap before they were acked.
     pub dropped_records: u64,
     /// Points in those records (as counted by the caller's `points` at append).
@@ -103,27 +119,28 @@ pub struct Spool {
     segments: VecDeque<Segment>,
     writer: Option<File>,
     next_seq: u64,
-    watermark: u64,
-    acked_above: BTreeSet<u64>,
+    /// The records above the watermark (and the watermark).
+    backlog: Backlog,
     /// Next record to hand out: segment's first sequence and byte offset.
     cursor: (u64, u64),
     reader: Option<(u64, File)>,
     dirty: bool,
     last_sync: Instant,
     stats: SpoolStats,
-    /// Reads the point count from a payload (to count dropped points).
-    points_of: fn(&[u8]) -> u64,
+    /// Reads a payload's point count and oldest time, for the backlog.
+    summarize: fn(&[u8]) -> RecordSummary,
 }
 
 impl Spool {
     /// Opens (creating if needed) the spool in `dir`: checks every segment,
     /// cuts off a torn tail, deletes acked segments, and positions the read
-    /// cursor at the first unacked record. `points_of` reads the point count
-    /// of a payload, for the drop counters.
+    /// cursor at the first unacked record. `summarize` reads the point
+    /// count and oldest time of a payload, for the backlog and the drop
+    /// counters.
     pub fn open(
         dir: &Path,
         opts: SpoolOptions,
-        points_of: fn(&[u8]) -> u64,
+        summarize: fn(&[u8]) -> RecordSummary,
     ) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let watermark = read_watermark(&dir.join("ack"))?;
@@ -145,6 +162,7 @@ impl Spool {
             ..SpoolStats::default()
         };
         let mut segments = VecDeque::new();
+        let mut backlog = Backlog::new(watermark);
         let mut max_seq = watermark;
         for (first_seq, path) in firsts {
             let file = OpenOptions::new()
@@ -158,11 +176,12 @@ impl Spool {
             let mut last_seq = first_seq.saturating_sub(1);
             while offset < size {
                 match read_record(&file, offset, size).map_err(io_err(&path))? {
-                    Some((seq, _, next)) => {
+                    Some((seq, payload, next)) => {
                         records += 1;
                         last_seq = seq;
                         if seq > watermark {
                             stats.replayed_records += 1;
+                            backlog.add(seq, next - offset, summarize(&payload));
                         }
                         offset = next;
                     }
@@ -195,7 +214,6 @@ impl Spool {
                 records,
             });
         }
-        stats.records = stats.replayed_records;
         let cursor = segments.front().map_or((0, 0), |s| (s.first_seq, 0));
         Ok(Self {
             dir: dir.to_owned(),
@@ -203,21 +221,26 @@ impl Spool {
             segments,
             writer: None,
             next_seq: max_seq + 1,
-            watermark,
-            acked_above: BTreeSet::new(),
+            backlog,
             cursor,
             reader: None,
             dirty: false,
             last_sync: Instant::now(),
             stats,
-            points_of,
+            summarize,
         })
     }
 
-    /// Counters and gauges.
+    /// Counters and gauges (the oldest unacked time takes a pass over the
+    /// backlog's entries).
     pub fn stats(&self) -> SpoolStats {
         SpoolStats {
-            watermark: self.watermark,
+            watermark: self.backlog.watermark(),
+            segment_records: self.segments.iter().map(|s| s.records).sum(),
+            records: self.backlog.batches,
+            unacked_points: self.backlog.points,
+            unacked_bytes: self.backlog.bytes,
+            oldest_unacked_unix_nano: self.backlog.oldest(),
             ..self.stats
         }
     }
@@ -225,6 +248,16 @@ impl Spool {
     /// Appends a record; returns its sequence number. Drops the oldest
     /// segments if the cap is exceeded.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
+        self.append_summarized(payload, (self.summarize)(payload))
+    }
+
+    /// [`append`](Self::append) for a caller that knows the payload's
+    /// summary (the sink, which has the points before encoding them).
+    pub fn append_summarized(
+        &mut self,
+        payload: &[u8],
+        summary: RecordSummary,
+    ) -> Result<u64, SpoolError> {
         if payload.len() + SEQ > MAX_RECORD_BYTES {
             return Err(SpoolError::TooLarge(payload.len()));
         }
@@ -252,7 +285,7 @@ impl Spool {
         seg.last_seq = seq;
         self.next_seq += 1;
         self.stats.bytes += rec.len() as u64;
-        self.stats.records += 1;
+        self.backlog.add(seq, rec.len() as u64, summary);
         self.dirty = true;
         match self.opts.sync {
             SyncPolicy::EveryBatch => self.sync()?,
@@ -317,27 +350,15 @@ impl Spool {
     fn enforce_cap(&mut self) -> Result<(), SpoolError> {
         while self.stats.bytes > self.opts.max_bytes && self.segments.len() > 1 {
             let seg = self.segments.pop_front().expect("len > 1");
-            let (mut recs, mut points) = (0, 0);
-            let file = File::open(&seg.path).map_err(io_err(&seg.path))?;
-            let mut offset = 0;
-            while let Some((seq, payload, next)) =
-                read_record(&file, offset, seg.bytes).map_err(io_err(&seg.path))?
-            {
-                if seq > self.watermark && !self.acked_above.contains(&seq) {
-                    recs += 1;
-                    points += (self.points_of)(&payload);
-                }
-                offset = next;
-            }
-            drop(file);
             fs::remove_file(&seg.path).map_err(io_err(&seg.path))?;
             self.stats.bytes -= seg.bytes;
-            self.stats.records = self.stats.records.saturating_sub(recs);
-            self.stats.dropped_records += recs;
-            self.stats.dropped_points += points;
+            let before = self.backlog.watermark();
+            let dropped = self.backlog.drop_through(seg.last_seq);
+            self.stats.dropped_records += dropped.batches;
+            self.stats.dropped_points += dropped.points;
             tracing::warn!(
-                records = recs,
-                points,
+                records = dropped.batches,
+                points = dropped.points,
                 segment = %seg.path.display(),
                 max_bytes = self.opts.max_bytes,
                 "spool is full: dropped its oldest unacked records"
@@ -347,9 +368,7 @@ impl Spool {
                 self.cursor = (next, 0);
                 self.reader = None;
             }
-            self.acked_above.retain(|s| *s > seg.last_seq);
-            if seg.last_seq > self.watermark {
-                self.watermark = seg.last_seq;
+            if self.backlog.watermark() != before {
                 self.advance_watermark()?;
             }
         }
@@ -393,7 +412,7 @@ impl Spool {
             match read_record(file, self.cursor.1, seg.bytes).map_err(io_err(&seg.path))? {
                 Some((seq, payload, next)) => {
                     self.cursor.1 = next;
-                    if seq <= self.watermark || self.acked_above.contains(&seq) {
+                    if !self.backlog.is_pending(seq) {
                         continue;
                     }
                     return Ok(Some(Record { seq, payload }));
@@ -410,22 +429,19 @@ impl Spool {
 
     /// Marks a record acked; deletes segments that are fully acked.
     pub fn ack(&mut self, seq: u64) -> Result<(), SpoolError> {
-        if seq <= self.watermark || seq >= self.next_seq || !self.acked_above.insert(seq) {
+        let before = self.backlog.watermark();
+        if seq >= self.next_seq || !self.backlog.ack(seq) {
             return Ok(());
         }
-        self.stats.records = self.stats.records.saturating_sub(1);
-        let before = self.watermark;
-        while self.acked_above.remove(&(self.watermark + 1)) {
-            self.watermark += 1;
-        }
-        if self.watermark != before {
+        if self.backlog.watermark() != before {
             self.advance_watermark()?;
         }
         Ok(())
     }
 
     fn advance_watermark(&mut self) -> Result<(), SpoolError> {
-        let mut b = self.watermark.to_le_bytes().to_vec();
+        let watermark = self.backlog.watermark();
+        let mut b = watermark.to_le_bytes().to_vec();
         b.extend_from_slice(&crc32fast::hash(&b).to_le_bytes());
         write_atomic(
             &self.dir.join("ack"),
@@ -435,7 +451,7 @@ impl Spool {
         // Delete fully acked segments, except the one being written.
         while let Some(front) = self.segments.front() {
             let active = self.segments.len() == 1 && self.writer.is_some();
-            if front.last_seq > self.watermark || front.records == 0 || active {
+            if front.last_seq > watermark || front.records == 0 || active {
                 break;
             }
             let seg = self.segments.pop_front().expect("front exists");

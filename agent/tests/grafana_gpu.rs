@@ -679,6 +679,7 @@ fn alert_files_are_grafana_provisioning_with_actionable_rules() {
         "gpu-dcgm.yaml",
         "nodes.yaml",
         "pipeline.yaml",
+        "agents.yaml",
     ] {
         let doc = grafana::yaml_file(&dir.join(file));
         assert_eq!(doc["apiVersion"], 1, "{file}");
@@ -708,7 +709,7 @@ fn alert_files_are_grafana_provisioning_with_actionable_rules() {
             }
         }
     }
-    assert_eq!(uids.len(), 22);
+    assert_eq!(uids.len(), 25);
     // The provisioning example defines the datasources the rules name, and
     // the compose file mounts what the dashboard provider reads.
     let prov = grafana_dir().join("provisioning");

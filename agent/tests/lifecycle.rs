@@ -107,7 +107,7 @@ async fn sources_stop_first_then_the_sender_flushes_acks_then_the_spool_syncs() 
     let spool = Spool::open(
         dir.path(),
         SpoolOptions::default(),
-        horizon_agent::record::points_of,
+        horizon_agent::sink::summarize,
     )
     .unwrap();
     assert_eq!(

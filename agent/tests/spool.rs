@@ -115,7 +115,7 @@ async fn a_torn_last_record_loses_only_that_record() {
     let agent = AgentProc::start(dir.path(), &cfg, mport);
     let m = agent
         .wait_for("the spool drained", 60, |m| {
-            m.get("horizon_agent_spool_records") == 0.0
+            m.get("horizon_agent_backlog_batches") == 0.0
                 && m.get("horizon_agent_points_acked_total") >= c1 - 10.0
         })
         .await;
@@ -177,7 +177,7 @@ async fn a_full_spool_drops_the_oldest_and_counts_exactly() {
     let relay = TestRelay::start_at(pki.clone(), "", Some(addr)).await;
     let m = agent
         .wait_for("the spool drained", 60, |m| {
-            m.get("horizon_agent_spool_records") == 0.0
+            m.get("horizon_agent_backlog_batches") == 0.0
                 && m.get("horizon_agent_points_acked_total") + dropped >= c
         })
         .await;

@@ -1,6 +1,7 @@
 //! The `telemetry-relay` binary and its signals: SIGTERM drains (every
 //! batch it acked durably is in the store, and it exits 0); SIGHUP reloads
-//! the budgets.
+//! the budgets. Its logs go to stderr, without colour codes when stderr is
+//! a file.
 
 #![allow(clippy::unwrap_used)]
 
@@ -43,10 +44,14 @@ impl RelayProcess {
             Self::config(dir.path(), port, extra),
         )
         .unwrap();
+        let out = std::fs::File::create(dir.path().join("relay.out")).unwrap();
+        let err = std::fs::File::create(dir.path().join("relay.err")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_telemetry-relay"))
             .arg(dir.path().join("relay.yaml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env_remove("NO_COLOR")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
             .spawn()
             .unwrap();
         Self { child, dir, port }
@@ -83,6 +88,35 @@ impl RelayProcess {
     }
 }
 
+impl RelayProcess {
+    /// SIGTERM, then waits (up to 60 s) for the exit.
+    async fn terminate(mut self) -> (Self, std::process::ExitStatus) {
+        self.signal("-TERM");
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "relay did not exit within 60 s of SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            (self, status)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// What it wrote to stdout and to stderr.
+    fn output(&self) -> (String, String) {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap();
+        (read("relay.out"), read("relay.err"))
+    }
+}
+
 impl Drop for RelayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -92,7 +126,7 @@ impl Drop for RelayProcess {
 
 #[tokio::test]
 async fn sigterm_drains_and_everything_acked_durably_is_stored() {
-    let mut relay = RelayProcess::start("");
+    let relay = RelayProcess::start("");
     let client = relay.client("sigterm-node").await;
     let s = client.series("gpu_util", &[("gpu", "0")]).unwrap();
     let mut pending = Vec::new();
@@ -109,23 +143,7 @@ async fn sigterm_drains_and_everything_acked_durably_is_stored() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Acks wait for a flush a minute away; SIGTERM must flush at once.
-    relay.signal("-TERM");
-    let (relay, status) = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = relay.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "relay did not exit within 60 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        (relay, status)
-    })
-    .await
-    .unwrap();
+    let (relay, status) = relay.terminate().await;
     assert!(status.success(), "relay exit status {status}");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -200,5 +218,21 @@ async fn sighup_reloads_the_budgets() {
     assert_eq!(
         accepted, 10,
         "budget of 20 after SIGHUP admits all ten series"
+    );
+}
+
+#[tokio::test]
+async fn logs_go_to_stderr_without_colour_codes_when_it_is_a_file() {
+    let relay = RelayProcess::start("");
+    let client = relay.client("log-node").await;
+    client.close().await;
+    let (relay, status) = relay.terminate().await;
+    assert!(status.success(), "relay exit status {status}");
+    let (out, err) = relay.output();
+    assert_eq!(out, "", "nothing on stdout");
+    assert!(err.contains("INFO"), "the log is on stderr: {err}");
+    assert!(
+        !err.contains("\x1b["),
+        "no colour codes in a log file: {err:?}"
     );
 }

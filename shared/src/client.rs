@@ -18,7 +18,9 @@
 //! - `series.rs`: the series registry ([`SeriesRegistry`]); a series'
 //!   number is its id on the wire.
 //! - `batch.rs`: [`Point`]s, [`Batch`]es and the ack of one ([`Acked`]).
-//! - `config.rs`: [`ClientConfig`] and its defaults.
+//! - `config.rs`: [`ClientConfig`] and its defaults; the [`EventHook`]
+//!   told of connections made and lost and of failed attempts.
+//! - `backoff.rs`: the pause before a reconnect ([`reconnect_pause`]).
 //! - `handle.rs`: [`Client`]: connects, queues batches in the window,
 //!   returns each one's [`PendingAck`].
 //! - `state.rs`: what the client and its driver share (the batches in
@@ -26,8 +28,10 @@
 //! - `driver.rs`: the background task: one connection and stream at a
 //!   time, writes batches, reads acks, reconnects and resends.
 //! - `encoder.rs`: a stream's frames ([`StreamEncoder`]).
-//! - `error.rs`: [`ClientError`].
+//! - `error.rs`: [`ClientError`], and [`ConnectFailure`]: why an attempt
+//!   failed, as a metric label.
 
+mod backoff;
 mod batch;
 mod config;
 mod driver;
@@ -37,9 +41,10 @@ mod handle;
 mod series;
 mod state;
 
+pub use backoff::{FIRST_PAUSE, pause_at, pause_ceiling, reconnect_pause};
 pub use batch::{Acked, Batch, Point};
-pub use config::ClientConfig;
+pub use config::{ClientConfig, ConnectionEvent, EventHook};
 pub use encoder::{StreamEncoder, absolute_times};
-pub use error::ClientError;
+pub use error::{ClientError, ConnectFailure};
 pub use handle::{Client, ClientStats, PendingAck};
 pub use series::{SeriesId, SeriesRegistry, SeriesSpec};

@@ -1,5 +1,6 @@
 //! `telemetry-agent`: the Horizon telemetry node agent.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -85,9 +86,14 @@ fn init_logs(s: &Settings) {
             s.observability.log_level
         ))
     });
+    // Colours only for a person at a terminal: a log file or the journal
+    // gets plain text (and NO_COLOR turns them off everywhere).
+    let colours = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     if s.observability.log_json {
         b.json().flatten_event(true).init();
@@ -131,6 +137,9 @@ fn main() -> ExitCode {
                 .map_or("(disabled)".to_owned(), |a| a.to_string()),
             if settings.gpu.enabled { "on" } else { "off" },
         );
+        for l in &settings.lowered {
+            println!("note: {l}");
+        }
         for t in &settings.targets {
             println!(
                 "scrape {} every {:?} (timeout {:?}){}",

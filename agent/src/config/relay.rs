@@ -20,7 +20,10 @@ pub struct RelayConfig {
     pub window: usize,
     /// Points per batch, at most (the relay's `limits.max_batch_size`).
     pub max_batch_points: usize,
-    /// Longest pause between connection attempts, seconds.
+    /// Longest pause between connection attempts, seconds. Each pause is
+    /// drawn at random from 0 to min(this, 250 ms × 2^failures), so once
+    /// the relay is back the agent reconnects within this many seconds (and
+    /// a fleet spreads its reconnects over them: docs/agent.md, Delivery).
     pub max_backoff_secs: u64,
     /// The relay is taken for gone, and the agent reconnects through the
     /// balancer from a fresh UDP port, when nothing at all (not even the
@@ -39,7 +42,7 @@ impl Default for RelayConfig {
             server_name: String::new(),
             window: 64,
             max_batch_points: 1000,
-            max_backoff_secs: 30,
+            max_backoff_secs: 5,
             liveness_timeout_secs: 3,
             ack_timeout_secs: 30,
         }

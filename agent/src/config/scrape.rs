@@ -7,6 +7,8 @@ use horizon_shared::config::check::seconds;
 use horizon_shared::config::{ConfigError, invalid};
 use serde::Deserialize;
 
+use super::Lowered;
+
 /// DCGM writes `DCGM_INT64_BLANK` (0x7ffffffffffffff0) and its neighbours
 /// up to 2^63−1 for fields without a value; as doubles they are all about
 /// 9.223e18. A value at or above this threshold, of a metric whose name
@@ -94,14 +96,35 @@ pub struct Target {
 
 impl ScrapeConfig {
     /// Checks the section: every target, with the section's defaults, and
-    /// no two targets of one name.
-    pub fn validate(&self) -> Result<Vec<Target>, ConfigError> {
+    /// no two targets of one name. A default timeout lowered to a target's
+    /// shorter interval is noted in `lowered`.
+    pub fn validate(&self, lowered: &mut Vec<Lowered>) -> Result<Vec<Target>, ConfigError> {
         let interval = seconds("scrape.interval_secs", self.interval_secs)?;
         let timeout = seconds("scrape.timeout_secs", self.timeout_secs)?;
         let mut names = BTreeSet::new();
         let mut targets = Vec::with_capacity(self.targets.len());
         for (i, t) in self.targets.iter().enumerate() {
-            let target = t.validate(&format!("scrape.targets[{i}]"), interval, timeout)?;
+            let prefix = format!("scrape.targets[{i}]");
+            let target = t.validate(&prefix, interval, timeout)?;
+            if t.timeout_secs.is_none() && target.timeout < timeout {
+                lowered.push(Lowered {
+                    setting: format!("{prefix}.timeout_secs"),
+                    from: format!(
+                        "{} (scrape.timeout_secs)",
+                        super::lowered::secs(timeout.as_secs_f64())
+                    ),
+                    to: super::lowered::secs(target.timeout.as_secs_f64()),
+                    by: format!(
+                        "{} = {} (a scrape's timeout is at most its interval)",
+                        if t.interval_secs.is_some() {
+                            format!("{prefix}.interval_secs")
+                        } else {
+                            "scrape.interval_secs".to_owned()
+                        },
+                        super::lowered::secs(target.interval.as_secs_f64())
+                    ),
+                });
+            }
             if !names.insert(target.name.clone()) {
                 return Err(invalid(
                     format!("scrape.targets[{i}].name"),

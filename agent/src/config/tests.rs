@@ -144,3 +144,44 @@ fn failover_timeouts_are_read_and_checked() {
         assert!(e.contains(key), "{yaml:?}: {e}");
     }
 }
+
+#[test]
+fn a_flag_that_lowers_another_setting_is_noted_with_both() {
+    let with = |interval| {
+        let mut c = Config::from_yaml("scrape:\n  targets:\n    - url: http://x/\n", "t").unwrap();
+        c.apply(&Overrides {
+            interval_secs: Some(interval),
+            ..Overrides::default()
+        });
+        c.validate().unwrap()
+    };
+    let s = with(1.0);
+    assert_eq!(s.targets[0].timeout, Duration::from_secs(1));
+    assert_eq!(s.lowered.len(), 1, "{:?}", s.lowered);
+    let note = s.lowered[0].to_string();
+    for part in ["scrape.timeout_secs", "from 5 s", "to 1 s", "--interval 1"] {
+        assert!(note.contains(part), "{note:?} lacks {part:?}");
+    }
+    // An interval above the timeout lowers nothing.
+    assert!(with(10.0).lowered.is_empty());
+}
+
+#[test]
+fn a_target_interval_below_the_default_timeout_is_noted() {
+    let s = load(
+        "scrape:\n  timeout_secs: 4\n  targets:\n    - {url: http://x/, interval_secs: 0.5}\n    - {url: http://y/, interval_secs: 0.5, timeout_secs: 0.25}\n    - {url: http://z/}\n",
+    )
+    .unwrap();
+    assert_eq!(s.targets[0].timeout, Duration::from_millis(500));
+    assert_eq!(
+        s.lowered,
+        vec![Lowered {
+            setting: "scrape.targets[0].timeout_secs".into(),
+            from: "4 s (scrape.timeout_secs)".into(),
+            to: "0.5 s".into(),
+            by: "scrape.targets[0].interval_secs = 0.5 s (a scrape's timeout is at most its interval)"
+                .into(),
+        }],
+        "only the target whose timeout was lowered without being written"
+    );
+}

@@ -1,7 +1,11 @@
 use super::*;
 
-fn points(p: &[u8]) -> u64 {
-    p.first().copied().unwrap_or(0).into()
+/// A test payload's first byte is its point count, its second its time.
+fn points(p: &[u8]) -> RecordSummary {
+    RecordSummary {
+        points: p.first().copied().unwrap_or(0).into(),
+        oldest_unix_nano: p.get(1).map(|t| i64::from(*t)),
+    }
 }
 
 fn opts(max: u64, seg: u64) -> SpoolOptions {
@@ -137,4 +141,78 @@ fn records_sent_before_a_drop_are_not_counted_twice() {
     let rest = drain(&mut s).len() as u64;
     // One acked, the rest either dropped or still to send.
     assert_eq!(1 + st.dropped_records + rest, 23);
+}
+
+#[test]
+fn the_backlog_counts_what_is_unacked_and_the_files_what_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 1 << 20), points).unwrap();
+    // Record i holds i points, the oldest at time 100 - i; 20 bytes framed.
+    for i in 1..=4u8 {
+        s.append(&[i, 100 - i, 0, 0]).unwrap();
+    }
+    let st = s.stats();
+    assert_eq!(
+        (st.records, st.unacked_points, st.unacked_bytes),
+        (4, 10, 80)
+    );
+    assert_eq!(st.oldest_unacked_unix_nano, Some(96));
+    assert_eq!((st.segment_records, st.bytes), (4, 80));
+    drain(&mut s);
+    for seq in [4, 1] {
+        s.ack(seq).unwrap();
+    }
+    let st = s.stats();
+    assert_eq!(
+        (st.records, st.unacked_points, st.unacked_bytes),
+        (2, 5, 40)
+    );
+    assert_eq!(st.oldest_unacked_unix_nano, Some(97));
+    // Acked records stay on disk in the segment being written.
+    assert_eq!((st.segment_records, st.bytes), (4, 80));
+    drop(s);
+
+    // At a restart the backlog is read back: 4 was acked out of order, so
+    // it is unacked again.
+    let mut s = Spool::open(dir.path(), opts(1 << 20, 1 << 20), points).unwrap();
+    let st = s.stats();
+    assert_eq!(
+        (st.records, st.unacked_points, st.unacked_bytes),
+        (3, 9, 60)
+    );
+    assert_eq!(st.oldest_unacked_unix_nano, Some(96));
+    for r in drain(&mut s) {
+        s.ack(r.seq).unwrap();
+    }
+    let st = s.stats();
+    assert_eq!((st.records, st.unacked_points, st.unacked_bytes), (0, 0, 0));
+    assert_eq!(st.oldest_unacked_unix_nano, None);
+    assert_eq!(st.watermark, 4);
+}
+
+#[test]
+fn dropped_records_leave_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(1000, 300);
+    let mut s = Spool::open(dir.path(), o, points).unwrap();
+    for i in 0..100u8 {
+        let mut p = vec![0u8; 40];
+        p[0] = 7;
+        p[1] = i;
+        s.append(&p).unwrap();
+    }
+    let st = s.stats();
+    assert!(st.dropped_records > 0);
+    assert_eq!(st.records, 100 - st.dropped_records);
+    assert_eq!(st.unacked_points, st.records * 7);
+    assert_eq!(st.unacked_bytes, st.records * 56);
+    assert_eq!(
+        st.unacked_bytes, st.bytes,
+        "nothing acked: all on disk is unacked"
+    );
+    // The oldest kept record is the first after the dropped ones.
+    assert_eq!(
+        st.oldest_unacked_unix_nano,
+        Some(i64::try_from(st.dropped_records).unwrap())
+    );
 }

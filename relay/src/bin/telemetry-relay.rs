@@ -1,5 +1,6 @@
 //! `telemetry-relay`: the Horizon telemetry relay.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,9 +40,15 @@ fn init_logs(settings: &Settings) {
             settings.observability.log_level
         ))
     });
+    // Colours only for a person at a terminal: a log file or the journal
+    // gets plain text (and NO_COLOR turns them off everywhere).
+    let colours = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(colours)
+        .with_writer(std::io::stderr);
     if settings.observability.log_json {
         builder.json().flatten_event(true).init();
     } else {

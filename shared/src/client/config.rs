@@ -1,7 +1,10 @@
-//! Client settings and their defaults.
+//! Client settings and their defaults, and the hook that is told of the
+//! connection's state ([`EventHook`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::ConnectFailure;
 use crate::tls::TlsMaterial;
 
 /// Client settings.
@@ -38,13 +41,59 @@ pub struct ClientConfig {
     pub ack_timeout: Duration,
     /// A handshake not finished in this long is a failed attempt.
     pub connect_timeout: Duration,
-    /// Longest pause between reconnect attempts. Pauses start at 250 ms
-    /// and double, each drawn at random from its upper half (the first
-    /// from 0 to 250 ms), so that agents of a failed relay spread out.
+    /// Longest pause between reconnect attempts. The pause before attempt
+    /// n+1 after n failed ones is drawn at random from 0 to
+    /// min(`max_backoff`, 250 ms × 2^n) (full jitter), so that agents of a
+    /// failed relay spread out ([`reconnect_pause`](super::reconnect_pause)).
     pub max_backoff: Duration,
+    /// Told of every connection made and lost and of every failed attempt
+    /// (the agent's metrics follow the connection through it).
+    pub events: Option<EventHook>,
+}
+
+/// What the client tells its [`EventHook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A connection to the relay is up (the first one or a reconnect).
+    Connected,
+    /// The connection is gone (lost, ended by the relay's GoAway, or closed
+    /// by the client); the client reconnects unless it is closing.
+    Disconnected,
+    /// A connection attempt failed.
+    ConnectFailed(ConnectFailure),
+}
+
+/// A function told of every [`ConnectionEvent`], called from the client's
+/// own tasks: keep it quick (count, set a gauge).
+#[derive(Clone)]
+pub struct EventHook(Arc<dyn Fn(ConnectionEvent) + Send + Sync>);
+
+impl EventHook {
+    /// A hook calling `f`.
+    pub fn new(f: impl Fn(ConnectionEvent) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Tells the hook.
+    pub fn emit(&self, event: ConnectionEvent) {
+        (self.0)(event);
+    }
+}
+
+impl std::fmt::Debug for EventHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventHook")
+    }
 }
 
 impl ClientConfig {
+    /// Tells the hook of `event`, if there is one.
+    pub(super) fn emit(&self, event: ConnectionEvent) {
+        if let Some(h) = &self.events {
+            h.emit(event);
+        }
+    }
+
     /// Settings with the defaults of `docs/protocol.md`.
     pub fn new(addr: impl Into<String>, server_name: impl Into<String>, tls: TlsMaterial) -> Self {
         Self {
@@ -60,6 +109,7 @@ impl ClientConfig {
             ack_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(4),
             max_backoff: Duration::from_secs(5),
+            events: None,
         }
     }
 }

@@ -19,10 +19,11 @@ use bytes::BytesMut;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tracing::{debug, info, warn};
 
+use super::backoff::reconnect_pause;
 use super::batch::Acked;
-use super::config::ClientConfig;
+use super::config::{ClientConfig, ConnectionEvent};
 use super::encoder::StreamEncoder;
-use super::error::ClientError;
+use super::error::{ClientError, ConnectFailure};
 use super::state::Inner;
 use crate::codec::FrameReader;
 use crate::proto::{RelayFrame, error_code, relay_frame};
@@ -79,25 +80,30 @@ impl Driver {
             .ok_or_else(|| ClientError::Resolve(self.config.addr.clone()))
     }
 
+    /// One connection attempt (not reported to the hook: the caller does).
     pub(super) async fn connect(&self) -> Result<Connection, ClientError> {
         let addr = self.resolve().await?;
-        let err = |reason: String| ClientError::Connect {
+        let err = |reason: String, failure| ClientError::Connect {
             addr: self.config.addr.clone(),
             reason,
+            failure,
         };
         let connecting = self
             .endpoint
             .connect(addr, &self.config.server_name)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string(), ConnectFailure::of_connect(&e)))?;
         let conn = tokio::time::timeout(self.config.connect_timeout, connecting)
             .await
             .map_err(|_| {
-                err(format!(
-                    "handshake timed out after {:?}",
-                    self.config.connect_timeout
-                ))
+                err(
+                    format!(
+                        "handshake timed out after {:?}",
+                        self.config.connect_timeout
+                    ),
+                    ConnectFailure::Timeout,
+                )
             })?
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string(), ConnectFailure::of_handshake(&e)))?;
         Ok(conn)
     }
 
@@ -119,6 +125,7 @@ impl Driver {
                     match attempt {
                         Ok(c) => {
                             self.inner.counters.connects.fetch_add(1, Ordering::Relaxed);
+                            self.config.emit(ConnectionEvent::Connected);
                             info!(addr = %self.config.addr, remote = %c.remote_address(), after_failed_attempts = failures, "reconnected");
                             failures = 0;
                             c
@@ -128,8 +135,10 @@ impl Driver {
                                 .counters
                                 .connection_errors
                                 .fetch_add(1, Ordering::Relaxed);
+                            self.config
+                                .emit(ConnectionEvent::ConnectFailed(e.connect_failure()));
                             failures += 1;
-                            let pause = backoff(failures, self.config.max_backoff);
+                            let pause = reconnect_pause(failures, self.config.max_backoff);
                             warn!(error = %e, retry_in = ?pause, "connect failed");
                             tokio::select! {
                                 () = tokio::time::sleep(pause) => {}
@@ -140,7 +149,9 @@ impl Driver {
                     }
                 }
             };
-            match self.serve(&c).await {
+            let ended = self.serve(&c).await;
+            self.config.emit(ConnectionEvent::Disconnected);
+            match ended {
                 Ok(End::Closing) => {
                     c.close(error_code::NO_ERROR.into(), b"client closing");
                     break;
@@ -159,7 +170,7 @@ impl Driver {
                     // A short random pause, so the agents of a failed relay
                     // do not all reconnect in the same instant.
                     tokio::select! {
-                        () = tokio::time::sleep(backoff(0, self.config.max_backoff)) => {}
+                        () = tokio::time::sleep(reconnect_pause(0, self.config.max_backoff)) => {}
                         () = self.inner.closing.cancelled() => break,
                     }
                 }
@@ -339,9 +350,6 @@ fn liveness_limit(configured: Duration, rtt: Duration) -> Duration {
     configured.max(rtt.saturating_mul(8))
 }
 
-/// First reconnect pause, before doubling.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-
 /// When the relay last acknowledged a packet of ours, as seen in the
 /// connection's count of QUIC ACK frames received. Only the relay can send
 /// those (they arrive in packets that decrypt), unlike bare datagrams: once
@@ -368,21 +376,6 @@ impl Heard {
             self.at = Instant::now();
         }
         self.at.elapsed()
-    }
-}
-
-/// The pause before reconnect attempt `failures + 1`: 250 ms doubled per
-/// failed attempt, at most `max`, drawn at random from its upper half (from
-/// 0 to 250 ms right after a connection is lost), so that the agents of a
-/// failed relay spread their reconnects instead of arriving together.
-pub(super) fn backoff(failures: u32, max: Duration) -> Duration {
-    let base = FIRST_BACKOFF
-        .saturating_mul(1u32 << failures.min(16))
-        .min(max.max(FIRST_BACKOFF));
-    if failures == 0 {
-        crate::jitter::spread(FIRST_BACKOFF, 0.0)
-    } else {
-        crate::jitter::spread(base, 0.5)
     }
 }
 
@@ -413,36 +406,5 @@ mod tests {
             liveness_limit(three, Duration::from_secs(1)),
             Duration::from_secs(8)
         );
-    }
-
-    #[test]
-    fn backoff_doubles_within_its_bounds_and_is_spread() {
-        let max = Duration::from_secs(5);
-        let firsts: Vec<_> = (0..200).map(|_| backoff(0, max)).collect();
-        assert!(firsts.iter().all(|d| *d < FIRST_BACKOFF));
-        let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
-        assert!(
-            distinct.len() > 150,
-            "pauses are spread: {} distinct of 200",
-            distinct.len()
-        );
-        for (failures, base) in [
-            (1, 500),
-            (2, 1000),
-            (3, 2000),
-            (4, 4000),
-            (5, 5000),
-            (40, 5000),
-        ] {
-            let base = Duration::from_millis(base);
-            for _ in 0..50 {
-                let d = backoff(failures, max);
-                assert!(
-                    d >= base / 2 && d <= base,
-                    "{failures} failures: {d:?} outside {:?}..={base:?}",
-                    base / 2
-                );
-            }
-        }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Acked, Batch};
-use super::config::ClientConfig;
+use super::config::{ClientConfig, ConnectionEvent};
 use super::driver;
 use super::error::ClientError;
 use super::series::{SeriesId, SeriesRegistry};
@@ -57,9 +57,23 @@ impl Client {
             closing: CancellationToken::new(),
         });
         let max_batch_points = config.max_batch_points;
-        let driver = driver::Driver::new(config, inner.clone())?;
+        let events = config.events.clone();
+        let emit = |e| events.iter().for_each(|h| h.emit(e));
+        let first = async {
+            let driver = driver::Driver::new(config, inner.clone())?;
+            let first = driver.connect().await?;
+            Ok::<_, ClientError>((driver, first))
+        }
+        .await;
+        let (driver, first) = match first {
+            Ok(d) => d,
+            Err(e) => {
+                emit(ConnectionEvent::ConnectFailed(e.connect_failure()));
+                return Err(e);
+            }
+        };
+        emit(ConnectionEvent::Connected);
         let endpoint = driver.endpoint();
-        let first = driver.connect().await?;
         inner.counters.connects.fetch_add(1, Ordering::Relaxed);
         let driver = tokio::spawn(driver.run(first));
         Ok(Self {
