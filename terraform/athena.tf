@@ -229,12 +229,16 @@ resource "aws_athena_workgroup" "lake" {
 
 # The documented example queries (docs/athena.md), saved in the workgroup.
 # Each file is also run by the tests with DuckDB against a real compacted
-# hour, so the SQL is known to run on the columns above.
+# hour (the compacted table) or day (the rollup tables), so the SQL is known
+# to run on the columns above.
 resource "aws_athena_named_query" "lake" {
   for_each = toset([
     "points_per_metric_per_hour",
     "node_gpu_temperature_over_a_day",
     "top_nodes_by_power",
+    "gpu_hours_busy_per_node_per_day",
+    "peak_gpu_temperature_per_gpu_per_day",
+    "idle_gpus",
   ])
   name        = replace(each.key, "_", " ")
   workgroup   = aws_athena_workgroup.lake.id

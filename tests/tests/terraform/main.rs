@@ -4,10 +4,13 @@
 //! templates as Terraform would, and this test holds the results against the
 //! real programs: the relay's configuration loader, the compactor's
 //! settings, and the compactor's Lambda handler driven the way the state
-//! machine drives it, and the Athena tables and saved queries over a real
-//! compacted hour.
+//! machine drives it. The Athena tables and saved queries over a real
+//! compacted hour are checked here, over a real compacted day's rollups in
+//! `rollups.rs`.
 
 #![allow(clippy::unwrap_used)]
+
+mod rollups;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
