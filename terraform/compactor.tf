@@ -35,8 +35,9 @@ data "aws_iam_policy_document" "compactor" {
   }
   statement {
     sid = "ReadWriteTheDataset"
-    # Raw objects are read, deleted or quarantined; compacted files, manifests
-    # and leases are written (create-only) and superseded ones deleted.
+    # Raw objects are read, deleted or quarantined; compacted files, rollup
+    # files (<prefix>/rollups/), manifests and leases are written
+    # (create-only) and superseded ones deleted.
     actions = [
       "s3:GetObject",
       "s3:PutObject",
@@ -87,18 +88,19 @@ resource "aws_lambda_function" "compactor" {
 
   environment {
     variables = {
-      HORIZON_STORE_URL                = local.store_url
-      HORIZON_S3_REGION                = var.region
-      HORIZON_RAW_PREFIX               = "raw"
-      HORIZON_COMPACTED_PREFIX         = "compacted"
-      HORIZON_SHARDS                   = tostring(var.compactor_shards)
-      HORIZON_SORT_MEMORY              = "${local.sort_memory_mib}MiB"
-      HORIZON_ALLOWED_LATENESS_SECS    = tostring(var.compactor_allowed_lateness_secs)
-      HORIZON_RAW_RETENTION            = var.raw_retention_days > 0 ? "keep" : "delete"
-      HORIZON_LEASE_SECS               = "1800"
-      HORIZON_LAMBDA_STOP_MARGIN_SECS  = "300"
-      HORIZON_WORK_DIR                 = "/tmp"
-      HORIZON_LOG_FORMAT               = "json"
+      HORIZON_STORE_URL               = local.store_url
+      HORIZON_S3_REGION               = var.region
+      HORIZON_RAW_PREFIX              = "raw"
+      HORIZON_COMPACTED_PREFIX        = "compacted"
+      HORIZON_ROLLUP_PREFIX           = "rollups"
+      HORIZON_SHARDS                  = tostring(var.compactor_shards)
+      HORIZON_SORT_MEMORY             = "${local.sort_memory_mib}MiB"
+      HORIZON_ALLOWED_LATENESS_SECS   = tostring(var.compactor_allowed_lateness_secs)
+      HORIZON_RAW_RETENTION           = var.raw_retention_days > 0 ? "keep" : "delete"
+      HORIZON_LEASE_SECS              = "1800"
+      HORIZON_LAMBDA_STOP_MARGIN_SECS = "300"
+      HORIZON_WORK_DIR                = "/tmp"
+      HORIZON_LOG_FORMAT              = "json"
     }
   }
 

@@ -4,6 +4,7 @@ locals {
 
   raw_prefix       = "${var.prefix}/raw"
   compacted_prefix = "${var.prefix}/compacted"
+  rollups_prefix   = "${var.prefix}/rollups" # the compactor's HORIZON_ROLLUP_PREFIX (docs/data.md, "Rollups")
   store_url        = "s3://${aws_s3_bucket.data.bucket}/${var.prefix}"
 
   influxdb_enabled = var.influxdb_url != ""

@@ -18,6 +18,11 @@ output "compacted_dataset" {
   value       = "s3://${aws_s3_bucket.data.bucket}/${local.compacted_prefix}/"
 }
 
+output "rollups_dataset" {
+  description = "Per-series rollups for DuckDB, Athena, Spark, polars or pyarrow: 1m/ (hive partitions dt=/hour=) and 1h/ (dt=, one set of files per closed day)."
+  value       = "s3://${aws_s3_bucket.data.bucket}/${local.rollups_prefix}/"
+}
+
 output "compactor_function" {
   description = "The compactor Lambda function (invoke it with {\"hour\": \"YYYY-MM-DDTHH\"} for a backfill of one hour)."
   value       = aws_lambda_function.compactor.function_name
@@ -34,7 +39,7 @@ output "relay_autoscaling_group" {
 }
 
 output "athena_database" {
-  description = "The Glue database of the lake's Athena tables (compacted, and raw unless athena_raw_table is false); partitions are projected, no crawler needed."
+  description = "The Glue database of the lake's Athena tables (compacted, rollups_1m, rollups_1h, and raw unless athena_raw_table is false); partitions are projected, no crawler needed."
   value       = aws_glue_catalog_database.lake.name
 }
 

@@ -1,22 +1,38 @@
 #!/usr/bin/env python3
 """Holds the Athena tables Terraform defines against the data they read.
 
-  check_lake.py GLUE_TABLES_JSON DATA_MD COMPACTED_DIR QUERIES_DIR
+  check_lake.py GLUE_TABLES_JSON DATA_MD STORE_DIR QUERIES_DIR --tables T,U
+                [--today YYYY-MM-DD] [--docs FILE.md ...]
 
-- the Glue columns of every table are, in order, the columns docs/data.md
-  documents, with the Hive type of each documented Arrow type;
-- they are also the columns pyarrow reads from every compacted file, with
-  the Hive type of each Arrow type it reads;
-- the partition keys are the dataset's hive partitions (dt, hour);
-- every example query (QUERIES_DIR/*.sql, saved in the Athena workgroup)
-  runs in DuckDB over the compacted dataset seen as Athena sees it (a
-  table named `compacted`, dt and hour as strings).
-Prints a JSON object {"queries": {name: rows}} on success; exits 1 with the
-problems otherwise.
+For each table named in --tables (GLUE_TABLES_JSON is check_terraform.py's
+rendering; each table reads STORE_DIR/<its dataset>):
+- its Glue columns are, in order, the columns docs/data.md documents (the
+  "Schema" table for compacted and raw, the "Rollup schema" table for the
+  rollups), with the Hive type of each documented Arrow type;
+- they are also the columns pyarrow reads from every file of its dataset,
+  with the Hive type of each Arrow type it reads;
+- its partition keys are the ones its location template names, each one
+  projected, and every file sits in a folder the template covers.
+Then every saved query (QUERIES_DIR/*.sql) that reads only those tables runs
+in DuckDB over the dataset seen as Athena sees it (a view per table, the
+partition columns as strings), rendered from Athena's SQL to DuckDB's:
+- `element_at(labels, 'k')` (Athena: NULL for a missing key) becomes
+  `labels['k']` (DuckDB's subscript gives NULL; its element_at a list);
+- `date_format(x, '%Y-%m-%d')` becomes `strftime(x, '%Y-%m-%d')`;
+- with --today D, `current_date` becomes `DATE 'D'`, so a "last 90 days"
+  window is tested on a day in the past.
+With --docs, every DuckDB one-liner of those files (`duckdb -c "SQL"`, or
+Python's `duckdb.sql`) that follows a comment line `# <name>: ...` runs too
+(data/objects/ read as STORE_DIR/, current_date as with --today); one named
+after a saved query must give that query's rows.
+Prints a JSON object {"queries": {name: rows}, "one_liners": {name: rows}}
+on success; exits 1 with the problems otherwise.
 """
 
+import argparse
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -45,6 +61,8 @@ def hive_of_arrow(t):
         return "int"
     if pa.types.is_float64(t):
         return "double"
+    if pa.types.is_boolean(t):
+        return "boolean"
     if pa.types.is_timestamp(t):
         return "timestamp"
     if pa.types.is_map(t):
@@ -61,7 +79,8 @@ def hive_of_documented(text):
     m = re.match(r"map<\s*utf8\s*,\s*utf8\s*>", text)
     if m:
         return "map<string,string>"
-    for arrow, hive in [("utf8", "string"), ("int64", "bigint"), ("float64", "double")]:
+    for arrow, hive in [("utf8", "string"), ("int64", "bigint"), ("float64", "double"),
+                        ("bool", "boolean")]:
         if text.startswith(arrow):
             return hive
     if text.startswith("timestamp["):
@@ -69,74 +88,201 @@ def hive_of_documented(text):
     return f"<no Hive type for documented {text!r}>"
 
 
-def documented_columns(data_md):
-    """(name, Hive type) of each row of the schema table in docs/data.md."""
+def documented_columns(data_md, heading):
+    """(name, Hive type) of each row of the first table after the heading of
+    docs/data.md that starts with `heading`, up to the next heading."""
     cols = []
-    in_schema = False
+    inside = False
     for line in open(data_md):
-        if line.startswith("## "):
-            in_schema = line.startswith("## Schema")
+        if line.startswith("#"):
+            if cols:
+                break
+            inside = line.startswith(heading)
             continue
         m = re.match(r"\|\s*`([a-z_]+)`\s*\|\s*([^|]+)\|", line)
-        if in_schema and m:
+        if inside and m:
             cols.append((m.group(1), hive_of_documented(m.group(2))))
     if not cols:
-        problem(f"{data_md}: no schema table found")
+        problem(f"{data_md}: no table found under {heading!r}")
     return cols
 
 
-def main():
-    glue_json, data_md, compacted, queries_dir = sys.argv[1:]
-    tables = json.load(open(glue_json))
-    documented = documented_columns(data_md)
-    files = sorted(glob.glob(os.path.join(compacted, "dt=*", "hour=*", "*.parquet")))
+def schema_heading(table):
+    return "### Rollup schema" if table.startswith("rollups") else "## Schema"
+
+
+def layout(table, spec):
+    """The partition folders of a table, from its location template: the
+    keys in order, the glob of its files, and a regex of their paths."""
+    m = re.search("/" + re.escape(spec["dataset"]) + r"/((?:[a-z]+=\$\{[a-z]+\}/)+)$",
+                  spec["location_template"])
+    if not m:
+        problem(f"table {table}: location template {spec['location_template']} is not "
+                f".../{spec['dataset']}/key=${{key}}/...")
+        return [], "*.parquet", ".*"
+    keys = re.findall(r"([a-z]+)=\$\{([a-z]+)\}", m.group(1))
+    for k, v in keys:
+        if k != v:
+            problem(f"table {table}: folder {k}= holds ${{{v}}}")
+    names = [k for k, _ in keys]
+    files_glob = "/".join(f"{k}=*" for k in names) + "/*.parquet"
+    value = {"dt": r"\d{4}-\d{2}-\d{2}", "hour": r"\d{2}"}
+    path_re = "".join(f"{k}=({value.get(k, '[^/]+')})/" for k in names) + r"[^/_][^/]*\.parquet"
+    return names, files_glob, path_re
+
+
+def check_table(table, spec, data_md, store):
+    names, files_glob, path_re = layout(table, spec)
+    keys = [k["name"] for k in spec["partition_keys"]]
+    if keys != names:
+        problem(f"table {table}: partition keys {keys}, the location template has {names}")
+    if any(k["type"] != "string" for k in spec["partition_keys"]):
+        problem(f"table {table}: partition keys {spec['partition_keys']} must be strings")
+    proj = spec["projection"]
+    projected = sorted({k.split(".")[1] for k in proj if k.startswith("projection.")} - {"enabled"})
+    if proj.get("projection.enabled") != "true" or projected != sorted(keys):
+        problem(f"table {table}: projection of {projected} (enabled: "
+                f"{proj.get('projection.enabled')}), partition keys {keys}")
+    root = os.path.join(store, spec["dataset"])
+    files = sorted(glob.glob(os.path.join(root, files_glob)))
+    # Every Parquet file of the dataset, outside its `_` folders, must be in
+    # a folder the template covers (a reader sees no other).
+    every = sorted(p for p in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
+                   if not any(part.startswith("_")
+                              for part in os.path.relpath(p, root).split(os.sep)[:-1]))
+    for f in every:
+        if not re.fullmatch(path_re, os.path.relpath(f, root)):
+            problem(f"table {table}: {os.path.relpath(f, root)} is not in a partition the "
+                    f"projection covers ({path_re})")
     if not files:
-        problem(f"no compacted files under {compacted}")
+        problem(f"table {table}: no files under {root}/{files_glob}")
+    documented = documented_columns(data_md, schema_heading(table))
     read = []
     for f in files:
-        schema = pq.read_schema(f)
-        cols = [(field.name, hive_of_arrow(field.type)) for field in schema]
+        cols = [(field.name, hive_of_arrow(field.type)) for field in pq.read_schema(f)]
         if read and cols != read:
             problem(f"{f}: columns {cols} differ from the other files' {read}")
         read = read or cols
-    for name, table in tables.items():
-        glue = [(c["name"], c["type"]) for c in table["columns"]]
-        if glue != documented:
-            problem(f"table {name}: Glue columns {glue} are not docs/data.md's {documented}")
-        if glue != read:
-            problem(f"table {name}: Glue columns {glue} are not what pyarrow reads {read}")
-        keys = [k["name"] for k in table["partition_keys"]]
-        if keys != ["dt", "hour"]:
-            problem(f"table {name}: partition keys {keys}, the layout has dt and hour")
-        if not table["location_template"].endswith("/dt=${dt}/hour=${hour}/"):
-            problem(f"table {name}: location template {table['location_template']}")
-        for f in files:
-            rel = os.path.relpath(f, compacted)
-            m = re.match(r"dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/", rel)
-            if not m:
-                problem(f"{rel}: not in a dt=YYYY-MM-DD/hour=HH partition the projection covers")
+    glue = [(c["name"], c["type"]) for c in spec["columns"]]
+    if glue != documented:
+        problem(f"table {table}: Glue columns {glue} are not docs/data.md's {documented}")
+    if glue != read:
+        problem(f"table {table}: Glue columns {glue} are not what pyarrow reads {read}")
+    return os.path.join(root, files_glob), names
 
+
+def duckdb_sql(sql, today):
+    """Athena's SQL as DuckDB runs it (the module docstring lists the rules)."""
+    out = re.sub(r"element_at\(\s*(\w+)\s*,\s*('[^']*')\s*\)", r"\1[\2]", sql)
+    if out.count("date_format(") != len(re.findall(r"date_format\(.*?,\s*'%Y-%m-%d'\)", out)):
+        problem("date_format with a pattern other than '%Y-%m-%d': teach duckdb_sql")
+    out = out.replace("date_format(", "strftime(")
+    if today:
+        out = re.sub(r"\bcurrent_date\b", f"DATE '{today}'", out, flags=re.I)
+    return out
+
+
+def tables_read(sql):
+    return set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)", sql, flags=re.I))
+
+
+def rows(relation):
+    table = relation.fetch_arrow_table()
+    # Times and dates as text (no time-zone package needed), the rest as is.
+    columns = [c.cast(pa.string()) if pa.types.is_timestamp(c.type) or pa.types.is_date(c.type)
+               else c for c in table.columns]
+    return [list(row) for row in zip(*(c.to_pylist() for c in columns))]
+
+
+def same_rows(a, b):
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b):
+        if len(ra) != len(rb):
+            return False
+        for x, y in zip(ra, rb):
+            if isinstance(x, float) or isinstance(y, float):
+                if x is None or y is None or not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9):
+                    return False
+            elif x != y:
+                return False
+    return True
+
+
+def one_liners(doc):
+    """(name, SQL) of each `duckdb -c "SQL"` or
+    `python3 -c "import duckdb; print(duckdb.sql(\\"SQL\\"))"` line that
+    follows a comment line `# <name>: ...`."""
+    out = []
+    name = None
+    for line in open(doc):
+        line = line.strip()
+        m = re.match(r"#\s*([a-z0-9_]+):", line)
+        if m:
+            name = m.group(1)
+            continue
+        m = (re.fullmatch(r'duckdb -c "(.*)"', line)
+             or re.fullmatch(r'python3 -c "import duckdb; print\(duckdb\.sql\(\\"(.*)\\"\)\)"', line))
+        if m and name:
+            out.append((name, m.group(1)))
+        name = None
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("glue_json")
+    ap.add_argument("data_md")
+    ap.add_argument("store")
+    ap.add_argument("queries_dir")
+    ap.add_argument("--tables", required=True)
+    ap.add_argument("--today")
+    ap.add_argument("--docs", nargs="*", default=[])
+    a = ap.parse_args()
+    tables = json.load(open(a.glue_json))
+    wanted = a.tables.split(",")
     con = duckdb.connect()
-    files_glob = os.path.join(compacted, "dt=*", "hour=*", "*.parquet").replace("'", "''")
-    con.execute(
-        f"CREATE VIEW compacted AS SELECT * FROM read_parquet('{files_glob}', "
-        "hive_partitioning = true, hive_types = {'dt': VARCHAR, 'hour': VARCHAR})"
-    )
+    for name in wanted:
+        if name not in tables:
+            problem(f"no Glue table {name} in {a.glue_json}")
+            continue
+        files_glob, keys = check_table(name, tables[name], a.data_md, a.store)
+        types = ", ".join(f"'{k}': VARCHAR" for k in keys)
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{files_glob.replace(chr(39), chr(39) * 2)}', "
+            f"hive_partitioning = true, hive_types = {{{types}}})"
+        )
     results = {}
-    for path in sorted(glob.glob(os.path.join(queries_dir, "*.sql"))):
+    for path in sorted(glob.glob(os.path.join(a.queries_dir, "*.sql"))):
         name = os.path.basename(path)[:-4]
+        sql = open(path).read()
+        read = tables_read(sql) & set(tables)
+        if not read or not read <= set(wanted):
+            continue
         try:
-            table = con.sql(open(path).read()).fetch_arrow_table()
+            results[name] = rows(con.sql(duckdb_sql(sql, a.today)))
         except duckdb.Error as e:
             problem(f"query {name} does not run: {e}")
-            continue
-        # Timestamps as text (no time-zone package needed), the rest as is.
-        columns = [c.cast(pa.string()) if pa.types.is_timestamp(c.type) else c
-                   for c in table.columns]
-        results[name] = [list(row) for row in zip(*(c.to_pylist() for c in columns))]
+    lines = {}
+    for doc in a.docs:
+        for name, sql in one_liners(doc):
+            sql = sql.replace("data/objects/", a.store.rstrip("/") + "/")
+            if a.today:
+                sql = re.sub(r"\bcurrent_date\b", f"DATE '{a.today}'", sql, flags=re.I)
+            try:
+                got = rows(con.sql(sql))
+            except duckdb.Error as e:
+                problem(f"{doc}: the one-liner for {name} does not run: {e}")
+                continue
+            if name in results and not same_rows(got, results[name]):
+                problem(f"{doc}: the one-liner for {name} gives {got}, the saved query "
+                        f"{results[name]}")
+            if name in lines and not same_rows(got, lines[name]):
+                problem(f"{doc}: the one-liner for {name} gives {got}, another {lines[name]}")
+            lines.setdefault(name, got)
     if problems:
         sys.exit(1)
-    print(json.dumps({"queries": results}))
+    print(json.dumps({"queries": results, "one_liners": lines}))
 
 
 if __name__ == "__main__":

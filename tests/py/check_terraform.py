@@ -10,8 +10,10 @@
   passes exactly the names its template uses;
 - renders the templates the way Terraform would (with the example inputs)
   into OUT_DIR: relay.yaml (with and without InfluxDB), relay-user-data.sh,
-  compactor-fanout.asl.json, and compactor-env.json (the function's
-  environment), for the caller to check against the real programs; checks
+  compactor-fanout.asl.json, compactor-env.json (the function's
+  environment) and glue-tables.json (each Glue table's dataset, columns,
+  partition keys, location template and projection), for the caller to
+  check against the real programs and data (check_lake.py); checks
   the shell scripts with `bash -n` and the state machine's structure;
 - runs checkov (when --checkov is given): any failed check is an error, and
   every skip must give a reason.
@@ -324,39 +326,139 @@ def render_rest(tf_dir, out_dir, parsed, v, store_url):
 
 def glue_tables(parsed, v):
     """The Glue tables as Terraform would create them with the example
-    inputs: name, columns and partition keys with their types, location
-    template, projection parameters."""
+    inputs: name, the dataset they read (its prefix under var.prefix),
+    columns and partition keys with their types, location template,
+    projection parameters."""
     locals_ = {}
     for doc in parsed.values():
         for block in doc.get("locals", []):
             locals_.update({k: x for k, x in block.items() if not k.startswith("__")})
-    columns = [value(c) for c in locals_.get("lake_columns", [])]
-    projection = value(locals_.get("lake_projection", {}))
-    prefixes = {"compacted": f"{v['prefix']}/compacted", "raw": f"{v['prefix']}/raw"}
+    ev = Evaluator(locals_, v)
     tables = {}
-    for _, _, body in resources_of(parsed, "aws_glue_catalog_table"):
-        if str(body.get("for_each")) != "${local.lake_tables}":
-            problem("aws_glue_catalog_table: expected for_each = local.lake_tables")
+    for _, rname, body in resources_of(parsed, "aws_glue_catalog_table"):
+        m = re.fullmatch(r"\$\{local\.(\w+)\}", str(body.get("for_each")))
+        if not m:
+            problem(f"aws_glue_catalog_table.{rname}: for_each must be a local")
+            continue
+        if m.group(1) == "lake_tables":
+            # merge({compacted = ...}, var.athena_raw_table ? {raw = ...} : {})
+            each = {"compacted": {"prefix": "${local.compacted_prefix}"}}
+            if v["athena_raw_table"]:
+                each["raw"] = {"prefix": "${local.raw_prefix}"}
+            if not str(locals_["lake_tables"]).startswith("${merge({compacted = {prefix = local.compacted_prefix"):
+                problem("local.lake_tables changed shape; teach the checker")
+        else:
+            # Unevaluated: each.value.X is evaluated once, where it is used.
+            each = {unquote(k): {unquote(a): x for a, x in t.items() if not a.startswith("__")}
+                    for k, t in locals_[m.group(1)].items() if not k.startswith("__")}
         sd = body["storage_descriptor"][0]
         dyn = [d for d in sd.get("dynamic", []) if '"columns"' in d]
-        if not dyn or dyn[0]['"columns"']["for_each"] != "${local.lake_columns}":
-            problem("aws_glue_catalog_table: columns must come from local.lake_columns")
+        cols = re.fullmatch(r"\$\{local\.(\w+)\}", dyn[0]['"columns"']["for_each"]) if dyn else None
+        if not cols:
+            problem(f"aws_glue_catalog_table.{rname}: columns must come from a local list")
+            continue
         serde = value(sd["ser_de_info"][0]["serialization_library"])
         if "parquet" not in serde.lower():
-            problem(f"aws_glue_catalog_table: serde {serde} is not Parquet's")
-        keys = [{"name": value(k["name"]), "type": value(k["type"])} for k in body["partition_keys"]]
-        for name, prefix in prefixes.items():
-            if name == "raw" and not v["athena_raw_table"]:
-                continue
-            params = dict(projection)
-            params["dt.range.start"] = v["lake_start_date"]
-            template = f"s3://{v['bucket_name']}/{prefix}/dt=${{dt}}/hour=${{hour}}/"
-            tables[name] = {"columns": [{"name": c["name"], "type": c["type"]} for c in columns],
-                            "partition_keys": keys, "location_template": template,
-                            "projection": params}
-    if "compacted" not in tables:
-        problem("no Glue table over the compacted dataset")
+            problem(f"aws_glue_catalog_table.{rname}: serde {serde} is not Parquet's")
+        params = re.fullmatch(r'\$\{merge\(([\w.]+), \{"EXTERNAL" = "TRUE", '
+                              r'"storage\.location\.template" = "([^"]+)"\}\)\}',
+                              str(body.get("parameters")))
+        if not params:
+            problem(f"aws_glue_catalog_table.{rname}: parameters changed shape; teach the checker")
+            continue
+        for name, table in each.items():
+            ev.each = table
+            keys = [{"name": ev.string(k["name"]), "type": ev.string(k["type"])}
+                    for k in body.get("partition_keys", [])]
+            for d in body.get("dynamic", []):
+                if '"partition_keys"' in d:
+                    block = d['"partition_keys"']
+                    content = block["content"][0]
+                    for key in ev.expr(block["for_each"]):
+                        ev.iterator = ("partition_keys", key)
+                        keys.append({"name": ev.string(content["name"]), "type": ev.string(content["type"])})
+                    ev.iterator = None
+            projection = dict(ev.expr("${" + params.group(1) + "}"))
+            location = ev.string('"' + params.group(2) + '"')
+            bucket_prefix = f"s3://{v['bucket_name']}/{v['prefix']}/"
+            prefix = f"s3://{v['bucket_name']}/{ev.string(table['prefix'])}/"
+            if not prefix.startswith(bucket_prefix):
+                problem(f"table {name}: {prefix} is not under the store {bucket_prefix}")
+            tables[name] = {
+                "dataset": prefix[len(bucket_prefix):].rstrip("/"),
+                "columns": [{"name": c["name"], "type": c["type"]} for c in ev.local(cols.group(1))],
+                "partition_keys": keys,
+                "location_template": location,
+                "projection": projection,
+            }
+    for want in ("compacted", "rollups_1m", "rollups_1h"):
+        if want not in tables:
+            problem(f"no Glue table {want}")
     return tables
+
+
+class Evaluator:
+    """Evaluates the few expression shapes the Glue tables use: literals,
+    lists and maps of them, local.X, var.X, each.value.X, the bucket's name,
+    merge(local.a, local.b), local.m[iterator.value], and strings that
+    interpolate them ($${ stays a literal ${)."""
+
+    def __init__(self, locals_, v):
+        self.locals, self.v, self.each, self.iterator = locals_, v, None, None
+
+    def local(self, name):
+        return self.expr(self.locals[name])
+
+    def ref(self, ref):
+        ref = ref.strip()
+        m = re.fullmatch(r"merge\(([^,]+),\s*([^,]+)\)", ref)
+        if m:
+            return {**self.ref(m.group(1)), **self.ref(m.group(2))}
+        m = re.fullmatch(r"local\.(\w+)\[(\w+)\.value\]", ref)
+        if m and self.iterator and m.group(2) == self.iterator[0]:
+            return self.local(m.group(1))[self.iterator[1]]
+        if self.iterator and ref == f"{self.iterator[0]}.value":
+            return self.iterator[1]
+        m = re.fullmatch(r"local\.(\w+)", ref)
+        if m:
+            return self.local(m.group(1))
+        m = re.fullmatch(r"var\.(\w+)", ref)
+        if m:
+            return self.v[m.group(1)]
+        m = re.fullmatch(r"each\.value\.(\w+)", ref)
+        if m:
+            return self.expr(self.each[m.group(1)])
+        if ref == "aws_s3_bucket.data.bucket":
+            return self.v["bucket_name"]
+        raise ValueError(f"the checker cannot evaluate {ref!r}")
+
+    def string(self, s):
+        out = self.expr(s)
+        if not isinstance(out, str):
+            raise ValueError(f"{s!r} is not a string")
+        return out
+
+    def expr(self, node):
+        if isinstance(node, list):
+            return [self.expr(x) for x in node]
+        if isinstance(node, dict):
+            return {unquote(k): self.expr(x) for k, x in node.items() if not k.startswith("__")}
+        if not isinstance(node, str):
+            return node
+        whole = re.fullmatch(r"\$\{([^{}]*)\}", node)
+        if whole:
+            return self.ref(whole.group(1))
+        text = node[1:-1] if len(node) >= 2 and node[0] == node[-1] == '"' else node
+        parts = re.split(r"(\$\$\{|\$\{[^{}]*\})", text)
+        out = []
+        for part in parts:
+            if part == "$${":
+                out.append("${")
+            elif part.startswith("${"):
+                out.append(str(self.ref(part[2:-1])))
+            else:
+                out.append(part)
+        return "".join(out)
 
 
 def resolve(expr, v, store_url):

@@ -4,9 +4,13 @@
 //! templates as Terraform would, and this test holds the results against the
 //! real programs: the relay's configuration loader, the compactor's
 //! settings, and the compactor's Lambda handler driven the way the state
-//! machine drives it.
+//! machine drives it. The Athena tables and saved queries over a real
+//! compacted hour are checked here, over a real compacted day's rollups in
+//! `rollups.rs`.
 
 #![allow(clippy::unwrap_used)]
+
+mod rollups;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,32 +36,57 @@ fn checkov() -> String {
     std::env::var("HORIZON_CHECKOV").unwrap_or_else(|_| "/opt/horizon-checkov/bin/checkov".into())
 }
 
-/// Runs the static checks; returns the directory of rendered files.
-fn render() -> tempfile::TempDir {
+/// Runs the static checks (checkov too, with `checkov`); returns the
+/// directory of rendered files.
+fn render(checkov: bool) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
-    let checkov = checkov();
-    assert!(
-        Path::new(&checkov).exists(),
-        "{checkov} is missing: `bash tests/run.sh` installs checkov in its own virtualenv"
-    );
-    let run = Command::new("python3")
-        .arg(repo().join("tests/py/check_terraform.py"))
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/py/check_terraform.py"))
         .arg(repo().join("terraform"))
-        .arg(out.path())
-        .args(["--checkov", &checkov])
-        .output()
-        .unwrap();
+        .arg(out.path());
+    if checkov {
+        let path = self::checkov();
+        assert!(
+            Path::new(&path).exists(),
+            "{path} is missing: `bash tests/run.sh` installs checkov in its own virtualenv"
+        );
+        cmd.args(["--checkov", &path]);
+    }
+    let run = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
         "terraform checks failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(
-        stdout.contains("checkov: ") && stdout.contains(" 0 failed"),
-        "{stdout}"
-    );
+    if checkov {
+        assert!(
+            stdout.contains("checkov: ") && stdout.contains(" 0 failed"),
+            "{stdout}"
+        );
+    }
     out
+}
+
+/// Runs `tests/py/check_lake.py` over `store` for `tables` (and `extra`
+/// arguments); returns its JSON report.
+fn check_lake(rendered: &Path, store: &Path, tables: &str, extra: &[String]) -> Value {
+    let lake = Command::new("python3")
+        .arg(repo().join("tests/py/check_lake.py"))
+        .arg(rendered.join("glue-tables.json"))
+        .arg(repo().join("docs/data.md"))
+        .arg(store)
+        .arg(repo().join("terraform/queries"))
+        .args(["--tables", tables])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        lake.status.success(),
+        "lake checks failed:\n{}",
+        String::from_utf8_lossy(&lake.stderr)
+    );
+    serde_json::from_slice(&lake.stdout).unwrap()
 }
 
 fn read(dir: &Path, name: &str) -> String {
@@ -66,7 +95,7 @@ fn read(dir: &Path, name: &str) -> String {
 
 #[tokio::test]
 async fn terraform_is_consistent_with_the_programs_it_deploys() {
-    let out = render();
+    let out = render(true);
     let dir = out.path();
 
     // The relay loads the configuration Terraform renders, with the
@@ -147,6 +176,16 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
         "the compactor reads the bucket and prefix the relays write"
     );
     assert_eq!(settings.shards, 4);
+    // The Glue tables read the datasets the compactor writes.
+    let glue: Value = serde_json::from_str(&read(dir, "glue-tables.json")).unwrap();
+    assert_eq!(glue["compacted"]["dataset"], settings.compacted_prefix);
+    for level in ["1m", "1h"] {
+        assert_eq!(
+            glue[format!("rollups_{level}")]["dataset"],
+            format!("{}/{level}", settings.rollups()),
+            "the rollup tables read the compactor's rollup prefix"
+        );
+    }
 
     // The state machine's plan and its map run through the real handler:
     // the fields it selects exist, and the units it fans out compact.
@@ -234,21 +273,18 @@ async fn terraform_is_consistent_with_the_programs_it_deploys() {
     // Athena: the Glue tables' columns are docs/data.md's and what a real
     // compacted file holds, and the example queries saved in the workgroup
     // run over the compacted hour and give what was written.
-    let lake = Command::new("python3")
-        .arg(repo().join("tests/py/check_lake.py"))
-        .arg(dir.join("glue-tables.json"))
-        .arg(repo().join("docs/data.md"))
-        .arg(store_dir.path().join("compacted"))
-        .arg(repo().join("terraform/queries"))
-        .output()
-        .unwrap();
-    assert!(
-        lake.status.success(),
-        "lake checks failed:\n{}",
-        String::from_utf8_lossy(&lake.stderr)
-    );
-    let q: Value = serde_json::from_slice(&lake.stdout).unwrap();
+    let q = check_lake(dir, store_dir.path(), "compacted", &[]);
     let q = &q["queries"];
+    let names: Vec<&String> = q.as_object().unwrap().keys().collect();
+    assert_eq!(
+        names,
+        [
+            "node_gpu_temperature_over_a_day",
+            "points_per_metric_per_hour",
+            "top_nodes_by_power"
+        ],
+        "the queries over the compacted table, and only those"
+    );
     let per_metric = q["points_per_metric_per_hour"].as_array().unwrap();
     let temp = per_metric
         .iter()
