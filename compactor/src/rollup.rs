@@ -10,7 +10,8 @@
 //! - `build.rs`: a unit's rollups from its final rows in key order (first
 //!   and major compactions, backfills);
 //! - `late.rs`: a unit's rollups after a late fold, recomputing only the
-//!   series-minutes late rows touch;
+//!   series-minutes late rows touch (`walk.rs`: a rollup file walked beside
+//!   the touched series; `fetch.rs`: committed samples by ranged reads);
 //! - `day.rs`: the 1-hour level, one set of files per closed day;
 //! - `backfill.rs`: rollups for hours compacted before rollups existed.
 
@@ -25,6 +26,7 @@ mod kind;
 pub(crate) mod late;
 mod rows;
 mod series;
+mod walk;
 
 pub use agg::{Agg, Sample, delta};
 pub use build::{Builder, Built, RollupFile, RollupFiles};

@@ -17,7 +17,10 @@ use super::kind::MetricType;
 use super::rows::{Row, SeriesKey, dict_str, labels_at, rollup_properties, to_batch};
 use super::series::SeriesAcc;
 use crate::commit::FirstKey;
-use crate::merge::{BATCH_ROWS, MergeError};
+use crate::merge::MergeError;
+
+/// Rows a builder collects before it writes them.
+const WRITE_ROWS: usize = 1024;
 
 /// A finished local rollup file.
 #[derive(Debug, Clone)]
@@ -166,7 +169,7 @@ impl Builder {
         Self {
             hour_start,
             acc: None,
-            minutes: Vec::with_capacity(BATCH_ROWS),
+            minutes: Vec::with_capacity(WRITE_ROWS * 2),
             hours: Vec::new(),
             minute_files: RollupFiles::new(dir, "r1m", "1m", row_group_rows, target_bytes),
             hour_files: RollupFiles::new(dir, "r1h", "1h", row_group_rows, u64::MAX),
@@ -240,11 +243,13 @@ impl Builder {
         let (minutes, hour) = acc.finish(self.hour_start);
         self.minutes.extend(minutes);
         self.hours.extend(hour);
-        if self.minutes.len() >= BATCH_ROWS {
+        // Written in batches of about a thousand rows (whole series), so a
+        // file ends close to the target size.
+        if self.minutes.len() >= WRITE_ROWS {
             self.minute_files.write_rows(&self.minutes)?;
             self.minutes.clear();
         }
-        if self.hours.len() >= BATCH_ROWS {
+        if self.hours.len() >= WRITE_ROWS {
             self.hour_files.write_rows(&self.hours)?;
             self.hours.clear();
         }

@@ -29,16 +29,17 @@ use arrow_array::{RecordBatch, UInt32Array};
 use object_store::path::Path;
 
 use super::agg::Sample;
-use super::build::{RollupFile, RollupFiles, SampleReader};
+use super::build::{RollupFiles, SampleReader};
 use super::fetch::{Found, Wanted, fetch};
 use super::kind::MetricType;
-use super::rows::{Row, RowReader, SeriesKey, rollup_schema};
+use super::rows::{Row, RowReader, SeriesKey};
 use super::series::{SeriesAcc, minute_of};
+use super::walk::{Visitor, walk};
 use super::{NewRollupFiles, NewRollups};
 use crate::commit::{FileEntry, FirstKey, Manifest};
 use crate::ctx::{Ctx, blocking};
 use crate::error::UnitError;
-use crate::merge::{self, MergeError};
+use crate::merge::MergeError;
 use crate::transfer::download;
 
 /// A series with changed samples.
@@ -49,8 +50,6 @@ struct Touched {
     fresh: Vec<(Sample, MetricType)>,
     /// Samples replacing a committed one (same time, another value).
     replacing: Vec<(Sample, MetricType)>,
-    /// Its minute rows in the current generation.
-    old: Vec<Row>,
 }
 
 /// What refolding read.
@@ -88,7 +87,7 @@ pub(crate) async fn refold(
             ..Refolded::default()
         });
     }
-    let mut touched = touched_series(late, fresh, replacing)?;
+    let touched = touched_series(late, fresh, replacing)?;
     let dir = work.join("rollup-late");
     std::fs::create_dir_all(&dir).map_err(|source| UnitError::Local {
         path: dir.clone(),
@@ -99,109 +98,106 @@ pub(crate) async fn refold(
         ..Refolded::default()
     };
     // The minute files holding touched series, downloaded.
-    let route = |entries: &[FileEntry], t: &Touched| -> usize {
+    let route = |entries: &[FileEntry], k: &SeriesKey| -> usize {
         entries
-            .partition_point(|e| {
-                e.first
-                    .as_ref()
-                    .is_none_or(|f| f.as_key() <= t.key.sort_key())
-            })
+            .partition_point(|e| e.first.as_ref().is_none_or(|f| f.as_key() <= k.sort_key()))
             .saturating_sub(1)
     };
-    let minute_of_file: Vec<usize> = touched.iter().map(|t| route(&rollups.minute, t)).collect();
-    let mut local: HashMap<usize, PathBuf> = HashMap::new();
-    for &i in &minute_of_file {
-        if let (Some(f), false) = (rollups.minute.get(i), local.contains_key(&i)) {
+    let files = rollups.minute.len().max(1);
+    let mut by_file: Vec<Vec<usize>> = vec![Vec::new(); files];
+    for (i, t) in touched.iter().enumerate() {
+        by_file[route(&rollups.minute, &t.key)].push(i);
+    }
+    let mut local: Vec<Option<PathBuf>> = vec![None; files];
+    for (i, f) in rollups.minute.iter().enumerate() {
+        if !by_file[i].is_empty() {
             let path = dir.join(format!("old-1m-{i:04}.parquet"));
             download(ctx.store, &Path::from(f.key.as_str()), &path).await?;
             out.bytes_read += f.bytes;
-            local.insert(i, path);
+            local[i] = Some(path);
         }
     }
-    // Their minute rows of the current generation.
-    let paths: Vec<PathBuf> = local.values().cloned().collect();
-    touched = blocking(move || -> Result<Vec<Touched>, MergeError> {
-        for p in &paths {
-            read_old(p, &mut touched)?;
-        }
-        Ok(touched)
-    })
-    .await??;
-    // The minutes to recompute, and their committed samples.
-    let wanted = wanted(&touched);
+    let mut hour_local: Vec<PathBuf> = Vec::new();
+    for (i, f) in rollups.hour.iter().enumerate() {
+        let path = dir.join(format!("old-1h-{i:04}.parquet"));
+        download(ctx.store, &Path::from(f.key.as_str()), &path).await?;
+        out.bytes_read += f.bytes;
+        hour_local.push(path);
+    }
+    let touched = Arc::new(touched);
+    let (by_file, local) = (Arc::new(by_file), Arc::new(local));
+    // Pass 1: the minutes a changed sample falls inside, to recompute.
+    let wanted = {
+        let (touched, by_file, local) = (touched.clone(), by_file.clone(), local.clone());
+        blocking(move || -> Result<Vec<Wanted>, MergeError> {
+            let mut w = Scan {
+                touched: &touched,
+                wanted: Vec::new(),
+                ids: &[],
+            };
+            for (i, ids) in by_file.iter().enumerate() {
+                let keys: Vec<Arc<SeriesKey>> =
+                    ids.iter().map(|&t| Arc::clone(&touched[t].key)).collect();
+                w.ids = ids;
+                walk(local[i].as_deref(), &keys, &mut w)?;
+            }
+            w.wanted.sort();
+            w.wanted.dedup();
+            Ok(w.wanted)
+        })
+        .await??
+    };
     out.minutes_fetched = wanted.len();
+    // Their committed samples.
     let (found, fetched) = fetch(ctx.store, &current.files, &wanted).await?;
     out.bytes_read += fetched;
-    // The touched series folded again; then the files holding them rewritten.
-    let hour_paths: Vec<(usize, PathBuf)> = {
-        let mut v = Vec::new();
-        for (i, f) in rollups.hour.iter().enumerate() {
-            let path = dir.join(format!("old-1h-{i:04}.parquet"));
-            download(ctx.store, &Path::from(f.key.as_str()), &path).await?;
-            out.bytes_read += f.bytes;
-            v.push((i, path));
-        }
-        v
-    };
+    // Pass 2: each file written again, each touched series folded anew as
+    // its rows go by; then the hour files with the series' new hour rows.
     let rg = usize::try_from(ctx.settings.row_group_rows).unwrap_or(usize::MAX);
     let rollups = rollups.clone();
     out.rollups = blocking(move || -> Result<NewRollups, MergeError> {
-        let folded: Vec<(Arc<SeriesKey>, Vec<Row>, Option<Row>)> = touched
-            .into_iter()
-            .map(|t| refold_series(t, &found, hour_start))
-            .collect();
+        let mut hours: Vec<Option<Row>> = vec![None; touched.len()];
         let mut minute: NewRollupFiles = Vec::new();
-        let files = rollups.minute.len().max(1);
-        for i in 0..files {
-            let repl: Vec<(&Arc<SeriesKey>, &[Row])> = folded
-                .iter()
-                .zip(&minute_of_file)
-                .filter(|(_, f)| **f == i)
-                .map(|((k, m, _), _)| (k, m.as_slice()))
-                .collect();
-            match (repl.is_empty(), rollups.minute.get(i)) {
+        for (i, ids) in by_file.iter().enumerate() {
+            match (ids.is_empty(), rollups.minute.get(i)) {
                 (true, Some(e)) => minute.push(Ok(e.clone())),
-                (_, e) => {
-                    let src = e.and(local.get(&i).map(PathBuf::as_path));
-                    let stem = format!("late-1m-{i:04}");
-                    minute.extend(
-                        rewrite(src, &repl, &dir, &stem, "1m", rg)?
-                            .into_iter()
-                            .map(Err),
-                    );
+                _ => {
+                    let keys: Vec<Arc<SeriesKey>> =
+                        ids.iter().map(|&t| Arc::clone(&touched[t].key)).collect();
+                    let mut w = Refold {
+                        touched: &touched,
+                        ids,
+                        found: &found,
+                        hour_start,
+                        hours: &mut hours,
+                        out: RollupFiles::new(&dir, &format!("late-1m-{i:04}"), "1m", rg, u64::MAX),
+                    };
+                    walk(local[i].as_deref(), &keys, &mut w)?;
+                    minute.extend(w.out.finish()?.into_iter().map(Err));
                 }
             }
         }
-        let hours: Vec<(&Arc<SeriesKey>, &[Row])> = folded
-            .iter()
-            .filter_map(|(k, _, h)| h.as_ref().map(|h| (k, std::slice::from_ref(h))))
-            .collect();
-        let route_h = |k: &SeriesKey| {
-            rollups
-                .hour
-                .partition_point(|e| e.first.as_ref().is_none_or(|f| f.as_key() <= k.sort_key()))
-                .saturating_sub(1)
-        };
+        // The hour files: every touched series' new hour row in place of its old one.
         let mut hour: NewRollupFiles = Vec::new();
-        for i in 0..rollups.hour.len().max(1) {
-            let repl: Vec<(&Arc<SeriesKey>, &[Row])> = hours
-                .iter()
-                .filter(|(k, _)| route_h(k) == i)
-                .cloned()
-                .collect();
-            match (repl.is_empty(), rollups.hour.get(i)) {
+        let hour_files = rollups.hour.len().max(1);
+        let mut by_hour_file: Vec<Vec<usize>> = vec![Vec::new(); hour_files];
+        for (t, h) in hours.iter().enumerate() {
+            if h.is_some() {
+                by_hour_file[route(&rollups.hour, &touched[t].key)].push(t);
+            }
+        }
+        for (i, ids) in by_hour_file.iter().enumerate() {
+            match (ids.is_empty(), rollups.hour.get(i)) {
                 (true, Some(e)) => hour.push(Ok(e.clone())),
                 _ => {
-                    let src = hour_paths
-                        .iter()
-                        .find(|(j, _)| *j == i)
-                        .map(|(_, p)| p.as_path());
-                    let stem = format!("late-1h-{i:04}");
-                    hour.extend(
-                        rewrite(src, &repl, &dir, &stem, "1h", rg)?
-                            .into_iter()
-                            .map(Err),
-                    );
+                    let keys: Vec<Arc<SeriesKey>> =
+                        ids.iter().map(|&t| Arc::clone(&touched[t].key)).collect();
+                    let mut w = Replace {
+                        rows: ids.iter().map(|&t| hours[t].clone()).collect(),
+                        out: RollupFiles::new(&dir, &format!("late-1h-{i:04}"), "1h", rg, u64::MAX),
+                    };
+                    walk(hour_local.get(i).map(PathBuf::as_path), &keys, &mut w)?;
+                    hour.extend(w.out.finish()?.into_iter().map(Err));
                 }
             }
         }
@@ -209,6 +205,88 @@ pub(crate) async fn refold(
     })
     .await??;
     Ok(out)
+}
+
+/// Writes rows `from..to` of a rollup batch (whole series) to `out`.
+fn write_slice(
+    out: &mut RollupFiles,
+    batch: &RecordBatch,
+    from: usize,
+    to: usize,
+) -> Result<(), MergeError> {
+    if to <= from {
+        return Ok(());
+    }
+    let rd = RowReader::new(batch);
+    let (metric, node, series_id) = rd.sort_key(from);
+    let first = FirstKey {
+        metric: metric.to_owned(),
+        node: node.to_owned(),
+        series_id,
+    };
+    out.write(&batch.slice(from, to - from), first)
+}
+
+/// Pass 1: the minutes of touched series a changed sample falls inside.
+struct Scan<'a> {
+    touched: &'a [Touched],
+    ids: &'a [usize],
+    wanted: Vec<Wanted>,
+}
+
+impl Visitor for Scan<'_> {
+    fn kept(&mut self, _: &RecordBatch, _: usize, _: usize) -> Result<(), MergeError> {
+        Ok(())
+    }
+
+    fn series(&mut self, i: usize, rows: &[Row]) -> Result<(), MergeError> {
+        let t = &self.touched[self.ids[i]];
+        self.wanted.extend(
+            rows.iter()
+                .filter(|r| inside(t, r))
+                .map(|r| wanted_of(t, r)),
+        );
+        Ok(())
+    }
+}
+
+/// Pass 2: the file written again, touched series folded anew.
+struct Refold<'a> {
+    touched: &'a [Touched],
+    ids: &'a [usize],
+    found: &'a Found,
+    hour_start: i64,
+    hours: &'a mut Vec<Option<Row>>,
+    out: RollupFiles,
+}
+
+impl Visitor for Refold<'_> {
+    fn kept(&mut self, batch: &RecordBatch, from: usize, to: usize) -> Result<(), MergeError> {
+        write_slice(&mut self.out, batch, from, to)
+    }
+
+    fn series(&mut self, i: usize, rows: &[Row]) -> Result<(), MergeError> {
+        let t = self.ids[i];
+        let (minutes, hour) = refold_series(&self.touched[t], rows, self.found, self.hour_start);
+        self.hours[t] = hour;
+        self.out.write_rows(&minutes)
+    }
+}
+
+/// The hour files: each touched series' new hour row in place of its old.
+struct Replace {
+    rows: Vec<Option<Row>>,
+    out: RollupFiles,
+}
+
+impl Visitor for Replace {
+    fn kept(&mut self, batch: &RecordBatch, from: usize, to: usize) -> Result<(), MergeError> {
+        write_slice(&mut self.out, batch, from, to)
+    }
+
+    fn series(&mut self, i: usize, _: &[Row]) -> Result<(), MergeError> {
+        self.out.write_rows(self.rows[i].as_slice())
+    }
 }
 
 /// The changed late rows grouped by series (the batch is in key order).
@@ -235,7 +313,6 @@ fn touched_series(
                 key: Arc::new(acc.series(i)),
                 fresh: Vec::new(),
                 replacing: Vec::new(),
-                old: Vec::new(),
             });
         }
         if let Some(t) = out.last_mut() {
@@ -247,27 +324,6 @@ fn touched_series(
         }
     }
     Ok(out)
-}
-
-/// Collects the touched series' minute rows from a local minute file.
-fn read_old(path: &FsPath, touched: &mut [Touched]) -> Result<(), MergeError> {
-    let mut by_id: HashMap<i64, Vec<usize>> = HashMap::new();
-    for (i, t) in touched.iter().enumerate() {
-        by_id.entry(t.key.series_id).or_default().push(i);
-    }
-    for batch in merge::open_source(path)? {
-        let batch = batch?;
-        let rd = RowReader::new(&batch);
-        for r in 0..batch.num_rows() {
-            let k = rd.sort_key(r);
-            let Some(ids) = by_id.get(&k.2) else { continue };
-            if let Some(&t) = ids.iter().find(|&&t| touched[t].key.sort_key() == k) {
-                let key = Arc::clone(&touched[t].key);
-                touched[t].old.push(rd.row(r, &key));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Whether a changed sample falls inside an old minute's span.
@@ -288,22 +344,6 @@ fn wanted_of(t: &Touched, r: &Row) -> Wanted {
     }
 }
 
-/// The series-minutes recomputed from their committed samples.
-fn wanted(touched: &[Touched]) -> Vec<Wanted> {
-    let mut v: Vec<Wanted> = touched
-        .iter()
-        .flat_map(|t| {
-            t.old
-                .iter()
-                .filter(|r| inside(t, r))
-                .map(|r| wanted_of(t, r))
-        })
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
 enum Item<'a> {
     Sample(Sample, MetricType),
     Summary(&'a Row, Option<Sample>),
@@ -318,12 +358,14 @@ impl Item<'_> {
     }
 }
 
-/// One touched series' hour folded again: its minute rows and hour row.
+/// One touched series' hour folded again from its minute rows `old` of the
+/// current generation: its new minute rows and hour row.
 fn refold_series(
-    t: Touched,
+    t: &Touched,
+    old: &[Row],
     found: &Found,
     hour_start: i64,
-) -> (Arc<SeriesKey>, Vec<Row>, Option<Row>) {
+) -> (Vec<Row>, Option<Row>) {
     let replacing: HashMap<i64, (f64, MetricType)> = t
         .replacing
         .iter()
@@ -331,9 +373,9 @@ fn refold_series(
         .collect();
     let mut items: Vec<Item> = Vec::new();
     let mut old_prev = None;
-    for r in &t.old {
-        if inside(&t, r) {
-            let samples = found.get(&wanted_of(&t, r)).map_or(&[][..], Vec::as_slice);
+    for r in old {
+        if inside(t, r) {
+            let samples = found.get(&wanted_of(t, r)).map_or(&[][..], Vec::as_slice);
             for &(ts, v, ty) in samples {
                 let (v, ty) = replacing.get(&ts).copied().unwrap_or((v, ty));
                 items.push(Item::Sample((ts, v), ty));
@@ -343,7 +385,7 @@ fn refold_series(
         }
         old_prev = Some(r.agg.last);
     }
-    let minutes_with_rows: std::collections::HashSet<i64> = t.old.iter().map(|r| r.start).collect();
+    let minutes_with_rows: std::collections::HashSet<i64> = old.iter().map(|r| r.start).collect();
     for &(s, ty) in &t.fresh {
         items.push(Item::Sample(s, ty));
     }
@@ -362,59 +404,5 @@ fn refold_series(
             Item::Summary(r, p) => acc.summary(r, *p),
         }
     }
-    let (minutes, hour) = acc.finish(hour_start);
-    (t.key, minutes, hour)
-}
-
-/// Writes `src` (a local rollup file, or none) with the rows of the
-/// `repl` series (in key order) in place of theirs.
-fn rewrite(
-    src: Option<&FsPath>,
-    repl: &[(&Arc<SeriesKey>, &[Row])],
-    dir: &FsPath,
-    stem: &str,
-    level: &'static str,
-    row_group_rows: usize,
-) -> Result<Vec<RollupFile>, MergeError> {
-    let mut out = RollupFiles::new(dir, stem, level, row_group_rows, u64::MAX);
-    let mut j = 0;
-    let emit = |out: &mut RollupFiles, rows: &[Row]| out.write_rows(rows);
-    if let Some(src) = src {
-        for batch in merge::open_source(src)? {
-            let batch = RecordBatch::try_new(rollup_schema(), batch?.columns().to_vec())?;
-            let rd = RowReader::new(&batch);
-            let mut run = 0;
-            let flush = |out: &mut RollupFiles, from: usize, to: usize| {
-                if to > from {
-                    let (m, n, s) = rd.sort_key(from);
-                    let first = FirstKey {
-                        metric: m.to_owned(),
-                        node: n.to_owned(),
-                        series_id: s,
-                    };
-                    out.write(&batch.slice(from, to - from), first)
-                } else {
-                    Ok(())
-                }
-            };
-            for i in 0..batch.num_rows() {
-                let k = rd.sort_key(i);
-                while j < repl.len() && repl[j].0.sort_key() < k {
-                    flush(&mut out, run, i)?;
-                    run = i;
-                    emit(&mut out, repl[j].1)?;
-                    j += 1;
-                }
-                if j < repl.len() && repl[j].0.sort_key() == k {
-                    flush(&mut out, run, i)?;
-                    run = i + 1;
-                }
-            }
-            flush(&mut out, run, batch.num_rows())?;
-        }
-    }
-    for (_, rows) in &repl[j..] {
-        emit(&mut out, rows)?;
-    }
-    out.finish()
+    acc.finish(hour_start)
 }

@@ -184,6 +184,12 @@ async fn rollups_stay_exact_through_late_data_winning_copies_and_a_major_compact
     let v = check_rollups(&ts);
     // Every series is untyped here: increase computed and flagged.
     assert_eq!(v["minute"]["assumed"], v["minute"]["expected"], "{v}");
+    // The small target size splits an hour's minute rollups into several
+    // files (series ranges), so late folds below route series to files.
+    let minute_files = ts
+        .keys(&format!("rollups/1m/{}", hours()[1].partition()))
+        .await;
+    assert!(minute_files.len() >= 2, "{minute_files:?}");
     assert_eq!(v["days"], 1, "{v}");
     // A run with nothing new leaves the day as it is.
     let r = run(&ts.compactor(&[]), &closed_now()).await;
