@@ -3,7 +3,9 @@
 //! the late keys, and fetch only those row groups' key and tie-break columns
 //! (every column but `labels`) with ranged reads. Used by the late fold
 //! (`fold.rs`) to find which late rows duplicate a committed point and
-//! which copy the rule keeps.
+//! which copy the rule keeps. The probe reads neither `labels` nor
+//! `metric_type`, so a committed file of schema version 1 (no
+//! `metric_type`) is probed as one of version 2.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -396,3 +398,6 @@ fn read_hits(
     }
     Ok(hits)
 }
+
+#[cfg(test)]
+mod tests;
