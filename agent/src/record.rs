@@ -225,6 +225,19 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seeds_are_payloads_of_both_kinds() {
+        // An old record and a typed one (fuzz/seeds/spool_record/).
+        let old = decode(include_bytes!("../../fuzz/seeds/spool_record/one_point")).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].metric_type, MetricType::Unspecified);
+        let seed = include_bytes!("../../fuzz/seeds/spool_record/typed_points");
+        let typed = decode(seed).unwrap();
+        let types: Vec<MetricType> = typed.iter().map(|p| p.metric_type).collect();
+        assert_eq!(types, [MetricType::Counter, MetricType::Unspecified]);
+        assert_eq!(encode(&typed), seed);
+    }
+
+    #[test]
     fn a_type_byte_no_revision_wrote_is_an_error() {
         let p = OwnedPoint {
             metric: "m".into(),
