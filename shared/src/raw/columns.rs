@@ -17,8 +17,9 @@ use super::sort::SortKey;
 
 /// The record batch of the rows `slice` names, in its order: the same
 /// batch as [`build_raw_batch`] of those rows, built column by column from
-/// the sort's codes (node, metric, relay and metric type as dictionary keys
-/// over the flush's distinct names; the writer keeps only the ones used).
+/// the sort's codes (node, metric and relay as dictionary keys over the
+/// flush's distinct names, the metric type over the column's five values;
+/// the writer keeps only the ones used).
 ///
 /// [`build_raw_batch`]: super::build_raw_batch
 pub(super) fn build_sorted_batch(
