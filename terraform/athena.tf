@@ -25,6 +25,7 @@ locals {
     { name = "value", type = "double", comment = "value (always finite)" },
     { name = "received_at", type = "timestamp", comment = "when a relay received the point (UTC)" },
     { name = "relay", type = "string", comment = "relay that wrote the raw object" },
+    { name = "metric_type", type = "string", comment = "counter, gauge, histogram, summary or unknown (schema version 2; NULL in a version-1 file, read it as unknown)" },
   ]
 
   # The rollup schema, version 1 (docs/data.md, "Rollup schema"): both

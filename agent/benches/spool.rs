@@ -17,6 +17,7 @@ fn batch() -> Vec<u8> {
     let points: Vec<OwnedPoint> = (0..1000)
         .map(|i| OwnedPoint {
             metric: format!("DCGM_FI_DEV_FIELD_{}", i % 60),
+            metric_type: horizon_shared::proto::MetricType::Gauge,
             labels: vec![
                 (
                     "UUID".into(),

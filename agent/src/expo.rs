@@ -20,8 +20,13 @@
 //! A malformed line is reported in [`Exposition::errors`] (line number and
 //! why) and skipped; the other lines are kept. The parser never panics on
 //! any input (property-tested and fuzzed, see `fuzz/`).
+//!
+//! A sample's metric type, from the `# TYPE` of its family:
+//! [`family::metric_type`].
 
 use std::collections::BTreeMap;
+
+pub mod family;
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]

@@ -28,6 +28,8 @@
 //! The NVML implementation has not been run on a GPU here (no GPU on the
 //! build machine); everything around it is tested with a fake source.
 
+use horizon_shared::proto::MetricType;
+
 use crate::record::OwnedPoint;
 
 #[cfg(feature = "nvml")]
@@ -37,11 +39,31 @@ mod source;
 
 pub use source::{GpuInfo, GpuReading, GpuSnapshot, GpuSource, XidEvent};
 
+/// The NVML metrics that are counters: NVML's cumulative energy and error
+/// counts (since the driver loaded; a reload starts them again).
+const COUNTERS: [&str; 4] = [
+    "gpu_energy_joules_total",
+    "gpu_ecc_errors_total",
+    "gpu_pcie_replays_total",
+    "gpu_nvlink_errors_total",
+];
+
+/// The type of an NVML metric: [`COUNTERS`] are counters, every other
+/// reading a gauge (`gpu_xid_error`, whose value is an XID code, too).
+pub fn nvml_metric_type(metric: &str) -> MetricType {
+    if COUNTERS.contains(&metric) {
+        MetricType::Counter
+    } else {
+        MetricType::Gauge
+    }
+}
+
 /// Turns a snapshot into points at `time_unix_nano`, with `gpu_up`.
 pub fn to_points(snap: &Result<GpuSnapshot, String>, time_unix_nano: i64) -> Vec<OwnedPoint> {
     let up = matches!(snap, Ok(s) if !s.gpus.is_empty());
     let mut out = vec![OwnedPoint {
         metric: "gpu_up".into(),
+        metric_type: MetricType::Gauge,
         labels: vec![],
         time_unix_nano,
         value: if up { 1.0 } else { 0.0 },
@@ -63,6 +85,7 @@ pub fn to_points(snap: &Result<GpuSnapshot, String>, time_unix_nano: i64) -> Vec
         l.extend(r.labels.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         out.push(OwnedPoint {
             metric: r.metric.into(),
+            metric_type: nvml_metric_type(r.metric),
             labels: l,
             time_unix_nano,
             value: r.value,
@@ -72,6 +95,7 @@ pub fn to_points(snap: &Result<GpuSnapshot, String>, time_unix_nano: i64) -> Vec
         let Some(l) = labels(x.gpu) else { continue };
         out.push(OwnedPoint {
             metric: "gpu_xid_error".into(),
+            metric_type: MetricType::Gauge,
             labels: l,
             time_unix_nano: x.time_unix_nano,
             value: x.xid as f64,
@@ -159,6 +183,37 @@ mod tests {
             (p[3].metric.as_str(), p[3].value, p[3].time_unix_nano),
             ("gpu_xid_error", 79.0, 5)
         );
+        let types: Vec<MetricType> = p.iter().map(|p| p.metric_type).collect();
+        assert_eq!(
+            types,
+            [
+                MetricType::Gauge,
+                MetricType::Gauge,
+                MetricType::Counter,
+                MetricType::Gauge
+            ]
+        );
+    }
+
+    #[test]
+    fn every_cumulative_nvml_metric_is_a_counter_and_no_other() {
+        // The names the NVML source reads, from its source text: those
+        // named `_total` (cumulative, by the naming convention the source
+        // follows) are counters, the others gauges.
+        let source = include_str!("gpu/nvml.rs");
+        let names: Vec<&str> = source
+            .split('"')
+            .filter(|s| s.starts_with("gpu_") && !s.contains(' '))
+            .collect();
+        assert!(names.len() >= 14, "{names:?}");
+        for name in names {
+            let want = if name.ends_with("_total") {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            assert_eq!(nvml_metric_type(name), want, "{name}");
+        }
     }
 
     #[test]

@@ -106,7 +106,9 @@ pub fn allowed(t: &Target, name: &str) -> bool {
 /// - placeholders (value ≥ the target's `placeholder_min`, names matching
 ///   `placeholder_metrics`) and non-finite
 ///   values dropped and counted;
-/// - the sample's own timestamp used when present, else the scrape time.
+/// - the sample's own timestamp used when present, else the scrape time;
+/// - its metric type that of its family's `# TYPE` (unspecified if none;
+///   [`expo::family`]).
 pub fn convert(t: &Target, expo: Exposition, scrape_time_ns: i64) -> Converted {
     let limits = SeriesLimits::default();
     let mut c = Converted::default();
@@ -155,6 +157,7 @@ pub fn convert(t: &Target, expo: Exposition, scrape_time_ns: i64) -> Converted {
             .and_then(|ms| ms.checked_mul(1_000_000))
             .unwrap_or(scrape_time_ns);
         c.points.push(OwnedPoint {
+            metric_type: expo::family::metric_type(&expo.types, &s.name),
             metric: s.name,
             labels: labels.into_iter().map(|l| (l.key, l.value)).collect(),
             time_unix_nano,
@@ -383,6 +386,37 @@ stamped 1 1700000000123
         );
         assert_eq!(p.time_unix_nano, 42);
         assert_eq!(c.points[2].time_unix_nano, 1_700_000_000_123_000_000);
+    }
+
+    #[test]
+    fn each_point_carries_its_familys_type() {
+        use horizon_shared::proto::MetricType;
+        let text = "\
+# TYPE DCGM_FI_DEV_GPU_TEMP gauge
+DCGM_FI_DEV_GPU_TEMP{gpu=\"0\"} 40
+# TYPE DCGM_FI_PROF_PIPE_TENSOR_ACTIVE counter
+DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{gpu=\"0\"} 9
+# TYPE rpc_seconds histogram
+rpc_seconds_bucket{le=\"+Inf\"} 3
+rpc_seconds_count 3
+untyped_metric 1
+";
+        let c = convert(&target(), expo::parse(text, Format::Prometheus), 42);
+        let got: Vec<(&str, MetricType)> = c
+            .points
+            .iter()
+            .map(|p| (p.metric.as_str(), p.metric_type))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("DCGM_FI_DEV_GPU_TEMP", MetricType::Gauge),
+                ("rpc_seconds_bucket", MetricType::Histogram),
+                ("rpc_seconds_count", MetricType::Histogram),
+                ("untyped_metric", MetricType::Unspecified),
+            ]
+        );
+        assert_eq!(c.denied, 1, "the denied counter is not a point");
     }
 
     #[test]

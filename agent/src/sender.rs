@@ -91,7 +91,7 @@ pub async fn run_sender(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            match client.series(&p.metric, &labels) {
+            match client.typed_series(&p.metric, &labels, p.metric_type) {
                 Ok(id) => batch.points.push(Point::new(id, p.time_unix_nano, p.value)),
                 Err(e) => {
                     warn!(metric = %p.metric, error = %e, "invalid series dropped");

@@ -2,7 +2,8 @@
 //! scraped by the agent binary through a recording proxy, sent to a relay
 //! running in the test. Every sample of the scrape, as Python's
 //! `prometheus_client` parser reads the very body the agent got, is in the
-//! relay's Parquet with the same name, labels and value.
+//! relay's Parquet with the same name, labels and value, and with the
+//! metric type of the family the parser puts it in.
 
 #![allow(clippy::unwrap_used)]
 
@@ -72,7 +73,7 @@ async fn every_sample_of_a_node_exporter_scrape_is_stored() {
         m.get("horizon_agent_points_dropped_total{reason=\"non_finite\"}") as usize,
         non_finite
     );
-    let mut want: Vec<(String, BTreeMap<String, String>, u64)> = expected
+    let mut want: Vec<(String, BTreeMap<String, String>, u64, String)> = expected
         .into_iter()
         .filter(|s| s.value.is_finite())
         .map(|s| {
@@ -82,9 +83,21 @@ async fn every_sample_of_a_node_exporter_scrape_is_stored() {
                 .into_iter()
                 .filter(|(_, v)| !v.is_empty())
                 .collect();
-            (s.name, labels, s.value.to_bits())
+            // The column's value for the family's type (docs/data.md).
+            let family_type = match s.family_type.as_str() {
+                t @ ("counter" | "gauge" | "histogram" | "summary") => t,
+                "gaugehistogram" | "info" | "stateset" => "gauge",
+                _ => "unknown",
+            };
+            (s.name, labels, s.value.to_bits(), family_type.to_owned())
         })
         .collect();
+    let typed = want.iter().filter(|s| s.3 != "unknown").count();
+    assert!(
+        typed * 2 > want.len(),
+        "node_exporter declares the types of most of its {} samples ({typed})",
+        want.len()
+    );
     assert!(
         want.len() > 200,
         "node_exporter served {} samples",
@@ -94,7 +107,7 @@ async fn every_sample_of_a_node_exporter_scrape_is_stored() {
 
     // Durable acks: what was acked is in Parquet.
     let data = horizon_e2e::read_parquet(&["local", relay.objects.to_str().unwrap()]);
-    let mut got: Vec<(String, BTreeMap<String, String>, u64)> = data
+    let mut got: Vec<(String, BTreeMap<String, String>, u64, String)> = data
         .rows
         .iter()
         .filter(|r| r["node"] == "gpu-node-ne")
@@ -105,6 +118,7 @@ async fn every_sample_of_a_node_exporter_scrape_is_stored() {
                 r["metric"].as_str().unwrap().to_owned(),
                 labels,
                 r["value"].as_f64().unwrap().to_bits(),
+                r["metric_type"].as_str().unwrap().to_owned(),
             )
         })
         .collect();

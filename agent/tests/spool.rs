@@ -1,6 +1,7 @@
 //! The spool through the agent binary: a torn last record after a SIGKILL
-//! loses only that record; a full spool drops the oldest batches and the
-//! count is exact.
+//! loses only that record, and the points spooled before the kill keep
+//! their metric type; a full spool drops the oldest batches and the count
+//! is exact.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,8 +24,8 @@ async fn counting_target(series: u64, serving: Arc<AtomicBool>) -> Target {
             return Reply::Status(503);
         }
         let ts = base_ms + i64::try_from(n).unwrap();
-        let body: String = (0..series)
-            .map(|i| format!("spool_test_metric{{series=\"{i}\"}} {n} {ts}\n"))
+        let body: String = std::iter::once("# TYPE spool_test_metric counter\n".to_owned())
+            .chain((0..series).map(|i| format!("spool_test_metric{{series=\"{i}\"}} {n} {ts}\n")))
             .collect();
         Reply::Ok("text/plain; version=0.0.4", body)
     })
@@ -45,11 +46,14 @@ fn config(
     )
 }
 
-/// Request numbers stored for `node`, with how many rows each has.
+/// Request numbers stored for `node`, with how many rows each has. Every
+/// row is of the target's counter: the type its `# TYPE` line gave, kept
+/// in the spool, across the agent's restarts.
 fn stored(relay_objects: &std::path::Path, node: &str) -> BTreeMap<u64, usize> {
     let data = horizon_e2e::read_parquet(&["local", relay_objects.to_str().unwrap()]);
     let mut by_n = BTreeMap::new();
     for r in data.rows.iter().filter(|r| r["node"] == node) {
+        assert_eq!(r["metric_type"], "counter", "{r}");
         *by_n.entry(r["value"].as_f64().unwrap() as u64).or_insert(0) += 1;
     }
     by_n

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
 use horizon_shared::raw::{RawPoint, encode_flush};
 
 #[derive(Debug, Parser)]
@@ -106,6 +106,12 @@ fn point(hour: Hour, n: usize, s: usize, t: i64, recv: i64) -> RawPoint {
         time,
         value: (n * 7 + s) as f64 + t as f64 * 0.01,
         received_at: time + recv,
+        // As `synthetic_hour`: one metric in twelve a counter.
+        metric_type: if s.is_multiple_of(12) {
+            MetricType::Counter
+        } else {
+            MetricType::Gauge
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use horizon_shared::layout::{Hour, raw_object_key};
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
 use horizon_shared::raw::{RawPoint, encode_raw_objects};
 
 #[derive(Debug, Parser)]
@@ -36,6 +36,16 @@ struct Args {
     /// Fraction of points written a second time by the next relay.
     #[arg(long, default_value_t = 0.05)]
     dup: f64,
+}
+
+/// The type of series `s`'s metric: one metric in twelve a counter, the
+/// others gauges (as `late_data` makes them too).
+fn metric_type(s: usize) -> MetricType {
+    if s.is_multiple_of(12) {
+        MetricType::Counter
+    } else {
+        MetricType::Gauge
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +83,7 @@ fn main() -> anyhow::Result<()> {
                                 time,
                                 value: (n * 7 + s) as f64 + t as f64 * 0.01,
                                 received_at: time + 2_000_000,
+                                metric_type: metric_type(s),
                             };
                             if ((n * 31 + s * 17 + t as usize) % 1000) as f64 / 1000.0 < a.dup {
                                 let mut d = p.clone();

@@ -230,6 +230,7 @@ mod tests {
                 time: h + i as i64,
                 value: i as f64,
                 received_at: h,
+                metric_type: horizon_shared::proto::MetricType::Gauge,
             })
             .collect();
         encode_raw_objects(&points, "r").unwrap().remove(0).2
@@ -247,7 +248,7 @@ mod tests {
         // The third quarter of the buckets: groups 8 to 11 of 16.
         let rows = shard_rows(&meta, &(32768..49152)).unwrap();
         let pages = select_pages(&meta, &rows).unwrap();
-        assert_eq!(pages.len(), 9, "nine leaf columns");
+        assert_eq!(pages.len(), 10, "ten leaf columns");
         for (c, p) in pages.iter().enumerate() {
             assert_eq!(p.pages, 8..12, "column {c}");
             let (start, len) = meta.row_group(0).column(c).byte_range();

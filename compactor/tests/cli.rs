@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use horizon_shared::layout::{Hour, raw_object_key};
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
 use horizon_shared::raw::{RawPoint, encode_raw_objects};
 
 const BIN: &str = env!("CARGO_BIN_EXE_telemetry-compactor");
@@ -46,6 +46,7 @@ fn write_raw(dir: &Path) -> usize {
                         time,
                         value: f64::from(n * 10 + s),
                         received_at: time + 1_000_000,
+                        metric_type: MetricType::Gauge,
                     });
                 }
             }

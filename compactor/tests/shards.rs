@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use horizon_compactor::{Compactor, Outcome, Settings, Unit, UnitResult};
 use horizon_shared::layout::{Hour, raw_object_key};
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
 use horizon_shared::raw::{self, RawPoint, encode_raw_objects};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -178,6 +178,7 @@ fn points() -> Vec<(String, u64, Vec<RawPoint>)> {
                                 as f64
                                 / 7.0,
                             received_at: time + 1_000_000,
+                            metric_type: [MetricType::Gauge, MetricType::Counter][s % 2],
                         });
                     }
                 }

@@ -53,6 +53,7 @@ fn defs(n: u32) -> Vec<SeriesDef> {
                     value: i.to_string(),
                 },
             ],
+            metric_type: 0,
         })
         .collect()
 }

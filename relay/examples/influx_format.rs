@@ -47,7 +47,7 @@ fn main() {
                         .into_boxed_slice(),
                         series_hash: g,
                         metric_hash: 0,
-                        invalid: None,
+                        metric_type: Default::default(),
                         text_bytes: 20,
                         line_protocol: Default::default(),
                         label_slot: Default::default(),

@@ -14,7 +14,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use horizon_shared::model::series_hash;
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
 use std::sync::Mutex;
 
 use horizon_shared::raw::{
@@ -73,6 +73,7 @@ fn rows<'a>(nodes: &'a [String], series: &'a [Series]) -> Vec<RawRow<'a>> {
                     time,
                     value: (out.len() % 100) as f64,
                     received_at: time + 2_000_000,
+                    metric_type: MetricType::Gauge,
                 });
             }
         }

@@ -56,6 +56,9 @@ mod tests {
                         key: "gpu".into(),
                         value: "0".into(),
                     }],
+                    // No type: the example's bytes are those of version 1's
+                    // first release.
+                    metric_type: MetricType::Unspecified.into(),
                 }],
                 series_ids: vec![0, 0],
                 base_time_unix_nano: 1_700_000_000_000_000_000,
@@ -68,5 +71,85 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(hex, include_str!("../../docs/protocol-example.hex").trim());
+    }
+
+    /// `SeriesDef` as agents and relays before `metric_type` knew it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct SeriesDefBefore {
+        #[prost(uint32, tag = "1")]
+        id: u32,
+        #[prost(string, tag = "2")]
+        metric: String,
+        #[prost(message, repeated, tag = "3")]
+        labels: Vec<Label>,
+    }
+
+    fn gpu_labels() -> Vec<Label> {
+        vec![Label {
+            key: "gpu".into(),
+            value: "0".into(),
+        }]
+    }
+
+    #[test]
+    fn a_definition_without_a_type_decodes_as_unspecified() {
+        use prost::Message;
+        let old = SeriesDefBefore {
+            id: 3,
+            metric: "gpu_util".into(),
+            labels: gpu_labels(),
+        }
+        .encode_to_vec();
+        let def = SeriesDef::decode(old.as_slice()).unwrap();
+        assert_eq!(def.metric_type(), MetricType::Unspecified);
+        assert_eq!((def.id, def.metric.as_str()), (3, "gpu_util"));
+        assert_eq!(def.labels, gpu_labels());
+        // And an unspecified type is not written: a new agent's untyped
+        // definition is the old one's bytes.
+        let new = SeriesDef {
+            id: 3,
+            metric: "gpu_util".into(),
+            labels: gpu_labels(),
+            metric_type: MetricType::Unspecified.into(),
+        };
+        assert_eq!(new.encode_to_vec(), old);
+    }
+
+    #[test]
+    fn a_typed_definition_round_trips_and_old_readers_skip_the_type() {
+        use prost::Message;
+        for t in [
+            MetricType::Counter,
+            MetricType::Gauge,
+            MetricType::Histogram,
+            MetricType::Summary,
+        ] {
+            let def = SeriesDef {
+                id: 7,
+                metric: "gpu_energy_joules_total".into(),
+                labels: gpu_labels(),
+                metric_type: t.into(),
+            };
+            let bytes = def.encode_to_vec();
+            // Field 4, a varint: the type's number.
+            assert_eq!(bytes[bytes.len() - 2..], [0x20, t as u8]);
+            let back = SeriesDef::decode(bytes.as_slice()).unwrap();
+            assert_eq!(back, def);
+            assert_eq!(back.metric_type(), t);
+            // A reader of the definition before the field: the rest intact.
+            let old = SeriesDefBefore::decode(bytes.as_slice()).unwrap();
+            assert_eq!(
+                (old.id, old.metric.as_str(), old.labels),
+                (7, "gpu_energy_joules_total", gpu_labels())
+            );
+        }
+        // A type this revision does not know (a later one's) reads as
+        // unspecified.
+        let later = SeriesDef {
+            metric_type: 9,
+            ..SeriesDef::default()
+        };
+        let back = SeriesDef::decode(later.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back.metric_type(), MetricType::Unspecified);
     }
 }

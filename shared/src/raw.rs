@@ -11,7 +11,11 @@
 //!   (the same, with the points of old hours in one late object),
 //!   [`encode_raw_objects`] from owned points (tools and tests that need raw
 //!   objects without a relay);
-//! - the reader's check: [`check_schema`].
+//! - the reader's check: [`check_schema`], which takes version 1 (no
+//!   `metric_type` column) too, and [`upgrade_batch`], which reads a
+//!   version-1 batch as version 2 (`metric_type` = `unknown`);
+//! - the metric type's column: [`METRIC_TYPE_COLUMN`], its values
+//!   [`METRIC_TYPES`], [`metric_type_name`] and [`metric_type_of_name`].
 //!
 //! A flush, top-down through the files (declared below in this order):
 //!
@@ -71,8 +75,8 @@ pub use encode::{
     encode_raw_objects,
 };
 pub use format::{
-    COMPACTED_KEY, EncodeError, SCHEMA_KEY, SORT_KEY, SchemaMismatch, TIE_BREAKS, check_schema,
-    column_indices, metadata, raw_writer_properties, sorting_columns,
+    COMPACTED_KEY, EncodeError, RawVersion, SCHEMA_KEY, SORT_KEY, SchemaMismatch, TIE_BREAKS,
+    check_schema, column_indices, metadata, raw_writer_properties, sorting_columns,
 };
 pub use groups::{
     MAX_GROUP_BITS, MIN_GROUP_ROWS, NODE_GROUPS_KEY, NodeGroup, group_by_node, node_bucket,
@@ -81,4 +85,7 @@ pub use groups::{
 pub use labels::{
     LabelSets, LabelSlot, MAX_ENTRIES, MAX_NAMES, MAX_SETS, MAX_TEXT, RowSets, lock_sets,
 };
-pub use schema::{RawRow, SCHEMA_VERSION, build_raw_batch, raw_schema};
+pub use schema::{
+    METRIC_TYPE_COLUMN, METRIC_TYPES, RawRow, SCHEMA_VERSION, UNKNOWN_METRIC_TYPE, build_raw_batch,
+    metric_type_name, metric_type_of_name, raw_schema, raw_schema_v1, upgrade_batch,
+};

@@ -279,7 +279,7 @@ fn series_entries() -> Vec<Arc<SeriesEntry>> {
                 labels: labels.into_boxed_slice(),
                 series_hash: g,
                 metric_hash: 0,
-                invalid: None,
+                metric_type: Default::default(),
                 text_bytes: 20,
                 line_protocol: Default::default(),
                 label_slot: Default::default(),

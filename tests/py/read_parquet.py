@@ -15,7 +15,8 @@ Prints one JSON object: {"files": [...], "rows": [...]}. For each file: its
 path, row count, row groups, whether every row group has min/max statistics
 for metric and node, the compression codecs of its column chunks, whether its
 rows are sorted by (metric, node, series_id, time), and whether every row's
-event time falls in the hour its dt=/hour= partition names.
+event time falls in the hour its dt=/hour= partition names. Each row carries
+its metric_type (None in a file of schema version 1, which has no such column).
 """
 import datetime
 import json
@@ -102,11 +103,15 @@ def main():
         labels = t.column("labels").to_pylist()
         recv = t.column("received_at").cast(pa.int64()).to_pylist()
         relays = t.column("relay").cast(pa.string()).to_pylist()
+        # Schema version 2's last column; None for a version-1 file.
+        types = (t.column("metric_type").cast(pa.string()).to_pylist()
+                 if "metric_type" in t.column_names else [None] * t.num_rows)
         for i in range(t.num_rows):
             rows.append({"node": keys[i][1], "metric": keys[i][0], "labels": dict(labels[i]),
                          "series_id": keys[i][2], "time": times[i],
                          "value": t.column("value")[i].as_py(),
-                         "received_at": recv[i], "relay": relays[i]})
+                         "received_at": recv[i], "relay": relays[i],
+                         "metric_type": types[i]})
     print(json.dumps({"files": files, "rows": rows}))
 
 

@@ -171,12 +171,14 @@ pub fn definitions_frame(
                     value: format!("{id}-{value}"),
                 })
                 .collect(),
+            metric_type: 0,
         })
         .collect();
     defs.push(SeriesDef {
         id: ok_id,
         metric: "gpu_util".into(),
         labels: vec![],
+        metric_type: 0,
     });
     AgentFrame {
         kind: Some(agent_frame::Kind::Batch(MetricBatch {

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use horizon_shared::layout::{Hour, late_object_key, raw_object_key};
 use horizon_shared::model::series_hash;
-use horizon_shared::proto::Label;
-use horizon_shared::raw::{RawPoint, encode_flush, encode_raw_objects};
+use horizon_shared::proto::{Label, MetricType};
+use horizon_shared::raw::{RawPoint, encode_flush, encode_raw_objects, metric_type_name};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 /// Points of `nodes` × `series` series, one every `step_secs` through `hour`,
-/// received `recv_delay_ns` after their time, with values from `salt`.
+/// received `recv_delay_ns` after their time, with values from `salt`. The
+/// three metrics are a gauge, one of no stated type, and a counter.
 pub fn points(
     hour: Hour,
     nodes: usize,
@@ -26,6 +27,11 @@ pub fn points(
     for n in 0..nodes {
         for s in 0..series {
             let metric = ["gpu_temp_celsius", "gpu_util_ratio", "nvlink bytes,total"][s % 3];
+            let metric_type = [
+                MetricType::Gauge,
+                MetricType::Unspecified,
+                MetricType::Counter,
+            ][s % 3];
             let labels = vec![Label {
                 key: "gpu".into(),
                 value: format!("{}", s / 3),
@@ -40,6 +46,7 @@ pub fn points(
                     time,
                     value: salt + (n * 1000 + s) as f64 + (t % 3600) as f64 / 10.0,
                     received_at: time + recv_delay_ns,
+                    metric_type,
                 });
                 t += step_secs;
             }
@@ -100,8 +107,8 @@ pub async fn put_late(
 /// (node, series_id, time)
 pub type Key = (String, i64, i64);
 
-/// One surviving row: (metric, value, received_at, relay).
-pub type Kept = (String, f64, i64, String);
+/// One surviving row: (metric, value, received_at, relay, metric_type).
+pub type Kept = (String, f64, i64, String, String);
 
 /// The compacted dataset as the documented rule defines it, built without
 /// the compactor's code: per (node, series, time), the copy with the
@@ -121,7 +128,13 @@ impl Expected {
                 series_hash(&p.metric, &p.labels) as i64,
                 p.time,
             );
-            let cand = (p.metric.clone(), p.value, p.received_at, relay.to_owned());
+            let cand = (
+                p.metric.clone(),
+                p.value,
+                p.received_at,
+                relay.to_owned(),
+                metric_type_name(p.metric_type).to_owned(),
+            );
             let better = match self.rows.get(&key) {
                 None => true,
                 Some(cur) => {
@@ -146,7 +159,8 @@ impl Expected {
 }
 
 /// Checks a compacted dataset read by pyarrow against the model: every key
-/// once, each row's metric, value, receipt time and relay as the rule says,
+/// once, each row's metric, value, receipt time, relay and metric type as
+/// the rule says,
 /// and every file snappy, sorted, in its hour's partition, with min/max
 /// statistics for metric and node in every row group.
 pub fn check_compacted(ds: &crate::ParquetDataset, want: &Expected) {
@@ -173,7 +187,7 @@ pub fn check_compacted(ds: &crate::ParquetDataset, want: &Expected) {
             f["stats_metric_node"], true,
             "{path} lacks min/max statistics"
         );
-        assert_eq!(f["schema_version"], "1", "{path}");
+        assert_eq!(f["schema_version"], "2", "{path}");
         assert!(path.contains("/part-s"), "{path} is not a part file");
     }
     let mut got: BTreeMap<Key, Kept> = BTreeMap::new();
@@ -188,6 +202,7 @@ pub fn check_compacted(ds: &crate::ParquetDataset, want: &Expected) {
             r["value"].as_f64().unwrap_or(f64::NAN),
             r["received_at"].as_i64().unwrap_or_default(),
             r["relay"].as_str().unwrap_or_default().to_owned(),
+            r["metric_type"].as_str().unwrap_or_default().to_owned(),
         );
         assert!(
             got.insert(key.clone(), kept).is_none(),

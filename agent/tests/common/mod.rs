@@ -247,6 +247,9 @@ pub struct PySample {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
+    /// The type of the sample's family, as the parser names it
+    /// (`counter`, `gauge`, `histogram`, `summary`, `unknown`, ...).
+    pub family_type: String,
 }
 
 /// Parses an exposition with `prometheus_client.parser.text_string_to_metric_families`.
@@ -257,7 +260,7 @@ from prometheus_client.parser import text_string_to_metric_families
 out = []
 for fam in text_string_to_metric_families(sys.stdin.read()):
     for s in fam.samples:
-        out.append([s.name, s.labels, repr(float(s.value))])
+        out.append([s.name, s.labels, repr(float(s.value)), fam.type])
 print(json.dumps(out))
 "#;
     let mut child = Command::new("python3")
@@ -276,13 +279,14 @@ print(json.dumps(out))
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "prometheus_client parser failed");
-    let v: Vec<(String, BTreeMap<String, String>, String)> =
+    let v: Vec<(String, BTreeMap<String, String>, String, String)> =
         serde_json::from_slice(&out.stdout).expect("parser output");
     v.into_iter()
-        .map(|(name, labels, value)| PySample {
+        .map(|(name, labels, value, family_type)| PySample {
             name,
             labels,
             value: value.parse().expect("float repr"),
+            family_type,
         })
         .collect()
 }

@@ -3,7 +3,9 @@
 //! the late keys, and fetch only those row groups' key and tie-break columns
 //! (every column but `labels`) with ranged reads. Used by the late fold
 //! (`fold.rs`) to find which late rows duplicate a committed point and
-//! which copy the rule keeps.
+//! which copy the rule keeps. The probe reads neither `labels` nor
+//! `metric_type`, so a committed file of schema version 1 (no
+//! `metric_type`) is probed as one of version 2.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -294,3 +296,6 @@ pub(crate) async fn probe(
         row_groups_read,
     })
 }
+
+#[cfg(test)]
+mod tests;

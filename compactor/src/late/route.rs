@@ -158,12 +158,15 @@ async fn delete(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<(), StoreErr
     }
 }
 
+/// A late object's batches, in schema version 2 (a version-1 object's
+/// rows read with `metric_type = "unknown"`).
 fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>, DecodeError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     raw::check_schema(reader.schema())?;
     Ok(reader
         .with_batch_size(64 * 1024)
         .build()?
+        .map(|b| b.and_then(raw::upgrade_batch))
         .collect::<Result<Vec<_>, _>>()?)
 }
 

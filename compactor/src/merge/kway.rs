@@ -10,6 +10,7 @@ use arrow_array::{Float64Array, RecordBatch};
 use arrow_row::Rows;
 use arrow_schema::ArrowError;
 use arrow_select::interleave::interleave_record_batch;
+use horizon_shared::raw;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::order::Orderer;
@@ -18,7 +19,9 @@ use super::shared::{BATCH_ROWS, Counts, MergeError, io, pq};
 /// A sorted, deduplicated source for [`merge`].
 pub type Source = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
-/// Opens a local Parquet file as a merge source, reading `BATCH_ROWS` at a time.
+/// Opens a local Parquet file as a merge source, reading `BATCH_ROWS` at a
+/// time: a spilled run, or a committed file, which a compactor before
+/// schema version 2 wrote without `metric_type` (read as `unknown`).
 pub fn open_source(path: &Path) -> Result<Source, MergeError> {
     let file = File::open(path).map_err(io(path))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -26,7 +29,7 @@ pub fn open_source(path: &Path) -> Result<Source, MergeError> {
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(pq(path))?;
-    Ok(Box::new(reader))
+    Ok(Box::new(reader.map(|b| b.and_then(raw::upgrade_batch))))
 }
 
 struct Cursor {

@@ -3,7 +3,8 @@ use std::collections::BTreeMap;
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType};
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
+use horizon_shared::raw::metric_type_name;
 use horizon_shared::schema::{RawRow, build_raw_batch};
 use proptest::prelude::*;
 
@@ -19,6 +20,24 @@ fn dict_str(batch: &RecordBatch, name: &str, i: usize) -> String {
     d.values().as_string::<i32>().value(k).to_owned()
 }
 
+/// A row's metric type: drawn from what tells copies of a point apart, so
+/// that copies of one key differ in type too, and the kept copy's type
+/// says which copy was kept (the type is not part of the key or of the
+/// tie-breaks).
+fn type_of(received_at: i64, relay: &str, value: f64) -> MetricType {
+    const TYPES: [MetricType; 5] = [
+        MetricType::Counter,
+        MetricType::Gauge,
+        MetricType::Histogram,
+        MetricType::Summary,
+        MetricType::Unspecified,
+    ];
+    let h = received_at as u64 ^ relay.len() as u64 ^ value.to_bits().rotate_left(7);
+    TYPES[(h % 5) as usize]
+}
+
+/// The rows of `batches`, each checked to carry its own metric type
+/// ([`type_of`]).
 fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
     let mut out = Vec::new();
     for b in batches {
@@ -45,6 +64,12 @@ fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
                 dict_str(b, "relay", i),
                 value.value(i),
             ));
+            let r = out.last().expect("just pushed");
+            assert_eq!(
+                dict_str(b, "metric_type", i),
+                metric_type_name(type_of(r.4, &r.5, r.6)),
+                "the type of {r:?}"
+            );
         }
     }
     out
@@ -69,6 +94,7 @@ fn batches_of(rows: &[Row]) -> Vec<RecordBatch> {
                     time: r.3,
                     value: r.6,
                     received_at: r.4,
+                    metric_type: type_of(r.4, &r.5, r.6),
                 }),
                 relay,
             )
@@ -272,4 +298,70 @@ fn a_power_of_two_shard_is_one_range_of_node_buckets() {
     }
     assert_eq!(shard_buckets(0, 3), None);
     assert_eq!(shard_buckets(4, 4), None);
+}
+
+#[test]
+fn a_committed_file_of_schema_version_1_merges_with_version_2_runs() {
+    use horizon_shared::raw::{raw_schema, raw_schema_v1};
+    use parquet::arrow::ArrowWriter;
+    let row = |t: i64, recv: i64, relay: &str| -> Row {
+        ("m".into(), "n".into(), 1, t, recv, relay.into(), t as f64)
+    };
+    // A file a compactor before version 2 wrote: the first eight columns.
+    let dir = tempfile::tempdir().unwrap();
+    let old: Vec<Row> = (0..4).map(|t| row(t, 5, "relay-a")).collect();
+    let v1 = batches_of(&old)[0]
+        .project(&(0..raw_schema_v1().fields().len()).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(v1.schema().fields(), raw_schema_v1().fields());
+    let path = dir.path().join("committed.parquet");
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        v1.schema(),
+        Some(output_properties(1024)),
+    )
+    .unwrap();
+    w.write(&v1).unwrap();
+    w.close().unwrap();
+    // New rows: t = 2 and 3 received earlier (they win), t = 4 and 5 new.
+    let new: Vec<Row> = (2..6).map(|t| row(t, 1, "relay-b")).collect();
+    let mut run = OutputFiles::new(dir.path(), "run", spill_properties(), u64::MAX);
+    for b in batches_of(&new) {
+        run.write(&b).unwrap();
+    }
+    let mut sources = vec![open_source(&path).unwrap()];
+    for f in run.finish().unwrap() {
+        sources.push(open_source(&f.path).unwrap());
+    }
+    let mut out = Vec::new();
+    merge(&Orderer::new().unwrap(), sources, |b| {
+        out.push(b);
+        Ok(())
+    })
+    .unwrap();
+    assert!(out.iter().all(|b| b.schema() == raw_schema()));
+    let types: Vec<(i64, String)> = out
+        .iter()
+        .flat_map(|b| {
+            let time = b
+                .column(b.schema().index_of("time").unwrap())
+                .as_primitive::<TimestampNanosecondType>()
+                .clone();
+            (0..b.num_rows()).map(move |i| (time.value(i), dict_str(b, "metric_type", i)))
+        })
+        .collect();
+    let want: Vec<(i64, String)> = (0..6)
+        .map(|t| {
+            let name = if t < 2 {
+                "unknown"
+            } else {
+                metric_type_name(type_of(1, "relay-b", t as f64))
+            };
+            (t, name.to_owned())
+        })
+        .collect();
+    assert_eq!(
+        types, want,
+        "the old file's rows unknown, the new ones typed"
+    );
 }

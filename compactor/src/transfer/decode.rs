@@ -1,5 +1,9 @@
 //! Decoding a raw object into a unit's record batches, or saying why it
-//! cannot be (the object is then moved aside). Damaged objects are refused
+//! cannot be (the object is then moved aside). Objects of either schema
+//! version are read: a version-1 object (no `metric_type` column) decodes
+//! into version 2 with `metric_type = "unknown"` on every row
+//! (`raw::upgrade_batch`), a version-2 object as it is, its types checked
+//! to be the column's values. Damaged objects are refused
 //! before the Arrow reader sizes anything by what they declare: column
 //! chunks outside the file, pages declaring more values than the footer,
 //! columns of another type or with nulls, and panics of the parquet crate
@@ -9,6 +13,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
 use bytes::Bytes;
 use horizon_shared::raw;
 use parquet::arrow::arrow_reader::{
@@ -119,7 +125,7 @@ fn decode_rows<R: ChunkReader + 'static>(
     reader: ParquetRecordBatchReaderBuilder<R>,
     unit: Unit,
 ) -> Result<Vec<RecordBatch>, DecodeError> {
-    raw::check_schema(reader.schema())?;
+    let version = raw::check_schema(reader.schema())?;
     let reader = reader.with_batch_size(64 * 1024).build()?;
     let mut out = Vec::new();
     for b in reader {
@@ -151,12 +157,37 @@ fn decode_rows<R: ChunkReader + 'static>(
                 ));
             }
         }
+        if version == raw::RawVersion::V2 {
+            check_metric_types(&b)?;
+        }
+        let b = raw::upgrade_batch(b)?;
         let b = merge::filter_shard(&b, unit.shard, unit.shards)?;
         if b.num_rows() > 0 {
             out.push(b);
         }
     }
     Ok(out)
+}
+
+/// Refuses a batch whose `metric_type` dictionary holds a value that is
+/// not one of the column's ([`raw::METRIC_TYPES`]): not a relay's object.
+fn check_metric_types(b: &RecordBatch) -> Result<(), DecodeError> {
+    let col = b.column(b.schema().index_of(raw::METRIC_TYPE_COLUMN)?);
+    let values = col.as_dictionary::<Int32Type>().values().as_string::<i32>();
+    match values
+        .iter()
+        .flatten()
+        .find(|v| !raw::METRIC_TYPES.contains(v))
+    {
+        None => Ok(()),
+        Some(v) => Err(DecodeError::Arrow(
+            arrow_schema::ArrowError::InvalidArgumentError(format!(
+                "column {} holds {v:?}, not one of {:?}",
+                raw::METRIC_TYPE_COLUMN,
+                raw::METRIC_TYPES
+            )),
+        )),
+    }
 }
 
 /// Refuses a footer whose column chunks lie outside the file: the parquet

@@ -116,8 +116,9 @@ impl Binding {
 }
 
 /// Heap bytes of a stored series: the entry behind its `Arc` (with the two
-/// reference counts), the metric name behind its own `Arc`, the label array
-/// and the text of every key and value.
+/// reference counts, and its fixed-size fields, the metric type among
+/// them), the metric name behind its own `Arc`, the label array and the
+/// text of every key and value.
 fn series_bytes(e: &SeriesEntry) -> usize {
     let arc_counts = 2 * std::mem::size_of::<usize>();
     std::mem::size_of::<SeriesEntry>()
@@ -269,6 +270,8 @@ impl StreamDictionary {
         self.give_back(old.heap_bytes());
         drop(old);
 
+        // A type this relay does not know reads as unspecified.
+        let metric_type = def.metric_type();
         let mut labels = def.labels;
         canonicalize(&mut labels);
         let binding = match validate_series(&def.metric, &labels, limits) {
@@ -285,9 +288,9 @@ impl StreamDictionary {
                     text_bytes,
                     series_hash: series_hash(&def.metric, &labels),
                     metric_hash: xxhash_metric(&def.metric),
+                    metric_type,
                     metric: self.metric_name(def.metric),
                     labels: labels.into_boxed_slice(),
-                    invalid: None,
                     line_protocol: std::sync::OnceLock::new(),
                     label_slot: Default::default(),
                 }))

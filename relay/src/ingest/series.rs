@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
 
 /// A series as defined on a stream, validated once at definition time.
 #[derive(Debug)]
@@ -16,8 +16,10 @@ pub struct SeriesEntry {
     pub series_hash: u64,
     /// Hash of the metric name alone (per-metric caps).
     pub metric_hash: u64,
-    /// Why the definition is invalid, if it is.
-    pub invalid: Option<String>,
+    /// The metric type its definition gave (unspecified if none, or one
+    /// this relay does not know); not part of `series_hash`. It is in the
+    /// entry's size, which the dictionary's bounds count.
+    pub metric_type: MetricType,
     /// Bytes of text in the series (metric, label keys and values), for
     /// estimating the size of buffered rows.
     pub text_bytes: usize,

@@ -40,6 +40,7 @@ fn def(id: u32, metric: &str, labels: &[(&str, &str)]) -> SeriesDef {
                 value: (*v).into(),
             })
             .collect(),
+        metric_type: 0,
     }
 }
 
@@ -224,6 +225,55 @@ fn the_same_series_defined_in_two_streams_is_one_series() {
     );
 }
 
+#[test]
+fn a_definitions_type_is_kept_and_is_not_part_of_the_series() {
+    use horizon_shared::proto::MetricType;
+    let b = budgets(1);
+    let mut d = StreamDictionary::new(10);
+    let typed = |id, t: MetricType| SeriesDef {
+        metric_type: t.into(),
+        ..def(id, "gpu_energy_joules_total", &[("gpu", "0")])
+    };
+    // A later revision's type, which this relay does not know.
+    let later = SeriesDef {
+        metric_type: 42,
+        ..def(2, "gpu_energy_joules_total", &[("gpu", "0")])
+    };
+    let out = run(
+        &b,
+        &mut d,
+        batch(
+            vec![
+                typed(0, MetricType::Counter),
+                def(1, "gpu_energy_joules_total", &[("gpu", "0")]),
+                later,
+            ],
+            &[(0, NOW, 1.0), (1, NOW + 1, 2.0), (2, NOW + 2, 3.0)],
+        ),
+    );
+    assert_eq!(out.ack.accepted, 3);
+    let types: Vec<MetricType> = out.accepted.iter().map(|p| p.series.metric_type).collect();
+    assert_eq!(
+        types,
+        [
+            MetricType::Counter,
+            MetricType::Unspecified,
+            MetricType::Unspecified
+        ]
+    );
+    // One series: the same hash, one series of the node's budget of one.
+    let hashes: Vec<u64> = out.accepted.iter().map(|p| p.series.series_hash).collect();
+    assert_eq!(hashes, [hashes[0]; 3]);
+    assert_eq!(out.new_series, 1);
+    // Redefining the id with another type replaces the binding's type.
+    let out = run(
+        &b,
+        &mut d,
+        batch(vec![typed(0, MetricType::Gauge)], &[(0, NOW + 3, 4.0)]),
+    );
+    assert_eq!(out.accepted[0].series.metric_type, MetricType::Gauge);
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -241,6 +291,7 @@ mod properties {
                     .into_iter()
                     .map(|(key, value)| Label { key, value })
                     .collect(),
+                metric_type: 0,
             })
     }
 
@@ -282,7 +333,6 @@ mod properties {
                 for p in &out.accepted {
                     prop_assert!(p.value.is_finite());
                     prop_assert!(p.time_unix_nano >= min && p.time_unix_nano <= max);
-                    prop_assert!(p.series.invalid.is_none());
                 }
             }
             prop_assert!(b.total() <= 5);

@@ -53,6 +53,7 @@ pub fn encode_flush(
                     time: p.time_unix_nano,
                     value: p.value,
                     received_at: run.received_at,
+                    metric_type: p.series.metric_type,
                 });
             }
             start = run.end;

@@ -59,6 +59,7 @@ impl StreamEncoder {
                             value: v.clone(),
                         })
                         .collect(),
+                    metric_type: s.metric_type.into(),
                 });
             }
             msg.series_ids.push(id);
@@ -160,6 +161,32 @@ mod tests {
         assert!(
             bytes <= 100 * 11 + 40,
             "100 repeated points cost {bytes} bytes"
+        );
+        // A typed series is defined with its type; an untyped one without.
+        let energy = reg
+            .register_typed(
+                "gpu_energy_joules_total",
+                &[("gpu", "0")],
+                crate::proto::MetricType::Counter,
+            )
+            .unwrap();
+        let typed = StreamEncoder::new().build(
+            4,
+            &Batch {
+                points: vec![Point::new(energy, t0, 1.0), Point::new(a, t0, 2.0)],
+            },
+            &reg,
+        );
+        assert_eq!(
+            typed
+                .series_defs
+                .iter()
+                .map(SeriesDef::metric_type)
+                .collect::<Vec<_>>(),
+            [
+                crate::proto::MetricType::Counter,
+                crate::proto::MetricType::Unspecified
+            ]
         );
         // A new stream defines them again.
         assert_eq!(

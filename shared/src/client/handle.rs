@@ -20,6 +20,7 @@ use super::error::ClientError;
 use super::series::{SeriesId, SeriesRegistry};
 use super::state::{Counters, InFlight, Inner};
 use crate::model::InvalidSeries;
+use crate::proto::MetricType;
 
 /// Connection statistics of a client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,6 +92,21 @@ impl Client {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .register(metric, labels)
+    }
+
+    /// Registers a series of a known metric type (validated locally) and
+    /// returns its id; its definitions on the wire carry the type.
+    pub fn typed_series(
+        &self,
+        metric: &str,
+        labels: &[(&str, &str)],
+        metric_type: MetricType,
+    ) -> Result<SeriesId, InvalidSeries> {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register_typed(metric, labels, metric_type)
     }
 
     /// Registers a series without validating it (for testing relays).

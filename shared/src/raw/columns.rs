@@ -1,6 +1,7 @@
 //! The Arrow arrays of an object's rows, built from the sort's codes: the
-//! record batch the Arrow writer writes ([`build_sorted_batch`]), and the
-//! numeric columns, which the coded writer writes too ([`numeric_columns`]).
+//! record batch the Arrow writer writes ([`build_sorted_batch`]), the
+//! numeric columns, which the coded writer writes too ([`numeric_columns`]),
+//! and the metric types' codes ([`metric_type_codes`]).
 
 use std::sync::Arc;
 
@@ -11,13 +12,14 @@ use arrow_array::{
 use arrow_schema::ArrowError;
 
 use super::rows::SortedRows;
-use super::schema::{map_builder_with_capacity, raw_schema};
+use super::schema::{METRIC_TYPES, map_builder_with_capacity, metric_type_index, raw_schema};
 use super::sort::SortKey;
 
 /// The record batch of the rows `slice` names, in its order: the same
 /// batch as [`build_raw_batch`] of those rows, built column by column from
 /// the sort's codes (node, metric and relay as dictionary keys over the
-/// flush's distinct names; the writer keeps only the ones used).
+/// flush's distinct names, the metric type over the column's five values;
+/// the writer keeps only the ones used).
 ///
 /// [`build_raw_batch`]: super::build_raw_batch
 pub(super) fn build_sorted_batch(
@@ -58,6 +60,13 @@ pub(super) fn build_sorted_batch(
         labels.append(true)?;
     }
     let [series, time, value, received] = numeric_columns(sorted, slice);
+    let types = dict(
+        metric_type_codes(sorted, slice)
+            .into_iter()
+            .map(|c| c as i32)
+            .collect(),
+        &METRIC_TYPES,
+    )?;
     let columns: Vec<ArrayRef> = vec![
         node,
         metric,
@@ -67,8 +76,18 @@ pub(super) fn build_sorted_batch(
         value,
         received,
         relay_col,
+        types,
     ];
     RecordBatch::try_new(raw_schema(), columns)
+}
+
+/// The `metric_type` of the rows `slice` names, in its order, as indices
+/// into [`METRIC_TYPES`].
+pub(super) fn metric_type_codes(sorted: &SortedRows<'_>, slice: &[(SortKey, u32)]) -> Vec<u32> {
+    slice
+        .iter()
+        .map(|(_, i)| metric_type_index(sorted.rest[*i as usize].metric_type) as u32)
+        .collect()
 }
 
 /// The numeric columns of the rows `slice` names, in its order and the

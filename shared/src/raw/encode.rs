@@ -13,7 +13,7 @@ use super::rows::SortedRows;
 use super::schema::RawRow;
 use crate::layout::Hour;
 use crate::model::series_hash;
-use crate::proto::Label;
+use crate::proto::{Label, MetricType};
 
 /// One encoded object: its event hour, rows and bytes.
 pub type RawObject = (Hour, usize, Bytes);
@@ -123,6 +123,8 @@ pub struct RawPoint {
     pub value: f64,
     /// When a relay received the point, Unix ns.
     pub received_at: i64,
+    /// The series' metric type (unspecified: `unknown`).
+    pub metric_type: MetricType,
 }
 
 impl RawPoint {
@@ -137,6 +139,7 @@ impl RawPoint {
             time: self.time,
             value: self.value,
             received_at: self.received_at,
+            metric_type: self.metric_type,
         }
     }
 }

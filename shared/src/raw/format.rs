@@ -1,7 +1,7 @@
 //! The raw format's definitions, read by both sides: the sort order
 //! ([`SORT_KEY`], [`TIE_BREAKS`]), the key-value metadata, the writer
 //! properties of a raw object, the encoder's errors, and the reader's
-//! schema check ([`check_schema`]).
+//! schema check ([`check_schema`], which takes both versions).
 
 use arrow_schema::{ArrowError, Schema};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -9,7 +9,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::schema::{SCHEMA_VERSION, raw_schema};
+use super::schema::{SCHEMA_VERSION, raw_schema, raw_schema_v1};
 
 /// Key-value metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_KEY: &str = "horizon.schema";
@@ -104,8 +104,8 @@ pub enum EncodeError {
 /// A schema that is not the raw schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemaMismatch {
-    /// The column count differs.
-    #[error("{got} columns, the raw schema has {want}")]
+    /// The column count differs from both versions'.
+    #[error("{got} columns, the raw schema has {want} ({} in version 1)", .want - 1)]
     Columns {
         /// Columns found.
         got: usize,
@@ -128,10 +128,26 @@ pub enum SchemaMismatch {
     },
 }
 
-/// Checks that a schema read from a raw object is the raw schema (names
-/// and types; metadata aside).
-pub fn check_schema(schema: &Schema) -> Result<(), SchemaMismatch> {
-    let want = raw_schema();
+/// Which version of the raw schema an object's columns are of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawVersion {
+    /// Version 1: no `metric_type` column (read as `unknown`, see
+    /// [`upgrade_batch`](super::upgrade_batch)).
+    V1,
+    /// Version 2: [`raw_schema`].
+    V2,
+}
+
+/// Checks that a schema read from a raw or compacted object is the raw
+/// schema of version 2, or of version 1 (names and types; metadata aside),
+/// and says which. The columns decide, not the `horizon.schema` metadata,
+/// which other writers (pyarrow rewriting an object) may drop.
+pub fn check_schema(schema: &Schema) -> Result<RawVersion, SchemaMismatch> {
+    let (want, version) = if schema.fields().len() == raw_schema_v1().fields().len() {
+        (raw_schema_v1(), RawVersion::V1)
+    } else {
+        (raw_schema(), RawVersion::V2)
+    };
     if schema.fields().len() != want.fields().len() {
         return Err(SchemaMismatch::Columns {
             got: schema.fields().len(),
@@ -148,5 +164,5 @@ pub fn check_schema(schema: &Schema) -> Result<(), SchemaMismatch> {
             });
         }
     }
-    Ok(())
+    Ok(version)
 }

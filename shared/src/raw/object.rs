@@ -12,13 +12,13 @@ use parquet::file::properties::WriterProperties;
 
 use super::coded;
 use super::codes::Codes;
-use super::columns::{build_sorted_batch, numeric_columns};
+use super::columns::{build_sorted_batch, metric_type_codes, numeric_columns};
 use super::format::EncodeError;
 use super::groups::{NODE_GROUPS_KEY, NodeGroup, format_node_groups, grouped_properties};
 use super::labels::lock_sets;
 use super::pages::{LabelCodes, flat_pages};
 use super::rows::SortedRows;
-use super::schema::raw_schema;
+use super::schema::{METRIC_TYPES, raw_schema};
 use super::sort::SortKey;
 
 /// Encodes the rows `slice` names (in its order) as one Parquet object.
@@ -55,7 +55,7 @@ pub(super) fn encode_rows_grouped(
 
 /// The leaf columns of [`raw_schema`], in order, as [`encode_coded`]
 /// writes them: from codes, or (`false`) through the Arrow writer.
-const LEAVES: [(&str, bool); 9] = [
+const LEAVES: [(&str, bool); 10] = [
     ("node", true),
     ("metric", true),
     ("labels.key_value.key", true),
@@ -65,6 +65,7 @@ const LEAVES: [(&str, bool); 9] = [
     ("value", false),
     ("received_at", false),
     ("relay", true),
+    ("metric_type", true),
 ];
 
 /// An object cut into node `groups` (at least two), written with `props`
@@ -154,6 +155,7 @@ fn encode_coded(
     let node: Vec<u32> = slice.iter().map(|(k, _)| k.node).collect();
     let metric: Vec<u32> = slice.iter().map(|(k, _)| k.metric).collect();
     let relay_codes = vec![0u32; slice.len()];
+    let type_codes = metric_type_codes(sorted, slice);
     let flat = |codes| flat_pages(codes, groups);
     let relays = [relay];
 
@@ -173,7 +175,8 @@ fn encode_coded(
             2 | 3 => label_chunks[leaf - 2]
                 .take()
                 .expect("each label chunk appended once"),
-            _ => coded::write_chunk(descr, props, &relays, flat(&relay_codes)),
+            8 => coded::write_chunk(descr, props, &relays, flat(&relay_codes)),
+            _ => coded::write_chunk(descr, props, &METRIC_TYPES, flat(&type_codes)),
         }
         .map_err(EncodeError::Write)?;
         rg.append_column(&bytes, close)

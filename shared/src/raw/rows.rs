@@ -11,7 +11,7 @@ use super::labels::{LabelSets, RowSets};
 use super::schema::RawRow;
 use super::sort::{SortKey, sort_keys};
 use crate::layout::Hour;
-use crate::proto::Label;
+use crate::proto::{Label, MetricType};
 
 /// A flush's rows in encoding order, with their metric names and nodes as
 /// dictionary codes.
@@ -42,6 +42,7 @@ pub(super) struct Rest<'a> {
     pub(super) set: u32,
     pub(super) value: f64,
     pub(super) received_at: i64,
+    pub(super) metric_type: MetricType,
 }
 
 impl<'a> SortedRows<'a> {
@@ -72,6 +73,7 @@ impl<'a> SortedRows<'a> {
                     set: set_of.map_or(u32::MAX, |s| s[i]),
                     value: r.value,
                     received_at: r.received_at,
+                    metric_type: r.metric_type,
                 };
                 (key, rest)
             });

@@ -10,7 +10,7 @@ use super::groups::{format_node_groups, grouped_properties};
 use super::sort::{SortKey, sort_keys};
 use super::*;
 use crate::layout::Hour;
-use crate::proto::Label;
+use crate::proto::{Label, MetricType};
 
 #[test]
 fn the_declared_order_is_the_one_objects_always_had() {
@@ -36,6 +36,7 @@ fn encodes_one_sorted_object_per_hour() {
         time,
         value: 1.0,
         received_at: time + 5,
+        metric_type: MetricType::Gauge,
     };
     let points = [
         p("b", "m", "0", hour + 2),
@@ -79,6 +80,7 @@ fn a_flush_puts_old_hours_in_one_late_object() {
         time,
         value: 1.0,
         received_at: h + 9,
+        metric_type: MetricType::Unspecified,
     };
     let points: Vec<RawPoint> = [h, h - 1, h - 3_600_000_000_000 * 30, h + 3_600_000_000_000]
         .into_iter()
@@ -94,6 +96,7 @@ fn a_flush_puts_old_hours_in_one_late_object() {
             time: p.time,
             value: p.value,
             received_at: p.received_at,
+            metric_type: p.metric_type,
         })
         .collect();
     let out = encode_flush(rows, "r", false, Some(Hour::of_nanos(h))).unwrap();
@@ -249,6 +252,15 @@ fn objects_are_the_bytes_the_row_by_row_encoder_wrote() {
     }
 }
 
+/// The metric types the byte-for-byte test draws from.
+const TYPES: [MetricType; 5] = [
+    MetricType::Summary,
+    MetricType::Unspecified,
+    MetricType::Counter,
+    MetricType::Histogram,
+    MetricType::Gauge,
+];
+
 /// Encodes 20,000 rows in no order, with distinct keys (so the order is
 /// total), of the given nodes, metrics and label sets drawn at random,
 /// and checks the object is cut into node groups and is the bytes of
@@ -278,6 +290,9 @@ fn same_bytes_as_the_row_by_row_encoder(
             time: hour + i as i64 * 1000 + (x >> 50) as i64 % 1000,
             value: (x >> 11) as f64,
             received_at: hour + (x >> 45) as i64,
+            // Every type, first seen in another order than the column's
+            // dictionary lists them.
+            metric_type: TYPES[(x >> 28) as usize % TYPES.len()],
         });
     }
     let reference = reference_object(rows.clone(), "relay-7", zstd);
@@ -354,6 +369,7 @@ fn one_page_per_node_group(shape: usize) {
             time: h + i as i64,
             value: i as f64,
             received_at: h,
+            metric_type: TYPES[i % 5],
         })
         .collect();
     let objects = encode_raw_objects(&points, "r").unwrap();
@@ -384,8 +400,8 @@ fn one_page_per_node_group(shape: usize) {
         })
         .collect();
     let index = meta.page_index().expect("page index read");
-    assert_eq!(meta.row_group(0).num_columns(), 9, "nine leaf columns");
-    for c in 0..9 {
+    assert_eq!(meta.row_group(0).num_columns(), 10, "ten leaf columns");
+    for c in 0..10 {
         let firsts: Vec<i64> = index
             .page_locations(0, c)
             .expect("offset index written")
@@ -442,6 +458,7 @@ fn small_objects_get_fewer_groups() {
         time: 0,
         value: 0.0,
         received_at: 0,
+        metric_type: MetricType::Counter,
     };
     let mut few = vec![row("a"); 100];
     assert_eq!(
@@ -519,6 +536,6 @@ fn a_different_schema_is_named() {
     )]);
     assert_eq!(
         check_schema(&s).unwrap_err().to_string(),
-        "1 columns, the raw schema has 8"
+        "1 columns, the raw schema has 9 (8 in version 1)"
     );
 }

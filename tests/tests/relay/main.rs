@@ -62,6 +62,7 @@ fn one_point_batch(seq: u64) -> AgentFrame {
                 id: 0,
                 metric: "gpu_util".into(),
                 labels: vec![],
+                metric_type: 0,
             }],
             series_ids: vec![0],
             base_time_unix_nano: unix_nanos_now(),

@@ -12,7 +12,7 @@ use horizon_e2e::servers::{Gate, Influx1, Moto, Victoria};
 use horizon_e2e::{Metrics, TestPki, TestRelay, queue_values, read_parquet, send_values};
 use horizon_shared::client::{Batch, Client, Point, SeriesId};
 use horizon_shared::clock::unix_nanos_now;
-use horizon_shared::proto::{Durability, RejectReason};
+use horizon_shared::proto::{Durability, MetricType, RejectReason};
 
 mod batchers;
 mod drain;
@@ -27,14 +27,15 @@ const ODD_METRIC: &str = r#"gpu util, "quoted"=x\y"#;
 const ODD_KEY: &str = "a b,c=d";
 const ODD_VALUE: &str = r#"e "f",=g\h"#;
 
-/// Sends `per_series` points for a plain series and an oddly named one, half
-/// of them an hour back (so two hour partitions), in batches of 10. Returns
-/// what should be stored.
+/// Sends `per_series` points for a plain series (a gauge, by its
+/// definition's type) and an oddly named one, half of them an hour back (so
+/// two hour partitions), in batches of 10. Returns what should be stored.
 async fn send_points(client: &Client, node: &str, per_series: usize) -> Vec<Expected> {
     let plain = client
-        .series(
+        .typed_series(
             "gpu_temperature_celsius",
             &[("gpu", "3"), ("model", "H100")],
+            MetricType::Gauge,
         )
         .unwrap();
     let odd = client

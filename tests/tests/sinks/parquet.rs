@@ -14,7 +14,7 @@ fn check_files(files: &[serde_json::Value], codec: &str) {
             "{path} rows sorted by metric, node, series, time"
         );
         assert_eq!(f["hours_ok"], true, "{path} rows in the partition's hour");
-        assert_eq!(f["schema_version"], "1");
+        assert_eq!(f["schema_version"], "2");
         partitions.insert(path.rsplit_once('/').unwrap().0.to_owned());
     }
     assert!(
@@ -31,6 +31,14 @@ async fn parquet_on_a_local_directory_holds_exactly_the_acked_points() {
     let data = read_parquet(&["local", relay.objects.to_str().unwrap()]);
     check_files(&data.files, "SNAPPY");
     assert_same(&from_parquet(&data.rows), &sorted(expected), false);
+    // The typed series' rows carry its type, the others `unknown`.
+    for r in &data.rows {
+        let want = match r["metric"].as_str().unwrap() {
+            "gpu_temperature_celsius" => "gauge",
+            _ => "unknown",
+        };
+        assert_eq!(r["metric_type"], want, "{r}");
+    }
     let m = relay.scrape().await;
     assert_eq!(m.get("horizon_relay_points_written_total"), 132.0);
     assert!(m.get("horizon_relay_s3_objects_written_total") >= 2.0);

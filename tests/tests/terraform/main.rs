@@ -384,6 +384,7 @@ fn dcgm_points(hour: Hour) -> Dcgm {
                         time,
                         value,
                         received_at: time + 1_000,
+                        metric_type: horizon_shared::proto::MetricType::Gauge,
                     });
                 }
             }

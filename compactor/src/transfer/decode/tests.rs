@@ -1,5 +1,5 @@
 use horizon_shared::layout::Hour;
-use horizon_shared::proto::Label;
+use horizon_shared::proto::{Label, MetricType};
 use horizon_shared::raw::{RawPoint, encode_raw_objects};
 use parquet::file::metadata::{
     ColumnChunkMetaDataBuilder, ParquetMetaDataReader, ParquetMetaDataWriter,
@@ -20,6 +20,7 @@ fn raw_object() -> Bytes {
             time: hour + i,
             value: 1.0,
             received_at: hour + i,
+            metric_type: MetricType::Counter,
         })
         .collect();
     encode_raw_objects(&points, "relay-1")
@@ -246,6 +247,93 @@ fn a_column_decoded_as_another_type_than_the_schema_says_is_a_decode_error() {
     assert!(
         e.to_string()
             .contains("column metric decoded as Dictionary(Int32, Binary)"),
+        "{e}"
+    );
+}
+
+/// The rows of `bytes` (one batch), as the Arrow reader gives them.
+fn read_batch(bytes: Bytes) -> RecordBatch {
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+}
+
+/// `batch` written as a raw object with the raw writer properties, its
+/// schema version in the metadata `version`.
+fn write_object(batch: &RecordBatch, version: &str) -> Bytes {
+    let props = raw::raw_writer_properties(false)
+        .into_builder()
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            raw::SCHEMA_KEY.into(),
+            version.to_owned(),
+        )]))
+        .build();
+    let mut buf = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    Bytes::from(buf)
+}
+
+fn types(batches: &[RecordBatch]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let d = b
+                .column(b.schema().index_of(raw::METRIC_TYPE_COLUMN).unwrap())
+                .as_dictionary::<Int32Type>()
+                .clone();
+            (0..b.num_rows()).map(move |i| {
+                let k = d.keys().value(i) as usize;
+                d.values().as_string::<i32>().value(k).to_owned()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_version_1_object_decodes_into_version_2_with_unknown_types() {
+    let v2 = read_batch(raw_object());
+    assert_eq!(types(std::slice::from_ref(&v2)), ["counter"; 3]);
+    let v1 = v2
+        .project(&(0..raw::raw_schema_v1().fields().len()).collect::<Vec<_>>())
+        .unwrap();
+    let batches = decode_raw(write_object(&v1, "1"), unit()).unwrap();
+    assert!(batches.iter().all(|b| b.schema() == raw::raw_schema()));
+    assert_eq!(types(&batches), ["unknown"; 3]);
+    // The other columns as they were.
+    let got = arrow_select::concat::concat_batches(&raw::raw_schema(), &batches).unwrap();
+    for c in 0..v1.num_columns() {
+        assert_eq!(got.column(c), v1.column(c), "column {c}");
+    }
+    // A version-2 object keeps its types.
+    assert_eq!(
+        types(&decode_raw(raw_object(), unit()).unwrap()),
+        ["counter"; 3]
+    );
+}
+
+#[test]
+fn a_metric_type_that_is_not_one_of_the_columns_values_is_refused() {
+    let v2 = read_batch(raw_object());
+    let bogus: arrow_array::ArrayRef = std::sync::Arc::new(
+        arrow_array::DictionaryArray::<Int32Type>::try_new(
+            arrow_array::Int32Array::from(vec![0, 0, 0]),
+            std::sync::Arc::new(arrow_array::StringArray::from(vec!["monotonic"])),
+        )
+        .unwrap(),
+    );
+    let mut columns = v2.columns().to_vec();
+    *columns.last_mut().unwrap() = bogus;
+    let bad = RecordBatch::try_new(raw::raw_schema(), columns).unwrap();
+    let e = decode_raw(write_object(&bad, raw::SCHEMA_VERSION), unit()).expect_err("refused");
+    assert!(
+        e.to_string().contains("metric_type") && e.to_string().contains("monotonic"),
         "{e}"
     );
 }
