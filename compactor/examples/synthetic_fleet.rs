@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use horizon_shared::layout::{Hour, raw_object_key};
 use horizon_shared::proto::Label;
+use horizon_shared::proto::MetricType::{Counter, Gauge};
 use horizon_shared::raw::{RawPoint, encode_raw_objects};
 
 #[derive(Debug, Parser)]
@@ -121,13 +122,18 @@ fn main() -> anyhow::Result<()> {
                             label("gpu", g.to_string()),
                             label("modelName", "NVIDIA H100 80GB HBM3".into()),
                         ];
-                        for (metric, value) in [
-                            ("DCGM_FI_DEV_GPU_UTIL", gpu.util.round()),
-                            ("DCGM_FI_DEV_GPU_TEMP", gpu.temp.round()),
-                            ("DCGM_FI_DEV_POWER_USAGE", (power * 100.0).round() / 100.0),
+                        for (metric, value, metric_type) in [
+                            ("DCGM_FI_DEV_GPU_UTIL", gpu.util.round(), Gauge),
+                            ("DCGM_FI_DEV_GPU_TEMP", gpu.temp.round(), Gauge),
+                            (
+                                "DCGM_FI_DEV_POWER_USAGE",
+                                (power * 100.0).round() / 100.0,
+                                Gauge,
+                            ),
                             (
                                 "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
                                 gpu.energy_mj.round(),
+                                Counter,
                             ),
                         ] {
                             points.push(RawPoint {
@@ -137,6 +143,7 @@ fn main() -> anyhow::Result<()> {
                                 time,
                                 value,
                                 received_at: time + 2_000_000,
+                                metric_type,
                             });
                         }
                     }
@@ -144,7 +151,7 @@ fn main() -> anyhow::Result<()> {
                         continue;
                     }
                     for (s, c) in cpu[n].iter_mut().enumerate() {
-                        let (metric, labels, value) = if s < a.node_series * 4 / 5 {
+                        let (metric, labels, value, metric_type) = if s < a.node_series * 4 / 5 {
                             *c += 10.0
                                 * (0.5 + rng.unit() * 0.5)
                                 * if s % 2 == 0 { 0.9 } else { 0.1 };
@@ -156,6 +163,7 @@ fn main() -> anyhow::Result<()> {
                                     label("mode", mode.into()),
                                 ],
                                 (*c * 100.0).round() / 100.0,
+                                Counter,
                             )
                         } else {
                             *c = (*c + rng.unit() * 1e6).abs();
@@ -163,6 +171,7 @@ fn main() -> anyhow::Result<()> {
                                 "node_memory_bytes",
                                 vec![label("kind", format!("k{s}"))],
                                 (*c / 4096.0).round() * 4096.0,
+                                Gauge,
                             )
                         };
                         points.push(RawPoint {
@@ -172,6 +181,7 @@ fn main() -> anyhow::Result<()> {
                             time,
                             value,
                             received_at: time + 2_000_000,
+                            metric_type,
                         });
                     }
                 }

@@ -30,7 +30,7 @@ mod walk;
 
 pub use agg::{Agg, Sample, delta};
 pub use build::{Builder, Built, RollupFile, RollupFiles};
-pub use kind::MetricType;
+pub use kind::Kind;
 pub use rows::{Row, RowReader, SeriesKey, rollup_properties, rollup_schema, to_batch};
 pub use series::{MINUTE_NS, SeriesAcc, hour_row, minute_of};
 
@@ -65,7 +65,3 @@ impl From<Built> for NewRollups {
         }
     }
 }
-
-/// The raw schema's column holding each row's metric type (version 2;
-/// version-1 rows have none and read as `unknown`).
-pub const METRIC_TYPE_COLUMN: &str = "metric_type";

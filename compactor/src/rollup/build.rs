@@ -13,11 +13,11 @@ use arrow_schema::ArrowError;
 use parquet::arrow::ArrowWriter;
 
 use super::agg::Sample;
-use super::kind::MetricType;
 use super::rows::{Row, SeriesKey, dict_str, labels_at, rollup_properties, to_batch};
 use super::series::SeriesAcc;
 use crate::commit::FirstKey;
 use crate::merge::MergeError;
+use horizon_shared::proto::MetricType;
 
 /// Rows a builder collects before it writes them.
 const WRITE_ROWS: usize = 1024;
@@ -190,7 +190,7 @@ impl Builder {
         ) else {
             return Err(missing("of the raw schema").into());
         };
-        let kinds = col(super::METRIC_TYPE_COLUMN);
+        let kinds = col(horizon_shared::raw::METRIC_TYPE_COLUMN);
         let metric_keys = metric.as_dictionary::<Int32Type>().keys();
         let node_keys = node.as_dictionary::<Int32Type>().keys();
         let series = series.as_primitive::<Int64Type>().values();
@@ -222,11 +222,11 @@ impl Builder {
                     labels: labels_at(labels.as_map(), i),
                 })));
             }
-            let ty = kinds.map_or(MetricType::Unknown, |k| {
+            let ty = kinds.map_or(MetricType::Unspecified, |k| {
                 if k.is_null(i) {
-                    MetricType::Unknown
+                    MetricType::Unspecified
                 } else {
-                    MetricType::parse(dict_str(k, i))
+                    super::kind::parse(dict_str(k, i))
                 }
             });
             if let Some(a) = self.acc.as_mut() {
@@ -297,7 +297,7 @@ impl<'a> SampleReader<'a> {
                 .as_primitive::<TimestampNanosecondType>()
                 .values(),
             value: col("value")?.as_primitive::<Float64Type>().values(),
-            kind: batch.column_by_name(super::METRIC_TYPE_COLUMN),
+            kind: batch.column_by_name(horizon_shared::raw::METRIC_TYPE_COLUMN),
         })
     }
 
@@ -306,7 +306,9 @@ impl<'a> SampleReader<'a> {
         let ty = self
             .kind
             .filter(|k| !k.is_null(i))
-            .map_or(MetricType::Unknown, |k| MetricType::parse(dict_str(k, i)));
+            .map_or(MetricType::Unspecified, |k| {
+                super::kind::parse(dict_str(k, i))
+            });
         (
             (
                 dict_str(self.metric, i),

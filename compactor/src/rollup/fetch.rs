@@ -12,12 +12,12 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use parquet::file::metadata::RowGroupMetaData;
 
-use super::kind::MetricType;
 use super::rows::dict_str;
 use super::series::MINUTE_NS;
 use crate::commit::FileEntry;
 use crate::error::UnitError;
 use crate::remote::{Remote, bytes_range, int_range};
+use horizon_shared::proto::MetricType;
 
 /// Columns read.
 const COLUMNS: [&str; 6] = [
@@ -104,7 +104,7 @@ fn collect(batch: &RecordBatch, by_series: &HashMap<i64, Vec<&Wanted>>, found: &
     ) else {
         return;
     };
-    let kind = batch.column_by_name(super::METRIC_TYPE_COLUMN);
+    let kind = batch.column_by_name(horizon_shared::raw::METRIC_TYPE_COLUMN);
     let series = series.as_primitive::<Int64Type>().values();
     let time = time.as_primitive::<TimestampNanosecondType>().values();
     let value = value.as_primitive::<Float64Type>().values();
@@ -118,7 +118,9 @@ fn collect(batch: &RecordBatch, by_series: &HashMap<i64, Vec<&Wanted>>, found: &
             {
                 let ty = kind
                     .filter(|k| !k.is_null(i))
-                    .map_or(MetricType::Unknown, |k| MetricType::parse(dict_str(k, i)));
+                    .map_or(MetricType::Unspecified, |k| {
+                        super::kind::parse(dict_str(k, i))
+                    });
                 found
                     .entry((*w).clone())
                     .or_default()

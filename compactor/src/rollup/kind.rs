@@ -1,64 +1,49 @@
-//! A series' metric type, as the exposition declared it (`# TYPE`) and the
-//! raw schema carries it (`metric_type`, docs/data.md), and which series
-//! have an `increase`.
+//! A series' metric type (the protocol's `MetricType`, carried by the raw
+//! schema's `metric_type` column, docs/data.md): which series get an
+//! `increase`, and an interval's type from its rows'.
 
-/// The metric type of a series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MetricType {
-    /// A counter.
-    Counter,
-    /// A gauge.
-    Gauge,
-    /// A histogram's series (`_bucket`, `_sum`, `_count`): all cumulative.
-    Histogram,
-    /// A summary's series: `_sum` and `_count` are cumulative, the
-    /// quantiles are not.
-    Summary,
-    /// Not declared (an untyped exposition, or rows written before the
-    /// raw schema carried the type).
-    #[default]
-    Unknown,
-}
+use horizon_shared::proto::MetricType;
+use horizon_shared::raw::{metric_type_name, metric_type_of_name};
 
-impl MetricType {
-    /// The name the schemas use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::Gauge => "gauge",
-            Self::Histogram => "histogram",
-            Self::Summary => "summary",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    /// A schema value; anything else is `Unknown`.
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "counter" => Self::Counter,
-            "gauge" => Self::Gauge,
-            "histogram" => Self::Histogram,
-            "summary" => Self::Summary,
-            _ => Self::Unknown,
-        }
-    }
-
+/// What rollups ask of a metric type.
+pub trait Kind: Copy {
+    /// The `metric_type` column's value.
+    fn as_str(self) -> &'static str;
     /// Whether a series of this type and metric name gets an `increase`:
-    /// counters, histograms, a summary's `_sum` and `_count`, and series of
-    /// unknown type (flagged `increase_assumed`, since they may be gauges).
-    pub fn cumulative(self, metric: &str) -> bool {
-        match self {
-            Self::Counter | Self::Histogram | Self::Unknown => true,
-            Self::Gauge => false,
-            Self::Summary => metric.ends_with("_sum") || metric.ends_with("_count"),
-        }
-    }
-
+    /// counters, histograms (`_bucket`, `_sum`, `_count`), a summary's
+    /// `_sum` and `_count`, and series of unknown type (flagged
+    /// `increase_assumed`, since they may be gauges).
+    fn cumulative(self, metric: &str) -> bool;
     /// The type of an interval after a sample of type `next`: a declared
     /// type replaces what came before; an unknown one keeps it.
-    pub fn then(self, next: Self) -> Self {
-        if next == Self::Unknown { self } else { next }
+    fn then(self, next: Self) -> Self;
+}
+
+impl Kind for MetricType {
+    fn as_str(self) -> &'static str {
+        metric_type_name(self)
     }
+
+    fn cumulative(self, metric: &str) -> bool {
+        match self {
+            MetricType::Counter | MetricType::Histogram | MetricType::Unspecified => true,
+            MetricType::Gauge => false,
+            MetricType::Summary => metric.ends_with("_sum") || metric.ends_with("_count"),
+        }
+    }
+
+    fn then(self, next: Self) -> Self {
+        if next == MetricType::Unspecified {
+            self
+        } else {
+            next
+        }
+    }
+}
+
+/// A `metric_type` value (anything else reads as unknown).
+pub fn parse(s: &str) -> MetricType {
+    metric_type_of_name(s).unwrap_or(MetricType::Unspecified)
 }
 
 #[cfg(test)]
@@ -68,20 +53,20 @@ mod tests {
     #[test]
     fn which_series_are_cumulative() {
         for t in ["counter", "gauge", "histogram", "summary", "unknown"] {
-            assert_eq!(MetricType::parse(t).as_str(), t);
+            assert_eq!(parse(t).as_str(), t);
         }
-        assert_eq!(MetricType::parse("untyped"), MetricType::Unknown);
+        assert_eq!(parse("untyped"), MetricType::Unspecified);
         assert!(MetricType::Counter.cumulative("x_total"));
         assert!(!MetricType::Gauge.cumulative("temp"));
         assert!(MetricType::Summary.cumulative("rpc_seconds_count"));
         assert!(!MetricType::Summary.cumulative("rpc_seconds"));
-        assert!(MetricType::Unknown.cumulative("anything"));
+        assert!(MetricType::Unspecified.cumulative("anything"));
         assert_eq!(
-            MetricType::Counter.then(MetricType::Unknown),
+            MetricType::Counter.then(MetricType::Unspecified),
             MetricType::Counter
         );
         assert_eq!(
-            MetricType::Unknown.then(MetricType::Gauge),
+            MetricType::Unspecified.then(MetricType::Gauge),
             MetricType::Gauge
         );
     }

@@ -31,7 +31,6 @@ use object_store::path::Path;
 use super::agg::Sample;
 use super::build::{RollupFiles, SampleReader};
 use super::fetch::{Found, Wanted, fetch};
-use super::kind::MetricType;
 use super::rows::{Row, RowReader, SeriesKey};
 use super::series::{SeriesAcc, minute_of};
 use super::walk::{Visitor, walk};
@@ -41,6 +40,7 @@ use crate::ctx::{Ctx, blocking};
 use crate::error::UnitError;
 use crate::merge::MergeError;
 use crate::transfer::download;
+use horizon_shared::proto::MetricType;
 
 /// A series with changed samples.
 #[derive(Debug)]

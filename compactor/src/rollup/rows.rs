@@ -16,7 +16,8 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::agg::Agg;
-use super::kind::MetricType;
+use super::kind::Kind;
+use horizon_shared::proto::MetricType;
 
 /// A series: what a rollup row is keyed by besides its interval.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,7 +157,7 @@ pub fn to_batch(rows: &[Row]) -> Result<RecordBatch, ArrowError> {
                 .cumulative(&r.key.metric)
                 .then_some(r.agg.increase),
         );
-        assumed.append_value(r.metric_type == MetricType::Unknown);
+        assumed.append_value(r.metric_type == MetricType::Unspecified);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(node.finish()),
@@ -243,7 +244,7 @@ impl<'a> RowReader<'a> {
         let increase = self.col(14).as_primitive::<Float64Type>();
         Row {
             key: Arc::clone(key),
-            metric_type: MetricType::parse(dict_str(self.col(4), i)),
+            metric_type: super::kind::parse(dict_str(self.col(4), i)),
             start: ts(5),
             agg: Agg {
                 count: u64::try_from(self.col(6).as_primitive::<Int64Type>().value(i))

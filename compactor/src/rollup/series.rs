@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use super::agg::{Agg, Sample, delta};
-use super::kind::MetricType;
+use super::kind::Kind;
 use super::rows::{Row, SeriesKey};
+use horizon_shared::proto::MetricType;
 
 /// Nanoseconds in a minute.
 pub const MINUTE_NS: i64 = 60_000_000_000;

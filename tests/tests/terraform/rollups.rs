@@ -113,6 +113,7 @@ fn day_points(day: Hour) -> Vec<RawPoint> {
                         time,
                         value,
                         received_at: time + 1_000_000,
+                        metric_type: horizon_shared::proto::MetricType::Gauge,
                     });
                 };
                 for &source in *sources {
