@@ -23,6 +23,10 @@
 //! plus `gpu_up` (no GPU labels): 1 when NVML is loaded and sees at least
 //! one GPU, 0 otherwise. A field a GPU does not support is left out.
 //!
+//! Which job uses which GPU: [`processes`] sums the processes NVML lists
+//! per GPU and owner, the owner read from each process's cgroup by
+//! [`owner`].
+//!
 //! [`poll::run_gpu`] is the task that polls a source and spools what it reads.
 //!
 //! The NVML implementation has not been run on a GPU here (no GPU on the
@@ -34,10 +38,12 @@ use crate::record::OwnedPoint;
 
 #[cfg(feature = "nvml")]
 mod nvml;
+pub mod owner;
 pub mod poll;
+pub mod processes;
 mod source;
 
-pub use source::{GpuInfo, GpuReading, GpuSnapshot, GpuSource, XidEvent};
+pub use source::{GpuInfo, GpuProcess, GpuProcesses, GpuReading, GpuSnapshot, GpuSource, XidEvent};
 
 /// The NVML metrics that are counters: NVML's cumulative energy and error
 /// counts (since the driver loaded; a reload starts them again).
@@ -166,6 +172,7 @@ mod tests {
                 xid: 79,
                 time_unix_nano: 5,
             }],
+            processes: vec![],
         });
         let p = to_points(&snap, 7);
         assert_eq!(p.len(), 4);

@@ -132,7 +132,7 @@ impl Agent {
                 "GPU poller",
                 gpu::poll::run_gpu(
                     g,
-                    settings.gpu.interval,
+                    settings.gpu.clone(),
                     sink.clone(),
                     metrics.clone(),
                     shutdown.signal(Phase::Sources),

@@ -144,6 +144,7 @@ impl GpuSource for FakeGpu {
                 xid: 79,
                 time_unix_nano: horizon_shared::clock::unix_nanos_now(),
             }],
+            processes: vec![],
         })
     }
 }

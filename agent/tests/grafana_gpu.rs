@@ -208,6 +208,7 @@ impl GpuSource for FakeGpu {
             gpus,
             readings,
             xids,
+            processes: vec![],
         })
     }
 }

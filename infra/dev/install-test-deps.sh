@@ -6,6 +6,8 @@
 #   cargo-nextest              the test runner
 #   cargo-fuzz                 the fuzz smoke runs (infra/dev/fuzz.sh), on the
 #                              stable toolchain with RUSTC_BOOTSTRAP=1 and -s none
+#   cargo-deb                  builds the agent's .deb, which agent/tests/deb.rs
+#                              installs with dpkg
 #   influxdb (Debian)          InfluxDB 1.x, for the v1 sink tests
 #   victoria-metrics (Debian)  accepts the InfluxDB v2 write API, for the v2 sink tests
 #   nginx-light, libnginx-mod-stream (Debian)  the UDP load balancer of the fleet test
@@ -30,6 +32,11 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     say "installing cargo-fuzz"
     cargo install --quiet --locked cargo-fuzz
+fi
+
+if ! cargo deb --version >/dev/null 2>&1; then
+    say "installing cargo-deb"
+    cargo install --quiet --locked cargo-deb
 fi
 
 apt_missing=()

@@ -14,6 +14,9 @@ pub struct GpuConfig {
     pub enabled: bool,
     /// Sampling interval, seconds.
     pub interval_secs: f64,
+    /// Label the GPU process series with each process's `pid` (one series
+    /// per process instead of one per owner).
+    pub process_pid_label: bool,
 }
 
 impl Default for GpuConfig {
@@ -21,6 +24,7 @@ impl Default for GpuConfig {
         Self {
             enabled: true,
             interval_secs: 1.0,
+            process_pid_label: false,
         }
     }
 }
@@ -32,6 +36,8 @@ pub struct GpuSettings {
     pub enabled: bool,
     /// NVML interval.
     pub interval: Duration,
+    /// A `pid` label on the process series.
+    pub process_pid_label: bool,
 }
 
 impl GpuConfig {
@@ -40,6 +46,7 @@ impl GpuConfig {
         Ok(GpuSettings {
             enabled: self.enabled,
             interval: seconds("gpu.interval_secs", self.interval_secs)?,
+            process_pid_label: self.process_pid_label,
         })
     }
 }

@@ -185,3 +185,18 @@ fn a_target_interval_below_the_default_timeout_is_noted() {
         "only the target whose timeout was lowered without being written"
     );
 }
+
+#[test]
+fn the_gpu_pid_label_is_off_unless_asked_for() {
+    assert!(!load("").unwrap().gpu.process_pid_label);
+    assert!(
+        load("gpu:\n  process_pid_label: true\n")
+            .unwrap()
+            .gpu
+            .process_pid_label
+    );
+    let e = load("gpu:\n  process_pid_label: maybe\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("process_pid_label"), "{e}");
+}

@@ -1,20 +1,27 @@
 //! GPUs through NVML: [`NvmlSource`] reads every GPU at each poll, and a
 //! thread of its own waits on NVML's event set for XID errors.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 
-use nvml_wrapper::Nvml;
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::enum_wrappers::nv_link::ErrorCounter;
+use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::{Device, Nvml};
 
-use super::source::{GpuInfo, GpuReading, GpuSnapshot, GpuSource, XidEvent};
+use super::source::{
+    GpuInfo, GpuProcess, GpuProcesses, GpuReading, GpuSnapshot, GpuSource, XidEvent,
+};
 
 /// GPUs through NVML.
 pub struct NvmlSource {
     nvml: Nvml,
     xids: mpsc::Receiver<(String, u64, i64)>,
+    /// Per GPU UUID, the newest process utilisation sample seen (CPU µs).
+    samples_seen: HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for NvmlSource {
@@ -34,7 +41,11 @@ impl NvmlSource {
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start the XID event thread");
         }
-        Ok(Self { nvml, xids: rx })
+        Ok(Self {
+            nvml,
+            xids: rx,
+            samples_seen: HashMap::new(),
+        })
     }
 }
 
@@ -96,9 +107,14 @@ impl GpuSource for NvmlSource {
                 continue;
             };
             let g = snap.gpus.len();
+            let uuid = d.uuid().unwrap_or_else(|_| format!("index-{i}"));
+            let seen = self.samples_seen.entry(uuid.clone()).or_default();
+            if let Some(processes) = processes(&d, seen) {
+                snap.processes.push(GpuProcesses { gpu: g, processes });
+            }
             snap.gpus.push(GpuInfo {
                 index: i,
-                uuid: d.uuid().unwrap_or_else(|_| format!("index-{i}")),
+                uuid,
                 model: d.name().unwrap_or_else(|_| "unknown".into()),
             });
             let mut put =
@@ -222,4 +238,53 @@ impl GpuSource for NvmlSource {
         }
         Ok(snap)
     }
+}
+
+/// The compute and graphics processes of a GPU, a process in both lists
+/// once, with their latest utilisation samples since `seen` (which moves
+/// on). `None` when neither list can be read.
+fn processes(d: &Device<'_>, seen: &mut u64) -> Option<Vec<GpuProcess>> {
+    // The _v3 entry points (nvml-wrapper's defaults): a driver without
+    // them lists no processes.
+    let compute = d.running_compute_processes();
+    let graphics = d.running_graphics_processes();
+    if compute.is_err() && graphics.is_err() {
+        return None;
+    }
+    let mut by_pid: BTreeMap<u32, GpuProcess> = BTreeMap::new();
+    for p in compute.into_iter().chain(graphics).flatten() {
+        let used = match p.used_gpu_memory {
+            UsedGpuMemory::Used(b) => Some(b),
+            UsedGpuMemory::Unavailable => None,
+        };
+        let e = by_pid.entry(p.pid).or_insert(GpuProcess {
+            pid: p.pid,
+            used_memory_bytes: None,
+            sm_utilization_percent: None,
+            memory_utilization_percent: None,
+        });
+        e.used_memory_bytes = e.used_memory_bytes.max(used);
+    }
+    // NVML returns samples only of processes that were busy in the period
+    // (NotFound: none was): a listed process without one was idle, at 0.
+    let samples = match d.process_utilization_stats(*seen) {
+        Ok(s) => Some(s),
+        Err(NvmlError::NotFound) => Some(vec![]),
+        Err(_) => None,
+    };
+    if let Some(mut samples) = samples {
+        samples.sort_by_key(|s| s.timestamp);
+        for p in by_pid.values_mut() {
+            p.sm_utilization_percent = Some(0.0);
+            p.memory_utilization_percent = Some(0.0);
+        }
+        for s in samples {
+            *seen = (*seen).max(s.timestamp);
+            if let Some(p) = by_pid.get_mut(&s.pid) {
+                p.sm_utilization_percent = Some(f64::from(s.sm_util));
+                p.memory_utilization_percent = Some(f64::from(s.mem_util));
+            }
+        }
+    }
+    Some(by_pid.into_values().collect())
 }

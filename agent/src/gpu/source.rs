@@ -36,6 +36,31 @@ pub struct XidEvent {
     pub time_unix_nano: i64,
 }
 
+/// One process with a compute or graphics context on a GPU (a process in
+/// both of NVML's lists is one process).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuProcess {
+    /// Process id, as NVML reports it (the host's PID namespace).
+    pub pid: u32,
+    /// GPU memory the process uses, bytes; `None` where NVML does not say.
+    pub used_memory_bytes: Option<u64>,
+    /// The process's share of the SM (3D/compute) time, percent, from its
+    /// latest utilisation sample; `None` where the GPU keeps no samples.
+    pub sm_utilization_percent: Option<f64>,
+    /// The same for the memory controller (frame buffer), percent.
+    pub memory_utilization_percent: Option<f64>,
+}
+
+/// The processes of one GPU, from a list that was read (an empty list is
+/// an idle GPU; a GPU whose list cannot be read has no entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuProcesses {
+    /// Which GPU (index into [`GpuSnapshot::gpus`]).
+    pub gpu: usize,
+    /// Its processes.
+    pub processes: Vec<GpuProcess>,
+}
+
 /// What one poll of the source returned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GpuSnapshot {
@@ -45,6 +70,8 @@ pub struct GpuSnapshot {
     pub readings: Vec<GpuReading>,
     /// XID events since the last poll.
     pub xids: Vec<XidEvent>,
+    /// Running processes, per GPU whose process list could be read.
+    pub processes: Vec<GpuProcesses>,
 }
 
 /// A source of GPU readings.
