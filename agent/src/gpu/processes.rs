@@ -19,6 +19,7 @@
 //! value. A `pid` label (one series per process) only with
 //! `gpu.process_pid_label`.
 
+use horizon_shared::proto::MetricType;
 use std::collections::{BTreeMap, HashMap};
 
 use super::owner::Owner;
@@ -100,6 +101,7 @@ pub fn to_points(
                     labels: labels.clone(),
                     time_unix_nano,
                     value,
+                    metric_type: MetricType::Gauge,
                 });
             }
         }
