@@ -78,7 +78,7 @@ impl Default for LimitsConfig {
             max_series_per_stream: 65_536,
             max_dictionary_bytes_per_stream: 16 << 20,
             max_dictionary_bytes_per_connection: 32 << 20,
-            max_dictionary_bytes_total: 2 << 30,
+            max_dictionary_bytes_total: 1 << 30,
             max_frame_buffer_bytes_per_connection: 16 << 20,
             max_frame_buffer_bytes_per_node: None,
             max_frame_buffer_bytes_total: 256 << 20,

@@ -299,7 +299,7 @@ fn dictionary_bounds_are_read_and_ordered() {
         DictionaryLimits {
             per_stream: 16 << 20,
             per_connection: 32 << 20,
-            total: 2 << 30,
+            total: 1 << 30,
         }
     );
     let s = parse(
