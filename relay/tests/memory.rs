@@ -3,7 +3,9 @@
 //! counting only the text once undercounted the heap by more than half.
 //! Its resident set (`VmRSS` in `/proc/PID/status`) must grow by at most
 //! [`RSS_FACTOR`] times what `horizon_relay_dictionary_bytes` counted, the
-//! factor docs/relay.md gives for the dictionaries' bounds.
+//! factor docs/relay.md gives for the dictionaries' bounds. And what an
+//! established connection costs, which the relay cannot count (most of it
+//! is quinn's): at most [`CONNECTION_KIB`] each.
 
 #![allow(clippy::unwrap_used)]
 
@@ -257,4 +259,38 @@ async fn a_flood_of_tiny_labels_grows_rss_within_the_documented_factor_of_the_co
         mib(counted)
     );
     conn.close(0u32.into(), b"done");
+}
+
+/// RSS an established connection (one stream, one batch) may cost, KiB:
+/// quinn's state and the relay's (docs/relay.md; measured about 70).
+const CONNECTION_KIB: f64 = 100.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_established_connection_costs_the_documented_memory() {
+    const CONNECTIONS: usize = 300;
+    let relay = RelayProcess::start("  max_frame_bytes: 4194304\n");
+    // Warm up: one connection with a stream and a batch.
+    let first = relay.connect("warm").await;
+    let (accepted, _warm) = exchange(&first, vec![tiny_labels_frame(0, 1..2)]).await;
+    assert_eq!(accepted, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = relay.rss();
+    let mut conns = Vec::new();
+    let mut streams = Vec::new();
+    for i in 0..CONNECTIONS {
+        let conn = relay.connect(&format!("node-{i}")).await;
+        let (accepted, stream) = exchange(&conn, vec![tiny_labels_frame(0, 1..2)]).await;
+        assert_eq!(accepted, 1);
+        streams.push(stream);
+        conns.push(conn);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let active = relay.metric("horizon_relay_connections_active");
+    let per = (relay.rss() - rss_before) / CONNECTIONS as f64 / 1024.0;
+    println!("{active} connections: {per:.1} KiB of RSS each");
+    assert_eq!(active, (CONNECTIONS + 1) as f64);
+    assert!(
+        per <= CONNECTION_KIB,
+        "{per:.1} KiB per connection, over {CONNECTION_KIB}"
+    );
 }
