@@ -494,6 +494,10 @@ async fn one_node_trickling_frames_on_20_connections_holds_only_its_share_and_is
     // While it holds its share, the other node's batches never wait for
     // frame room: every one is acked, none counted as having waited.
     let attacked = one_by_one(&honest, series, 10..20).await;
+    // Nor does a node that connects now: its first batch is read at once.
+    let newcomer = relay.client("newcomer").await;
+    let first = send_values(&newcomer, relay_series(&newcomer), 0..1).await;
+    assert_eq!(first[0].ack.accepted, 1);
     assert_eq!(
         relay.scrape().await.get(FRAME_WAITS),
         0.0,
@@ -544,5 +548,6 @@ async fn one_node_trickling_frames_on_20_connections_holds_only_its_share_and_is
     let m = scrape_until(&relay, |m| m.get(FRAME_BUFFER) == 0.0).await;
     assert_eq!(m.get(FRAME_BUFFER), 0.0);
     honest.close().await;
+    newcomer.close().await;
     relay.stop().await;
 }
