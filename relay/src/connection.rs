@@ -12,7 +12,8 @@
 //! stays unread (with the agent, by QUIC flow control) until an earlier one
 //! is acked; the wait is reported in its ack and in
 //! `horizon_relay_throttled_batches_total`. The frames being read are
-//! bounded in bytes per connection and relay-wide ([`frames`]). Bad input
+//! bounded in bytes per connection, per node and relay-wide, and must keep
+//! a minimum rate ([`frames`]). Bad input
 //! ends only the stream that sent it: STOP_SENDING with a protocol error
 //! code on the agent's half, the acks of every batch read before it, then
 //! FIN on the relay's half; other streams and connections carry on.

@@ -23,8 +23,9 @@ pub enum Throttle {
     /// The connection had `server.max_in_flight_batches_per_connection`
     /// batches unacked.
     InFlight,
-    /// The next frame did not fit in the connection's or the relay's frame
-    /// buffer (`limits.max_frame_buffer_bytes_*`); waited before it was read.
+    /// The next frame did not fit in the connection's, the node's or the
+    /// relay's frame buffer (`limits.max_frame_buffer_bytes_*`); waited
+    /// before it was read.
     FrameBuffer,
 }
 
