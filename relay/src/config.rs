@@ -29,7 +29,7 @@ pub use budgets::{BudgetSettings, BudgetsConfig, NodeOverride};
 pub use horizon_shared::config::{ConfigError, TlsSource};
 pub use horizon_shared::store::{S3Options, StoreLocation};
 pub use influx::{InfluxApi, InfluxConfig, InfluxSettings};
-pub use limits::{DictionaryLimits, FrameBufferLimits, LimitsConfig, LimitsSettings};
+pub use limits::{DictionaryLimits, FrameBufferLimits, FrameRate, LimitsConfig, LimitsSettings};
 pub use object_store::ObjectStoreConfig;
 pub use observability::{ObservabilityConfig, ObservabilitySettings};
 pub use parquet::{ParquetConfig, ParquetSettings};

@@ -12,7 +12,8 @@
 //! stays unread (with the agent, by QUIC flow control) until an earlier one
 //! is acked; the wait is reported in its ack and in
 //! `horizon_relay_throttled_batches_total`. The frames being read are
-//! bounded in bytes per connection and relay-wide ([`frames`]). Bad input
+//! bounded in bytes per connection, per node and relay-wide, and must keep
+//! a minimum rate ([`frames`]). Bad input
 //! ends only the stream that sent it: STOP_SENDING with a protocol error
 //! code on the agent's half, the acks of every batch read before it, then
 //! FIN on the relay's half; other streams and connections carry on.
@@ -142,7 +143,7 @@ fn replace(shared: &Shared, node: &str, oldest: &quinn::Connection) {
     }
 }
 
-async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>, _open: Registered) {
+async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>, open: Registered) {
     shared.metrics.connections.accepted.inc();
     let _active = GaugeGuard::new(&shared.metrics.connections.active);
     let budget = shared.budgets.node(&node);
@@ -150,7 +151,7 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>, _open
         shared.settings.server.max_in_flight_per_connection,
     ));
     // The connection's streams share one dictionary byte budget, and one
-    // budget for the frames they are reading.
+    // budget for the frames they are reading, within their node's share.
     let dictionary = Arc::new(ByteBudget::new(
         shared.settings.limits.dictionary.per_connection,
     ));
@@ -158,6 +159,7 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>, _open
         connection: Arc::new(Semaphore::new(
             shared.settings.limits.frame_buffer.per_connection,
         )),
+        node: open.frame_bytes.clone(),
         total: shared.frame_bytes.clone(),
         gauge: shared.metrics.streams.frame_buffer_bytes.clone(),
     };
@@ -170,7 +172,7 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>, _open
                     let span = info_span!("stream", id = %send.id());
                     let (shared, budget, slots, dictionary) =
                         (shared.clone(), budget.clone(), slots.clone(), dictionary.clone());
-                    let frames = Frames::new(recv, shared.settings.limits.max_frame_bytes, shared.settings.limits.frame_read_timeout, frame_budget.clone());
+                    let frames = Frames::new(recv, shared.settings.limits.max_frame_bytes, shared.settings.limits.frame_rate, frame_budget.clone());
                     streams.spawn(async move {
                         if let Err(e) = handle_stream(send, frames, &shared, &budget, slots, dictionary).await {
                             info!(error = %e, "stream ended with an error");

@@ -10,6 +10,10 @@
 //! connection's slot passes straight to the new one, so the replacement
 //! needs no free slot, and the relay-wide limit is never taken by one node.
 //!
+//! Each node also has its share of the relay's frame buffer here
+//! (`limits.max_frame_buffer_bytes_per_node`), which all its connections'
+//! streams draw from (see `crate::connection`'s `frames.rs`).
+//!
 //! Revocation reads the same registry ([`crate::revocation`]) to cut the
 //! connections of a node whose certificate a reloaded CRL revokes.
 
@@ -22,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Debug)]
 pub(crate) struct OpenConnections {
     per_node: usize,
+    frame_bytes_per_node: usize,
     state: Mutex<State>,
 }
 
@@ -29,7 +34,16 @@ pub(crate) struct OpenConnections {
 struct State {
     /// Order of admission, so that a node's oldest connection comes first.
     next: u64,
-    nodes: HashMap<String, BTreeMap<u64, Entry>>,
+    nodes: HashMap<String, Node>,
+}
+
+/// A node's connections, and the frame-buffer share they draw from.
+#[derive(Debug)]
+struct Node {
+    conns: BTreeMap<u64, Entry>,
+    /// The node's share of the relay's frame buffer, kept while it has a
+    /// connection (a replaced connection's streams still draw from it).
+    frame_bytes: Arc<Semaphore>,
 }
 
 #[derive(Debug)]
@@ -60,14 +74,16 @@ pub(crate) struct Registered {
     registry: Arc<OpenConnections>,
     node: String,
     id: u64,
+    /// The node's share of the relay's frame buffer.
+    pub(crate) frame_bytes: Arc<Semaphore>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         let mut s = self.registry.lock();
-        if let Some(conns) = s.nodes.get_mut(&self.node) {
-            conns.remove(&self.id);
-            if conns.is_empty() {
+        if let Some(n) = s.nodes.get_mut(&self.node) {
+            n.conns.remove(&self.id);
+            if n.conns.is_empty() {
                 s.nodes.remove(&self.node);
             }
         }
@@ -75,10 +91,12 @@ impl Drop for Registered {
 }
 
 impl OpenConnections {
-    /// At most `per_node` connections per node.
-    pub(crate) fn new(per_node: usize) -> Arc<Self> {
+    /// At most `per_node` connections per node, whose frames hold at most
+    /// `frame_bytes_per_node` bytes together.
+    pub(crate) fn new(per_node: usize, frame_bytes_per_node: usize) -> Arc<Self> {
         Arc::new(Self {
             per_node: per_node.max(1),
+            frame_bytes_per_node,
             state: Mutex::default(),
         })
     }
@@ -98,7 +116,12 @@ impl OpenConnections {
     ) -> Result<Admitted, AtLimit> {
         let mut s = self.lock();
         let id = s.next;
-        let conns = s.nodes.entry(node.to_owned()).or_default();
+        let n = s.nodes.entry(node.to_owned()).or_insert_with(|| Node {
+            conns: BTreeMap::new(),
+            frame_bytes: Arc::new(Semaphore::new(self.frame_bytes_per_node)),
+        });
+        let frame_bytes = n.frame_bytes.clone();
+        let conns = &mut n.conns;
         let (slot, replaced) = if conns.len() >= self.per_node {
             let (_, oldest) = conns
                 .pop_first()
@@ -127,6 +150,7 @@ impl OpenConnections {
             registry: self.clone(),
             node: node.to_owned(),
             id,
+            frame_bytes,
         };
         Ok(match replaced {
             Some(old) => Admitted::Replacing(registered, old),
@@ -139,7 +163,7 @@ impl OpenConnections {
         self.lock()
             .nodes
             .iter()
-            .flat_map(|(node, conns)| conns.values().map(|e| (node.clone(), e.conn.clone())))
+            .flat_map(|(node, n)| n.conns.values().map(|e| (node.clone(), e.conn.clone())))
             .collect()
     }
 }

@@ -144,7 +144,10 @@ impl Relay {
             handshakes,
             connection_slots,
             dictionary_bytes,
-            open: crate::open::OpenConnections::new(settings.server.max_connections_per_node),
+            open: crate::open::OpenConnections::new(
+                settings.server.max_connections_per_node,
+                settings.limits.frame_buffer.per_node,
+            ),
             settings,
             limits,
             budgets,

@@ -258,3 +258,55 @@ impl OpenStream {
         Ok(acks)
     }
 }
+
+/// A node's slow-frame attack on one connection: `streams` streams, each
+/// announcing a frame of `len` bytes and sending its payload one byte a
+/// second; a stream the relay stops is replaced at once by a new one that
+/// announces again. Runs until `stop` is cancelled; returns the codes the
+/// relay stopped streams with.
+pub fn trickle_frames(
+    conn: quinn::Connection,
+    streams: usize,
+    len: u32,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..streams {
+            let (conn, stop) = (conn.clone(), stop.clone());
+            tasks.spawn(async move {
+                let mut codes = Vec::new();
+                while !stop.is_cancelled() {
+                    let opened = tokio::select! {
+                        o = conn.open_bi() => o,
+                        () = stop.cancelled() => break,
+                    };
+                    let Ok((mut send, _recv)) = opened else { break };
+                    if send.write_all(&len.to_be_bytes()).await.is_err() {
+                        break;
+                    }
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            () = stop.cancelled() => return codes,
+                        }
+                        match send.write_all(&[0x0a]).await {
+                            Ok(()) => {}
+                            Err(quinn::WriteError::Stopped(code)) => {
+                                codes.push(code.into_inner());
+                                break;
+                            }
+                            Err(_) => return codes,
+                        }
+                    }
+                }
+                codes
+            });
+        }
+        let mut codes = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            codes.extend(r.unwrap_or_default());
+        }
+        codes
+    })
+}

@@ -1,5 +1,6 @@
 //! The relay under abuse: half-open handshake floods, series dictionaries
-//! grown without bound, and frames that are announced and never finished. Loopback only; every loop is bounded
+//! grown without bound, frames that are announced and never finished, and
+//! one node trickling frames on many connections. Loopback only; every loop is bounded
 //! in count and time.
 
 #![allow(clippy::unwrap_used)]
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use horizon_e2e::flood::{
     DefinitionShape, OpenStream, capture_initials, definitions_frame, raw_connect, send_half_open,
+    trickle_frames,
 };
 use horizon_e2e::{Metrics, TestRelay, send_values};
 use horizon_shared::proto::RejectReason;
@@ -243,12 +245,13 @@ async fn series_definitions_past_the_byte_bounds_are_refused_and_counted() {
         .await
         .unwrap();
     assert!(acks.iter().all(|a| a.accepted == 1));
-    // Two full streams hold the connection's bound: a third stream's
-    // definitions are refused at once.
+    // Two full streams hold nearly all of the connection's bound (each
+    // stops short of its own by less than a table doubling or a series):
+    // of seven definitions on a third stream, at most one fits.
     let before = relay.scrape().await.get(DICTIONARY_FULL);
     let mut third = OpenStream::open(&hog).await.unwrap();
     let acks = third
-        .exchange(std::iter::once(definitions_frame(200, 1..4, valid, 0)))
+        .exchange(std::iter::once(definitions_frame(200, 1..8, valid, 0)))
         .await
         .unwrap();
     assert_eq!(acks[0].accepted, 1);
@@ -260,8 +263,9 @@ async fn series_definitions_past_the_byte_bounds_are_refused_and_counted() {
         "dictionaries hold {bytes} bytes: the hog's bound plus the bystander's few series"
     );
     assert!(
-        m.get(DICTIONARY_FULL) >= before + 3.0,
-        "the third stream's three definitions are refused"
+        m.get(DICTIONARY_FULL) >= before + 6.0,
+        "the third stream's definitions are refused: {} of 7",
+        m.get(DICTIONARY_FULL) - before
     );
     assert_eq!(
         m.get(r#"horizon_relay_limit{limit="dictionary_bytes_per_connection"}"#),
@@ -410,5 +414,140 @@ async fn above_the_handshake_rate_unvalidated_initials_get_a_retry_and_no_state(
     assert_eq!(m.get(RETRIES), 41.0, "the agent was retried once");
     assert_eq!(m.get(TIMED_OUT), 0.0);
     agent.close().await;
+    relay.stop().await;
+}
+
+const FRAME_WAITS: &str = r#"horizon_relay_throttled_batches_total{limit="frame_buffer"}"#;
+
+/// One batch at a time, each awaited: the ack latencies, in seconds.
+async fn one_by_one(
+    client: &horizon_shared::client::Client,
+    series: horizon_shared::client::SeriesId,
+    values: std::ops::Range<i32>,
+) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    for v in values {
+        let t = std::time::Instant::now();
+        let acks = send_values(client, series, v..v + 1).await;
+        assert_eq!(acks[0].ack.accepted, 1);
+        latencies.push(t.elapsed().as_secs_f64());
+    }
+    latencies
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_trickling_frames_on_20_connections_holds_only_its_share_and_is_cut() {
+    const FRAME: u32 = 4 << 20;
+    const NODE_SHARE: f64 = 67_108_864.0;
+    // Defaults (16 MiB a connection, a node's share of 64 MiB, 256 MiB in
+    // all, 16 KiB/s with 5 s of slack), but room for the attacker's 20
+    // connections of one certificate, so that none is replaced.
+    let relay = TestRelay::start("server:\n  max_connections_per_node: 32\n").await;
+    let honest = relay.client("honest").await;
+    let series = relay_series(&honest);
+    let baseline = one_by_one(&honest, series, 0..10).await;
+
+    // 20 connections of one certificate, 16 streams each, every stream
+    // announcing a 4 MiB frame and sending it one byte a second.
+    let tls = relay.node_tls("attacker");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut attackers = Vec::new();
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let conn = raw_connect(relay.addr, &tls, Duration::from_secs(10))
+            .await
+            .unwrap();
+        attackers.push(trickle_frames(conn.clone(), 16, FRAME, stop.clone()));
+        conns.push(conn);
+    }
+    // The node's frames take its share, and no more: 16 frames of 4 MiB,
+    // not the relay's 256 MiB.
+    let m = scrape_until(&relay, |m| {
+        m.get(FRAME_BUFFER) >= NODE_SHARE && m.get("horizon_relay_connections_active") == 21.0
+    })
+    .await;
+    assert_eq!(
+        m.get(FRAME_BUFFER),
+        NODE_SHARE,
+        "the attacker holds its share"
+    );
+    assert_eq!(
+        m.get(r#"horizon_relay_limit{limit="frame_buffer_bytes_per_node"}"#),
+        NODE_SHARE
+    );
+    assert_eq!(
+        m.get("horizon_relay_connections_active"),
+        21.0,
+        "every connection served"
+    );
+    assert_eq!(
+        m.get(r#"horizon_relay_connections_replaced_total{reason="per_node_cap"}"#),
+        0.0,
+        "none replaced"
+    );
+
+    // While it holds its share, the other node's batches never wait for
+    // frame room: every one is acked, none counted as having waited.
+    let attacked = one_by_one(&honest, series, 10..20).await;
+    // Nor does a node that connects now: its first batch is read at once.
+    let newcomer = relay.client("newcomer").await;
+    let first = send_values(&newcomer, relay_series(&newcomer), 0..1).await;
+    assert_eq!(first[0].ack.accepted, 1);
+    assert_eq!(
+        relay.scrape().await.get(FRAME_WAITS),
+        0.0,
+        "no batch waited for frame room"
+    );
+    // The attack still holds its share (its waiting streams take the room
+    // of the frames that are cut, so it may dip for an instant).
+    let m = scrape_until(&relay, |m| {
+        m.get(FRAME_BUFFER) >= NODE_SHARE - f64::from(FRAME)
+    })
+    .await;
+    assert!(
+        m.get(FRAME_BUFFER) >= NODE_SHARE - f64::from(FRAME),
+        "the attack holds {} bytes",
+        m.get(FRAME_BUFFER)
+    );
+    println!(
+        "honest ack latency, median: {:.1} ms without the attack, {:.1} ms during it",
+        median(baseline) * 1e3,
+        median(attacked) * 1e3
+    );
+
+    // The trickling frames fall behind the minimum rate and are cut once
+    // the slack is spent: every frame that had room (and the ones that take
+    // their places after them).
+    let m = scrape_until(&relay, |m| m.get(FRAME_TIMEOUTS) >= 16.0).await;
+    assert!(m.get(FRAME_TIMEOUTS) >= 16.0, "{}", m.get(FRAME_TIMEOUTS));
+    assert!(m.get(FRAME_BUFFER) <= NODE_SHARE);
+    // The attacker's next one-byte writes find their streams stopped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.cancel();
+    let mut codes = Vec::new();
+    for a in attackers {
+        codes.extend(a.await.unwrap());
+    }
+    assert!(!codes.is_empty(), "no attacker stream saw its stop");
+    assert!(
+        codes
+            .iter()
+            .all(|c| *c == u64::from(horizon_shared::proto::error_code::FRAME_TIMEOUT)),
+        "{codes:?}"
+    );
+    let acks = send_values(&honest, series, 20..23).await;
+    assert!(acks.iter().all(|a| a.ack.accepted == 1));
+    for conn in conns {
+        conn.close(0u32.into(), b"done");
+    }
+    let m = scrape_until(&relay, |m| m.get(FRAME_BUFFER) == 0.0).await;
+    assert_eq!(m.get(FRAME_BUFFER), 0.0);
+    honest.close().await;
+    newcomer.close().await;
     relay.stop().await;
 }

@@ -35,11 +35,23 @@ pub struct LimitsConfig {
     /// together; a stream whose next frame does not fit waits (QUIC flow
     /// control holds the agent). At least `max_frame_bytes`.
     pub max_frame_buffer_bytes_per_connection: usize,
+    /// Bytes of frames being read that one node's connections may hold
+    /// together (a node's share of the relay's), so that one identity
+    /// cannot take the relay-wide bound whatever its number of connections.
+    /// Unset: a quarter of `max_frame_buffer_bytes_total`, and at least
+    /// `max_frame_buffer_bytes_per_connection`.
+    pub max_frame_buffer_bytes_per_node: Option<usize>,
     /// Bytes of frames being read that all connections may hold together.
     pub max_frame_buffer_bytes_total: usize,
-    /// A frame whose payload has not all arrived this many seconds after it
-    /// got room in the frame buffers resets its stream (`FRAME_TIMEOUT`), so
-    /// a stalled sender cannot hold buffer room others need.
+    /// The rate a frame's payload must keep once it has room in the frame
+    /// buffers, in bytes a second: each `frame_read_timeout_secs` must bring
+    /// this many bytes a second of it (or the rest of the frame).
+    pub min_frame_bytes_per_sec: usize,
+    /// The window of `min_frame_bytes_per_sec`, in seconds: a frame that has
+    /// room and does not bring `min_frame_bytes_per_sec ×` this many bytes
+    /// (or its rest) within it, counted from when it got room or met the
+    /// previous window's quota, has its stream ended (`FRAME_TIMEOUT`), so
+    /// a stalling or trickling sender cannot hold room others need.
     pub frame_read_timeout_secs: u64,
     /// Most labels on one series.
     pub max_labels_per_series: usize,
@@ -66,10 +78,12 @@ impl Default for LimitsConfig {
             max_series_per_stream: 65_536,
             max_dictionary_bytes_per_stream: 16 << 20,
             max_dictionary_bytes_per_connection: 32 << 20,
-            max_dictionary_bytes_total: 2 << 30,
+            max_dictionary_bytes_total: 1 << 30,
             max_frame_buffer_bytes_per_connection: 16 << 20,
+            max_frame_buffer_bytes_per_node: None,
             max_frame_buffer_bytes_total: 256 << 20,
-            frame_read_timeout_secs: 15,
+            min_frame_bytes_per_sec: 16 << 10,
+            frame_read_timeout_secs: 5,
             max_labels_per_series: series.max_labels,
             max_metric_name_bytes: series.max_metric_len,
             max_label_key_bytes: series.max_label_key_len,
@@ -97,8 +111,19 @@ pub struct DictionaryLimits {
 pub struct FrameBufferLimits {
     /// One connection's streams together.
     pub per_connection: usize,
+    /// One node's connections together.
+    pub per_node: usize,
     /// Every connection together.
     pub total: usize,
+}
+
+/// How fast a frame that has room must arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRate {
+    /// Bytes a second, over each window.
+    pub min_bytes_per_sec: usize,
+    /// The window: `min_bytes_per_sec ×` this must arrive within it.
+    pub window: Duration,
 }
 
 /// The `limits` section after validation.
@@ -118,8 +143,8 @@ pub struct LimitsSettings {
     pub dictionary: DictionaryLimits,
     /// Bounds on the bytes of frames being read.
     pub frame_buffer: FrameBufferLimits,
-    /// Time a frame's payload may take to arrive once it has buffer room.
-    pub frame_read_timeout: Duration,
+    /// How fast a frame's payload must arrive once it has buffer room.
+    pub frame_rate: FrameRate,
     /// Series validation limits.
     pub series_limits: SeriesLimits,
     /// Accepted timestamp window.
@@ -147,6 +172,12 @@ impl LimitsConfig {
             1,
             300,
         )?;
+        between(
+            "limits.min_frame_bytes_per_sec",
+            self.min_frame_bytes_per_sec,
+            1,
+            1 << 30,
+        )?;
         positive("limits.max_metric_name_bytes", self.max_metric_name_bytes)?;
         positive("limits.max_label_key_bytes", self.max_label_key_bytes)?;
         positive("limits.max_label_value_bytes", self.max_label_value_bytes)?;
@@ -164,9 +195,13 @@ impl LimitsConfig {
             },
             frame_buffer: FrameBufferLimits {
                 per_connection: self.max_frame_buffer_bytes_per_connection,
+                per_node: self.frame_buffer_per_node(),
                 total: self.max_frame_buffer_bytes_total,
             },
-            frame_read_timeout: Duration::from_secs(self.frame_read_timeout_secs),
+            frame_rate: FrameRate {
+                min_bytes_per_sec: self.min_frame_bytes_per_sec,
+                window: Duration::from_secs(self.frame_read_timeout_secs),
+            },
             series_limits: SeriesLimits {
                 max_metric_len: self.max_metric_name_bytes,
                 max_labels: self.max_labels_per_series,
@@ -211,6 +246,20 @@ impl LimitsConfig {
             "limits.max_frame_buffer_bytes_per_connection",
             self.max_frame_buffer_bytes_per_connection,
         )?;
+        if let Some(per_node) = self.max_frame_buffer_bytes_per_node {
+            not_below(
+                "limits.max_frame_buffer_bytes_per_node",
+                per_node,
+                "limits.max_frame_buffer_bytes_per_connection",
+                self.max_frame_buffer_bytes_per_connection,
+            )?;
+            not_below(
+                "limits.max_frame_buffer_bytes_total",
+                self.max_frame_buffer_bytes_total,
+                "limits.max_frame_buffer_bytes_per_node",
+                per_node,
+            )?;
+        }
         if u32::try_from(self.max_frame_buffer_bytes_total).is_err() {
             return Err(invalid(
                 "limits.max_frame_buffer_bytes_total",
@@ -218,6 +267,16 @@ impl LimitsConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl LimitsConfig {
+    /// `max_frame_buffer_bytes_per_node`, or its default: a quarter of the
+    /// relay's bound, at least a connection's.
+    fn frame_buffer_per_node(&self) -> usize {
+        self.max_frame_buffer_bytes_per_node.unwrap_or(
+            (self.max_frame_buffer_bytes_total / 4).max(self.max_frame_buffer_bytes_per_connection),
+        )
     }
 }
 

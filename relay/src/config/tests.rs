@@ -299,7 +299,7 @@ fn dictionary_bounds_are_read_and_ordered() {
         DictionaryLimits {
             per_stream: 16 << 20,
             per_connection: 32 << 20,
-            total: 2 << 30,
+            total: 1 << 30,
         }
     );
     let s = parse(
@@ -335,6 +335,7 @@ fn frame_buffer_bounds_and_receive_window_are_read_and_checked() {
         s.limits.frame_buffer,
         FrameBufferLimits {
             per_connection: 16 << 20,
+            per_node: 64 << 20,
             total: 256 << 20,
         }
     );
@@ -346,11 +347,35 @@ fn frame_buffer_bounds_and_receive_window_are_read_and_checked() {
     assert_eq!(
         (
             s.limits.frame_buffer.per_connection,
+            s.limits.frame_buffer.per_node,
             s.limits.frame_buffer.total,
             s.server.receive_window
         ),
-        (65_536, 131_072, 512 << 10)
+        (65_536, 65_536, 131_072, 512 << 10),
+        "a node's share defaults to a quarter of the total, at least a connection's"
     );
+    let s = parse(
+        "limits:\n  max_frame_buffer_bytes_per_connection: 8388608\n  max_frame_buffer_bytes_per_node: 33554432\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            s.limits.frame_buffer.per_connection,
+            s.limits.frame_buffer.per_node
+        ),
+        (8 << 20, 32 << 20)
+    );
+    // A node's share lies between a connection's and the relay's.
+    for bad in [8 << 20, 512 << 20] {
+        let key = invalid_key(&format!(
+            "limits:\n  max_frame_buffer_bytes_per_node: {bad}\n"
+        ));
+        assert!(
+            key == "limits.max_frame_buffer_bytes_per_node"
+                || key == "limits.max_frame_buffer_bytes_total",
+            "{bad}: {key}"
+        );
+    }
     // A connection must be able to read one frame of the largest size.
     assert_eq!(
         invalid_key("limits:\n  max_frame_buffer_bytes_per_connection: 1048576\n"),
@@ -375,22 +400,34 @@ fn frame_buffer_bounds_and_receive_window_are_read_and_checked() {
 }
 
 #[test]
-fn frame_read_timeout_is_read_and_checked() {
+fn frame_rate_is_read_and_checked() {
     assert_eq!(
-        parse("").unwrap().limits.frame_read_timeout,
-        std::time::Duration::from_secs(15)
+        parse("").unwrap().limits.frame_rate,
+        FrameRate {
+            min_bytes_per_sec: 16 << 10,
+            window: std::time::Duration::from_secs(5),
+        }
     );
     assert_eq!(
-        parse("limits:\n  frame_read_timeout_secs: 2\n")
+        parse("limits:\n  frame_read_timeout_secs: 2\n  min_frame_bytes_per_sec: 1000\n")
             .unwrap()
             .limits
-            .frame_read_timeout,
-        std::time::Duration::from_secs(2)
+            .frame_rate,
+        FrameRate {
+            min_bytes_per_sec: 1000,
+            window: std::time::Duration::from_secs(2),
+        }
     );
     for bad in [0, 301] {
         assert_eq!(
             invalid_key(&format!("limits:\n  frame_read_timeout_secs: {bad}\n")),
             "limits.frame_read_timeout_secs"
+        );
+    }
+    for bad in [0u64, 2 << 30] {
+        assert_eq!(
+            invalid_key(&format!("limits:\n  min_frame_bytes_per_sec: {bad}\n")),
+            "limits.min_frame_bytes_per_sec"
         );
     }
 }

@@ -105,30 +105,43 @@ enum Binding {
 }
 
 impl Binding {
-    /// Heap bytes held by the binding (beyond its slot in the table).
+    /// Heap bytes held by the binding (beyond its slot in the table), as
+    /// the allocator hands them out.
     fn heap_bytes(&self) -> usize {
         match self {
             Self::Undefined | Self::Refused(_) => 0,
-            Self::Invalid(why) => why.len(),
+            Self::Invalid(why) => allocated(why.len()),
             Self::Series(e) => series_bytes(e),
         }
     }
 }
 
-/// Heap bytes of a stored series: the entry behind its `Arc` (with the two
-/// reference counts, and its fixed-size fields, the metric type among
-/// them), the metric name behind its own `Arc`, the label array and the
-/// text of every key and value.
+/// Bytes the allocator takes for an allocation of `n` bytes (none for 0):
+/// glibc malloc's chunk, `n` plus an 8-byte header rounded up to 16, at
+/// least 32. So a one-byte label value costs 32 bytes, not one; counting
+/// only the text, the relay once counted less than half of what tiny
+/// labels really took (docs/relay.md, memory).
+pub(crate) fn allocated(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).next_multiple_of(16).max(32)
+    }
+}
+
+/// Heap bytes of a stored series, each allocation as the allocator rounds
+/// it: the entry behind its `Arc` (with the two reference counts, and its
+/// fixed-size fields, the metric type among them), the
+/// metric name behind its own `Arc` (counted even when shared), the label
+/// array, and every key and value by its capacity.
 fn series_bytes(e: &SeriesEntry) -> usize {
     let arc_counts = 2 * std::mem::size_of::<usize>();
-    std::mem::size_of::<SeriesEntry>()
-        + arc_counts
-        + arc_counts
-        + e.metric.len()
-        + e.labels.len() * std::mem::size_of::<Label>()
+    allocated(std::mem::size_of::<SeriesEntry>() + arc_counts)
+        + allocated(arc_counts + e.metric.len())
+        + allocated(e.labels.len() * std::mem::size_of::<Label>())
         + e.labels
             .iter()
-            .map(|l| l.key.len() + l.value.len())
+            .map(|l| allocated(l.key.capacity()) + allocated(l.value.capacity()))
             .sum::<usize>()
 }
 
@@ -316,8 +329,10 @@ impl StreamDictionary {
             return shared.clone();
         }
         let name: Arc<str> = Arc::from(name);
-        // The text, the reference counts and the set's slot.
-        let bytes = name.len() + 4 * std::mem::size_of::<usize>();
+        // The text with the reference counts, and the set's slot (a fat
+        // pointer and its control byte, at the table's lowest load).
+        let bytes = allocated(name.len() + 2 * std::mem::size_of::<usize>())
+            + 4 * std::mem::size_of::<usize>();
         if self.metric_names.len() < SHARED_METRIC_NAMES && self.take(bytes).is_ok() {
             self.metric_names.insert(name.clone());
         }

@@ -23,8 +23,9 @@ pub enum Throttle {
     /// The connection had `server.max_in_flight_batches_per_connection`
     /// batches unacked.
     InFlight,
-    /// The next frame did not fit in the connection's or the relay's frame
-    /// buffer (`limits.max_frame_buffer_bytes_*`); waited before it was read.
+    /// The next frame did not fit in the connection's, the node's or the
+    /// relay's frame buffer (`limits.max_frame_buffer_bytes_*`); waited
+    /// before it was read.
     FrameBuffer,
 }
 
@@ -80,7 +81,7 @@ impl FlowMetrics {
         let limits = Family::<LimitLabel, Gauge>::default();
         r.register(
             "limit",
-            "Configured limits: connections (server.max_connections), connections_per_node (server.max_connections_per_node), handshakes_in_progress (server.max_handshakes_in_progress), streams_per_connection, in_flight_batches_per_connection, sink_queue_batches (limits.backpressure_threshold), dictionary_bytes_per_stream, dictionary_bytes_per_connection, dictionary_bytes_total (limits.max_dictionary_bytes_*), frame_buffer_bytes_per_connection, frame_buffer_bytes_total (limits.max_frame_buffer_bytes_*), receive_window_bytes (server.receive_window_bytes)",
+            "Configured limits: connections (server.max_connections), connections_per_node (server.max_connections_per_node), handshakes_in_progress (server.max_handshakes_in_progress), streams_per_connection, in_flight_batches_per_connection, sink_queue_batches (limits.backpressure_threshold), dictionary_bytes_per_stream, dictionary_bytes_per_connection, dictionary_bytes_total (limits.max_dictionary_bytes_*), frame_buffer_bytes_per_connection, frame_buffer_bytes_per_node, frame_buffer_bytes_total (limits.max_frame_buffer_bytes_*), min_frame_bytes_per_sec (limits.min_frame_bytes_per_sec), receive_window_bytes (server.receive_window_bytes)",
             limits.clone(),
         );
         for (limit, value) in [
@@ -116,8 +117,16 @@ impl FlowMetrics {
                 settings.limits.frame_buffer.per_connection,
             ),
             (
+                "frame_buffer_bytes_per_node",
+                settings.limits.frame_buffer.per_node,
+            ),
+            (
                 "frame_buffer_bytes_total",
                 settings.limits.frame_buffer.total,
+            ),
+            (
+                "min_frame_bytes_per_sec",
+                settings.limits.frame_rate.min_bytes_per_sec,
             ),
             (
                 "receive_window_bytes",

@@ -20,8 +20,8 @@ pub enum StreamErrorKind {
     MalformedFrame,
     /// The stream ended inside a frame.
     TruncatedFrame,
-    /// A frame's payload did not arrive within
-    /// `limits.frame_read_timeout_secs`.
+    /// A frame's payload fell more than `limits.frame_read_timeout_secs`
+    /// behind `limits.min_frame_bytes_per_sec`.
     FrameTimeout,
     /// A frame of a kind this relay does not know (newer agent).
     UnknownFrame,
