@@ -154,12 +154,13 @@ fn tiny_labels_frame(sequence: u64, ids: std::ops::Range<u32>) -> AgentFrame {
                     value: one_byte(id, k),
                 })
                 .collect(),
+            ..SeriesDef::default()
         })
         .collect();
     defs.push(SeriesDef {
         id: 0,
         metric: "gpu_util".into(),
-        labels: vec![],
+        ..SeriesDef::default()
     });
     AgentFrame {
         kind: Some(agent_frame::Kind::Batch(MetricBatch {
