@@ -153,15 +153,24 @@ fn a_type_byte_no_revision_wrote_is_an_error() {
 /// 8 GPUs × 60 fields every second, node_exporter every 10 s), one record
 /// per scrape, with the spool's framing (16 bytes a record).
 fn bytes_per_point(encode: fn(&[OwnedPoint]) -> Vec<u8>) -> (f64, f64) {
+    bytes_per_point_of(encode, |_| {})
+}
+
+fn bytes_per_point_of(
+    encode: fn(&[OwnedPoint]) -> Vec<u8>,
+    mut change: impl FnMut(&mut Vec<OwnedPoint>),
+) -> (f64, f64) {
     let mut rng = Rng::new(7);
     let (mut dcgm, mut dcgm_points, mut node, mut node_points) = (0, 0, 0, 0);
     for tick in 0..120u64 {
         let time = 1_700_000_000_000_000_000 + tick as i64 * 1_000_000_000;
-        let d = dcgm_scrape(8, time, tick, &mut rng);
+        let mut d = dcgm_scrape(8, time, tick, &mut rng);
+        change(&mut d);
         dcgm += encode(&d).len() + 16;
         dcgm_points += d.len();
         if tick % 10 == 0 {
-            let n = node_scrape(time, tick, &mut rng);
+            let mut n = node_scrape(time, tick, &mut rng);
+            change(&mut n);
             node += encode(&n).len() + 16;
             node_points += n.len();
         }
@@ -176,9 +185,17 @@ fn bytes_per_point(encode: fn(&[OwnedPoint]) -> Vec<u8>) -> (f64, f64) {
 fn a_dcgm_node_spools_at_most_20_bytes_a_point() {
     let (dcgm, all) = bytes_per_point(encode);
     let (dcgm_v1, all_v1) = bytes_per_point(v1::encode);
+    // The worst case for values: all 64 bits random (no exporter's are).
+    let mut noise = Rng::new(9);
+    let (dcgm_rand, _) = bytes_per_point_of(encode, |pts| {
+        for p in pts {
+            p.value = f64::from_bits(noise.next_u64() >> 2);
+        }
+    });
     println!(
         "bytes per point: compact dcgm {dcgm:.1}, with node_exporter {all:.1}; \
-         first format dcgm {dcgm_v1:.1}, with node_exporter {all_v1:.1}"
+         first format dcgm {dcgm_v1:.1}, with node_exporter {all_v1:.1}; \
+         compact dcgm with random 64-bit values {dcgm_rand:.1}"
     );
     assert!(
         dcgm <= 20.0 && all <= 20.0,
