@@ -15,7 +15,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${TARGET_DIR:-$root/target}/release
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -60,9 +60,10 @@ while sleep 1; do
   now=$(date +%s.%N)
   printf '%6.1f s  backlog %s points, oldest %.0f s, acked %s\n' "$(echo "$now - $start" | bc)" "${points:-?}" "$age" "${acked:-?}"
   if [ -n "${acked:-}" ] && [ "$(echo "$age < 30" | bc)" = 1 ]; then
-    echo "backlog delivered in $(echo "$now - $start" | bc) s ($acked points acked)"
+    secs=$(echo "$now - $start" | bc)
+    echo "backlog delivered in $secs s ($acked points acked, $(echo "$acked / $secs" | bc) points/s)"
     break
   fi
 done
 echo "agent RSS peak: $(awk '/VmHWM/ {print $2}' "/proc/$agent/status") KiB"
-grep -c . "$work/agent.log" >/dev/null && tail -5 "$work/agent.log" || true
+echo "agent log:"; tail -5 "$work/agent.log"
