@@ -1,6 +1,6 @@
 //! Spool throughput: appending batches (as the scraper does) under each
 //! sync policy, and replaying them at start (open, read every record,
-//! decode). A batch is 1000 points shaped like dcgm-exporter samples.
+//! decode). A record is one dcgm-exporter scrape of 480 points.
 //!
 //!   cargo bench -p horizon-agent --bench spool
 
@@ -10,39 +10,30 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use horizon_agent::record::{self, OwnedPoint};
+use horizon_agent::record::{self, sample};
 use horizon_agent::spool::{Spool, SpoolOptions, SyncPolicy};
 
+/// One dcgm-exporter scrape of 8 GPUs × 60 fields (480 points, its six
+/// labels), as the agent spools it: one record.
 fn batch() -> Vec<u8> {
-    let points: Vec<OwnedPoint> = (0..1000)
-        .map(|i| OwnedPoint {
-            metric: format!("DCGM_FI_DEV_FIELD_{}", i % 60),
-            metric_type: horizon_shared::proto::MetricType::Gauge,
-            labels: vec![
-                (
-                    "UUID".into(),
-                    format!("GPU-604ac76c-d9cf-fef3-62e9-d92044ab6e5{}", i % 8),
-                ),
-                ("device".into(), format!("nvidia{}", i % 8)),
-                ("gpu".into(), (i % 8).to_string()),
-                ("modelName".into(), "NVIDIA H100 80GB HBM3".into()),
-            ],
-            time_unix_nano: 1_700_000_000_000_000_000 + i,
-            value: i as f64 * 1.5,
-        })
-        .collect();
-    record::encode(&points)
+    let mut rng = sample::Rng::new(1);
+    record::encode(&sample::dcgm_scrape(
+        8,
+        1_700_000_000_000_000_000,
+        1,
+        &mut rng,
+    ))
 }
 
 fn bench(c: &mut Criterion) {
     let payload = batch();
     println!(
-        "spool record: {} bytes for 1000 points ({:.1} bytes per point, framing included)",
+        "spool record: {} bytes for 480 points ({:.1} bytes per point, framing included)",
         payload.len() + 16,
-        (payload.len() + 16) as f64 / 1000.0
+        (payload.len() + 16) as f64 / 480.0
     );
     let mut g = c.benchmark_group("spool");
-    g.throughput(Throughput::Elements(1000));
+    g.throughput(Throughput::Elements(480));
     g.measurement_time(Duration::from_secs(5));
     for (name, sync) in [
         ("append_sync_never", SyncPolicy::Never),
@@ -63,7 +54,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| spool.append(black_box(&payload)).unwrap())
         });
     }
-    // Replay: 100 batches (100,000 points) on disk, opened and read back.
+    // Replay: 100 records (48,000 points) on disk, opened and read back.
     let dir = tempfile::tempdir().unwrap();
     let opts = SpoolOptions {
         max_bytes: 1 << 30,
@@ -76,7 +67,7 @@ fn bench(c: &mut Criterion) {
             s.append(&payload).unwrap();
         }
     }
-    g.throughput(Throughput::Elements(100_000));
+    g.throughput(Throughput::Elements(48_000));
     g.bench_function("replay_open_read_decode", |b| {
         b.iter(|| {
             let mut s = Spool::open(dir.path(), opts, horizon_agent::sink::summarize).unwrap();
@@ -84,7 +75,7 @@ fn bench(c: &mut Criterion) {
             while let Some(r) = s.next_unsent().unwrap() {
                 n += record::decode(&r.payload).unwrap().len();
             }
-            assert_eq!(n, 100_000);
+            assert_eq!(n, 48_000);
         })
     });
     g.finish();

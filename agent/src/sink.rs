@@ -21,11 +21,15 @@ pub fn summary(points: &[OwnedPoint]) -> RecordSummary {
 }
 
 /// The summary of an encoded batch (the spool reads its records with it at
-/// open); an undecodable payload counts its declared points and no time.
+/// open): a compact payload's header, an old one decoded; an undecodable
+/// payload counts its declared points and no time.
 pub fn summarize(payload: &[u8]) -> RecordSummary {
-    match record::decode(payload) {
-        Ok(points) => summary(&points),
-        Err(_) => RecordSummary {
+    match record::summary_of(payload) {
+        Some((points, oldest_unix_nano)) => RecordSummary {
+            points,
+            oldest_unix_nano,
+        },
+        None => RecordSummary {
             points: record::points_of(payload),
             oldest_unix_nano: None,
         },

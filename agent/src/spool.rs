@@ -13,6 +13,16 @@
 //! closed and a new one started when the next record would take it past
 //! `segment_bytes`.
 //!
+//! The payload is opaque here; the agent's is a [`record`](crate::record),
+//! which carries its own format version.
+//!
+//! ## Handing out
+//! [`Spool::next_unsent`] reads records in sequence order from a cursor
+//! (after a restart, from the first unacked one). [`Spool::next_fresh`]
+//! hands out the newest records appended (kept in memory, at most
+//! [`FRESH_RECORDS`]) ahead of the cursor, which then skips them: the
+//! sender takes those first, so fresh points do not queue behind a backlog.
+//!
 //! ## Acks
 //! Acks can arrive out of order (the client keeps a window of batches in
 //! flight). The *watermark* is the highest sequence at or below which every
@@ -45,7 +55,7 @@
 //! interval (a power loss loses at most that much); [`SyncPolicy::Never`]
 //! leaves it to the OS (a process crash loses nothing, a power loss may).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +64,7 @@ use std::time::Instant;
 mod backlog;
 mod format;
 mod options;
+mod read;
 
 use backlog::Backlog;
 pub use backlog::RecordSummary;
@@ -61,6 +72,7 @@ pub use format::MAX_RECORD_BYTES;
 use format::{SEQ, frame, read_record, read_watermark, seg_name, write_atomic};
 use options::io_err;
 pub use options::{SpoolError, SpoolOptions, SyncPolicy};
+pub use read::FRESH_RECORDS;
 
 /// Counters and gauges of a spool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -124,6 +136,12 @@ pub struct Spool {
     /// Next record to hand out: segment's first sequence and byte offset.
     cursor: (u64, u64),
     reader: Option<(u64, File)>,
+    /// The highest sequence the cursor handed out.
+    handed: u64,
+    /// The newest records appended, for the fresh lane.
+    fresh: VecDeque<Record>,
+    /// Sequences the fresh lane handed out ahead of the cursor.
+    ahead: BTreeSet<u64>,
     dirty: bool,
     last_sync: Instant,
     stats: SpoolStats,
@@ -224,6 +242,9 @@ impl Spool {
             backlog,
             cursor,
             reader: None,
+            handed: watermark,
+            fresh: VecDeque::new(),
+            ahead: BTreeSet::new(),
             dirty: false,
             last_sync: Instant::now(),
             stats,
@@ -286,6 +307,13 @@ impl Spool {
         self.next_seq += 1;
         self.stats.bytes += rec.len() as u64;
         self.backlog.add(seq, rec.len() as u64, summary);
+        self.fresh.push_back(Record {
+            seq,
+            payload: payload.to_vec(),
+        });
+        if self.fresh.len() > FRESH_RECORDS {
+            self.fresh.pop_front();
+        }
         self.dirty = true;
         match self.opts.sync {
             SyncPolicy::EveryBatch => self.sync()?,
@@ -354,6 +382,8 @@ impl Spool {
             self.stats.bytes -= seg.bytes;
             let before = self.backlog.watermark();
             let dropped = self.backlog.drop_through(seg.last_seq);
+            self.fresh.retain(|r| r.seq > seg.last_seq);
+            self.ahead.retain(|&s| s > seg.last_seq);
             self.stats.dropped_records += dropped.batches;
             self.stats.dropped_points += dropped.points;
             tracing::warn!(
@@ -373,58 +403,6 @@ impl Spool {
             }
         }
         Ok(())
-    }
-
-    /// The next record not yet handed out (unacked records after a restart
-    /// first, then new ones), or `None` when everything was handed out.
-    pub fn next_unsent(&mut self) -> Result<Option<Record>, SpoolError> {
-        loop {
-            let Some(idx) = self
-                .segments
-                .iter()
-                .position(|s| s.first_seq == self.cursor.0)
-            else {
-                // The cursor's segment was deleted: go to the next one.
-                match self.segments.iter().find(|s| s.first_seq > self.cursor.0) {
-                    Some(s) => {
-                        self.cursor = (s.first_seq, 0);
-                        continue;
-                    }
-                    None => return Ok(None),
-                }
-            };
-            let seg = &self.segments[idx];
-            if self.cursor.1 >= seg.bytes {
-                match self.segments.get(idx + 1) {
-                    Some(next) => {
-                        self.cursor = (next.first_seq, 0);
-                        self.reader = None;
-                        continue;
-                    }
-                    None => return Ok(None),
-                }
-            }
-            if self.reader.as_ref().map(|r| r.0) != Some(seg.first_seq) {
-                let f = File::open(&seg.path).map_err(io_err(&seg.path))?;
-                self.reader = Some((seg.first_seq, f));
-            }
-            let (_, file) = self.reader.as_ref().expect("reader was just opened");
-            match read_record(file, self.cursor.1, seg.bytes).map_err(io_err(&seg.path))? {
-                Some((seq, payload, next)) => {
-                    self.cursor.1 = next;
-                    if !self.backlog.is_pending(seq) {
-                        continue;
-                    }
-                    return Ok(Some(Record { seq, payload }));
-                }
-                None => {
-                    // Cannot happen for records this process wrote or checked
-                    // at open, unless the file was changed under us.
-                    tracing::error!(segment = %seg.path.display(), offset = self.cursor.1, "unreadable spool record; skipping the rest of the segment");
-                    self.cursor.1 = seg.bytes;
-                }
-            }
-        }
     }
 
     /// Marks a record acked; deletes segments that are fully acked.

@@ -16,7 +16,8 @@ pub struct RelayConfig {
     pub addr: String,
     /// Name the relay's certificate must carry; empty: the host part of `addr`.
     pub server_name: String,
-    /// Batches sent and not yet acked, at most.
+    /// Batches sent and not yet acked: the window's start, which grows
+    /// during catch-up up to [`MAX_WINDOW`](crate::sender::MAX_WINDOW).
     pub window: usize,
     /// Points per batch, at most (the relay's `limits.max_batch_size`).
     pub max_batch_points: usize,
@@ -56,7 +57,7 @@ pub struct RelaySettings {
     pub addr: String,
     /// Name on the relay's certificate.
     pub server_name: String,
-    /// Client window.
+    /// The sender's starting window.
     pub window: usize,
     /// Points per batch.
     pub max_batch_points: usize,
