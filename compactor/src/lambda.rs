@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::{Compactor, RunOptions, Selection, UnitResult};
+use crate::{Compactor, DayResult, RunOptions, Selection, UnitResult};
 use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::{Hour, HourError};
 
@@ -159,6 +159,7 @@ pub async fn handle(compactor: &Compactor, event: LambdaEvent<Value>) -> Result<
     let failures = report.failures();
     let body = json!({
         "units": report.units,
+        "days": report.days,
         "not_started": report.not_started,
         "rows_committed": report.rows_committed(),
         "failures": failures,
@@ -171,9 +172,13 @@ pub async fn handle(compactor: &Compactor, event: LambdaEvent<Value>) -> Result<
             .iter()
             .filter(|u| matches!(u.result, UnitResult::Failed { .. }))
             .map(|u| format!("{} shard {}/{}", u.hour, u.shard, u.shards))
+            .chain(report.days.iter().filter_map(|d| match d {
+                DayResult::Failed { day, .. } => Some(format!("the 1-hour rollups of {day}")),
+                DayResult::Ok(_) => None,
+            }))
             .collect();
         return Err(format!(
-            "{failures} unit(s) failed: {}; rows committed: {}",
+            "{failures} unit(s) or day(s) failed: {}; rows committed: {}",
             failed.join(", "),
             report.rows_committed()
         )
