@@ -29,6 +29,7 @@ mod output;
 mod shard;
 mod shared;
 
+pub(crate) use kway::sift_down;
 pub use kway::{Source, merge, open_source};
 pub use order::{Orderer, SORT_BYTES_PER_ROW, batch_bytes, sort_dedup};
 pub use output::{LocalFile, OutputFiles, output_properties, spill_properties};

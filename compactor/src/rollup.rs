@@ -9,10 +9,13 @@
 //! - `series.rs`: one series' hour folded into minute rows and its hour row;
 //! - `build.rs`: a unit's rollups from its final rows in key order (first
 //!   and major compactions, backfills);
+//! - `files.rs`: local rollup files, with row groups a `metric` filter
+//!   prunes;
 //! - `late.rs`: a unit's rollups after a late fold, recomputing only the
 //!   series-minutes late rows touch (`walk.rs`: a rollup file walked beside
 //!   the touched series; `fetch.rs`: committed samples by ranged reads);
-//! - `day.rs`: the 1-hour level, one set of files per closed day;
+//! - `day.rs`: the 1-hour level, one set of files per closed day, the
+//!   unit hours' rows merged in key order (`kway.rs`);
 //! - `backfill.rs`: rollups for hours compacted before rollups existed.
 
 use crate::commit::{FileEntry, Rollups};
@@ -22,14 +25,17 @@ pub(crate) mod backfill;
 mod build;
 pub(crate) mod day;
 mod fetch;
+mod files;
 mod kind;
+mod kway;
 pub(crate) mod late;
 mod rows;
 mod series;
 mod walk;
 
 pub use agg::{Agg, Sample, delta};
-pub use build::{Builder, Built, RollupFile, RollupFiles};
+pub use build::{Builder, Built};
+pub use files::{RollupFile, RollupFiles};
 pub use kind::Kind;
 pub use rows::{Row, RowReader, SeriesKey, rollup_properties, rollup_schema, to_batch};
 pub use series::{MINUTE_NS, SeriesAcc, hour_row, minute_of};

@@ -12,7 +12,9 @@ Prints JSON: for the minute level (every compacted hour) and the 1-hour
 level (closed days that have 1-hour files), the rows expected and found,
 and the keys missing, extra, or with a differing value. count, min, max,
 first, last and their times must be equal; sum and increase equal up to a
-relative 1e-9 (the order of addition differs).
+relative 1e-9 (the order of addition differs). Each rollup file's rows must
+be in the order its footer declares (metric, node, series_id, interval_start):
+"unsorted" counts the files that are not.
 """
 
 import json
@@ -33,6 +35,17 @@ compacted = rest[0] if len(rest) > 0 else "compacted"
 rollups = rest[1] if len(rest) > 1 else "rollups"
 
 
+unsorted = []
+
+
+def sorted_rows(t):
+    """Whether a rollup table's rows are in (metric, node, series_id, interval_start) order."""
+    keys = list(zip(*(t.column(c).cast(pa.string()).to_pylist() if c in ("metric", "node")
+                      else t.column(c).to_pylist()
+                      for c in ("metric", "node", "series_id", "interval_start"))))
+    return all(a <= b for a, b in zip(keys, keys[1:]))
+
+
 def table(prefix):
     """Every visible Parquet file under base/prefix, as one table."""
     root = base + "/" + prefix
@@ -46,6 +59,8 @@ def table(prefix):
     for p in paths:
         with fs.open_input_file(p) as f:
             tables.append(pq.read_table(f))
+        if "interval_start" in tables[-1].column_names and not sorted_rows(tables[-1]):
+            unsorted.append(p)
     if not tables:
         return None
     # Version-1 compacted files have no metric_type column: null there.
@@ -185,4 +200,5 @@ if days:
 else:
     out["hour"] = empty
 out["days"] = len(days)
+out["unsorted"] = unsorted
 print(json.dumps(out))

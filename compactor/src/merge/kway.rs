@@ -165,7 +165,8 @@ pub fn merge(
     Ok(counts)
 }
 
-fn sift_down(heap: &mut [usize], mut i: usize, less: impl Fn(usize, usize) -> bool) {
+/// Restores the min-heap order of `heap` (indices, compared by `less`) below `i`.
+pub(crate) fn sift_down(heap: &mut [usize], mut i: usize, less: impl Fn(usize, usize) -> bool) {
     loop {
         let (l, r) = (2 * i + 1, 2 * i + 2);
         let mut m = i;

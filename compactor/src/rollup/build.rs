@@ -2,146 +2,23 @@
 //! order (the full fold's merge, or the compacted files read back for a
 //! backfill), and each series' hour is folded as its rows go by.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
-use parquet::arrow::ArrowWriter;
 
 use super::agg::Sample;
-use super::rows::{Row, SeriesKey, dict_str, labels_at, rollup_properties, to_batch};
+use super::files::{RollupFile, RollupFiles};
+use super::rows::{Row, SeriesKey, dict_str, labels_at};
 use super::series::SeriesAcc;
-use crate::commit::FirstKey;
 use crate::merge::MergeError;
 use horizon_shared::proto::MetricType;
 
 /// Rows a builder collects before it writes them.
 const WRITE_ROWS: usize = 1024;
-
-/// A finished local rollup file.
-#[derive(Debug, Clone)]
-pub struct RollupFile {
-    /// Where it is.
-    pub path: PathBuf,
-    /// Rows.
-    pub rows: u64,
-    /// Size.
-    pub bytes: u64,
-    /// Its first row's series.
-    pub first: Option<FirstKey>,
-}
-
-/// Local rollup files of a target size, each closed only between series
-/// (every batch written ends with a series), so a series is in one file.
-#[derive(Debug)]
-pub struct RollupFiles {
-    dir: PathBuf,
-    stem: String,
-    level: &'static str,
-    row_group_rows: usize,
-    target_bytes: u64,
-    current: Option<(PathBuf, ArrowWriter<File>, u64, Option<FirstKey>)>,
-    done: Vec<RollupFile>,
-}
-
-impl RollupFiles {
-    /// Files `<dir>/<stem>-NNNN.parquet` of level `level` (`1m`, `1h`).
-    pub fn new(
-        dir: &Path,
-        stem: &str,
-        level: &'static str,
-        row_group_rows: usize,
-        target_bytes: u64,
-    ) -> Self {
-        Self {
-            dir: dir.to_owned(),
-            stem: stem.to_owned(),
-            level,
-            row_group_rows,
-            target_bytes,
-            current: None,
-            done: Vec::new(),
-        }
-    }
-
-    /// Appends rows (whole series).
-    pub fn write_rows(&mut self, rows: &[Row]) -> Result<(), MergeError> {
-        let Some(first) = rows.first() else {
-            return Ok(());
-        };
-        let first = FirstKey {
-            metric: first.key.metric.clone(),
-            node: first.key.node.clone(),
-            series_id: first.key.series_id,
-        };
-        self.write(&to_batch(rows)?, first)
-    }
-
-    /// Appends a batch of the rollup schema (whole series) whose first row
-    /// is of series `first`.
-    pub fn write(&mut self, batch: &RecordBatch, first: FirstKey) -> Result<(), MergeError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if self.current.is_none() {
-            let path = (self.dir).join(format!("{}-{:04}.parquet", self.stem, self.done.len()));
-            let file = File::create(&path).map_err(|source| MergeError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let props = rollup_properties(self.level, self.row_group_rows);
-            let w = ArrowWriter::try_new(file, batch.schema(), Some(props))
-                .map_err(crate::merge::pq(&path))?;
-            self.current = Some((path, w, 0, Some(first)));
-        }
-        if let Some((path, w, rows, _)) = self.current.as_mut() {
-            w.write(batch).map_err(crate::merge::pq(path))?;
-            *rows += batch.num_rows() as u64;
-            if (w.bytes_written() + w.in_progress_size()) as u64 >= self.target_bytes {
-                self.close_current()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the current row group (a day's file ends one after each unit's
-    /// hour rows, so each row group is sorted as its footer declares).
-    pub fn end_row_group(&mut self) -> Result<(), MergeError> {
-        if let Some((path, w, _, _)) = self.current.as_mut() {
-            w.flush().map_err(crate::merge::pq(path))?;
-        }
-        Ok(())
-    }
-
-    fn close_current(&mut self) -> Result<(), MergeError> {
-        if let Some((path, w, rows, first)) = self.current.take() {
-            w.close().map_err(crate::merge::pq(&path))?;
-            let bytes = std::fs::metadata(&path)
-                .map_err(|source| MergeError::Io {
-                    path: path.clone(),
-                    source,
-                })?
-                .len();
-            self.done.push(RollupFile {
-                path,
-                rows,
-                bytes,
-                first,
-            });
-        }
-        Ok(())
-    }
-
-    /// Closes the last file and returns them all.
-    pub fn finish(mut self) -> Result<Vec<RollupFile>, MergeError> {
-        self.close_current()?;
-        Ok(std::mem::take(&mut self.done))
-    }
-}
 
 /// A unit's rollup files, local.
 #[derive(Debug, Default)]
@@ -178,59 +55,15 @@ impl Builder {
 
     /// Folds the next batch of final rows (raw schema, key order).
     pub fn push(&mut self, batch: &RecordBatch) -> Result<(), MergeError> {
-        let col = |n: &str| batch.column_by_name(n);
-        let missing = |n: &str| arrow_schema::ArrowError::SchemaError(format!("no column {n}"));
-        let (Some(metric), Some(node), Some(series), Some(time), Some(value), Some(labels)) = (
-            col("metric"),
-            col("node"),
-            col("series_id"),
-            col("time"),
-            col("value"),
-            col("labels"),
-        ) else {
-            return Err(missing("of the raw schema").into());
-        };
-        let kinds = col(horizon_shared::raw::METRIC_TYPE_COLUMN);
-        let metric_keys = metric.as_dictionary::<Int32Type>().keys();
-        let node_keys = node.as_dictionary::<Int32Type>().keys();
-        let series = series.as_primitive::<Int64Type>().values();
-        let time = time.as_primitive::<TimestampNanosecondType>().values();
-        let value = value.as_primitive::<Float64Type>().values();
+        let rd = SampleReader::new(batch)?;
         for i in 0..batch.num_rows() {
-            let same = match (&self.acc, i) {
-                (None, _) => false,
-                (Some(a), 0) => {
-                    let k = a.key();
-                    k.series_id == series[0]
-                        && k.node == dict_str(node, 0)
-                        && k.metric == dict_str(metric, 0)
-                }
-                (Some(a), _) => {
-                    a.key().series_id == series[i]
-                        && (node_keys.value(i) == node_keys.value(i - 1)
-                            || a.key().node == dict_str(node, i))
-                        && (metric_keys.value(i) == metric_keys.value(i - 1)
-                            || a.key().metric == dict_str(metric, i))
-                }
-            };
-            if !same {
+            if !self.acc.as_ref().is_some_and(|a| rd.is_of(i, a.key())) {
                 self.end_series()?;
-                self.acc = Some(SeriesAcc::new(Arc::new(SeriesKey {
-                    metric: dict_str(metric, i).to_owned(),
-                    node: dict_str(node, i).to_owned(),
-                    series_id: series[i],
-                    labels: labels_at(labels.as_map(), i),
-                })));
+                self.acc = Some(SeriesAcc::new(Arc::new(rd.series(i))));
             }
-            let ty = kinds.map_or(MetricType::Unspecified, |k| {
-                if k.is_null(i) {
-                    MetricType::Unspecified
-                } else {
-                    super::kind::parse(dict_str(k, i))
-                }
-            });
+            let (_, sample, ty) = rd.row(i);
             if let Some(a) = self.acc.as_mut() {
-                a.sample((time[i], value[i]), ty);
+                a.sample(sample, ty);
             }
         }
         Ok(())
@@ -318,6 +151,19 @@ impl<'a> SampleReader<'a> {
             (self.time[i], self.value[i]),
             ty,
         )
+    }
+
+    /// Whether row `i` is of series `key`, given that row `i - 1`, if
+    /// any, was of the series before `i`: equal dictionary keys in a row
+    /// spare the string compares.
+    pub fn is_of(&self, i: usize, key: &SeriesKey) -> bool {
+        let same_as_before = |col: &ArrayRef| {
+            let keys = col.as_dictionary::<Int32Type>().keys();
+            i > 0 && keys.value(i) == keys.value(i - 1)
+        };
+        key.series_id == self.series[i]
+            && (same_as_before(self.node) || key.node == dict_str(self.node, i))
+            && (same_as_before(self.metric) || key.metric == dict_str(self.metric, i))
     }
 
     /// Row `i`'s series.

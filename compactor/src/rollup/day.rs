@@ -21,8 +21,8 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::build::RollupFiles;
-use crate::commit::{FORMAT, FileEntry, FirstKey, Manifest};
+use super::files::RollupFiles;
+use crate::commit::{FORMAT, FileEntry, Manifest};
 use crate::ctx::{Ctx, blocking};
 use crate::error::UnitError;
 use crate::fault::Fault;
@@ -206,7 +206,7 @@ async fn build(
         ctx.check(Fault::BeforeRelease)?;
         return Ok(Some(DayOutcome::UpToDate { day: name }));
     }
-    // The day's files: every unit's hour rollups, in (hour, shard) order.
+    // The day's files: every unit's hour rollups, merged in key order.
     let work = tempfile::Builder::new()
         .prefix("horizon-day-")
         .tempdir_in({
@@ -292,7 +292,8 @@ async fn build(
     }))
 }
 
-/// The hour files joined into files of the target size.
+/// The unit hours' files merged in sort order into files of the target
+/// size.
 fn join(
     locals: &[std::path::PathBuf],
     dir: &FsPath,
@@ -300,24 +301,11 @@ fn join(
     target: u64,
 ) -> Result<Vec<super::RollupFile>, MergeError> {
     let mut out = RollupFiles::new(dir, "day", "1h", row_group_rows, target);
-    for p in locals {
-        for b in merge::open_source(p)? {
-            let b =
-                arrow_array::RecordBatch::try_new(super::rollup_schema(), b?.columns().to_vec())?;
-            let rd = super::RowReader::new(&b);
-            if b.num_rows() == 0 {
-                continue;
-            }
-            let (metric, node, series_id) = rd.sort_key(0);
-            let first = FirstKey {
-                metric: metric.to_owned(),
-                node: node.to_owned(),
-                series_id,
-            };
-            out.write(&b, first)?;
-        }
-        out.end_row_group()?;
-    }
+    let sources = locals
+        .iter()
+        .map(|p| merge::open_source(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    super::kway::merge(sources, |b| out.write(b))?;
     out.finish()
 }
 

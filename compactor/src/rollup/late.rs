@@ -29,13 +29,14 @@ use arrow_array::{RecordBatch, UInt32Array};
 use object_store::path::Path;
 
 use super::agg::Sample;
-use super::build::{RollupFiles, SampleReader};
+use super::build::SampleReader;
 use super::fetch::{Found, Wanted, fetch};
-use super::rows::{Row, RowReader, SeriesKey};
+use super::files::RollupFiles;
+use super::rows::{Row, SeriesKey};
 use super::series::{SeriesAcc, minute_of};
 use super::walk::{Visitor, walk};
 use super::{NewRollupFiles, NewRollups};
-use crate::commit::{FileEntry, FirstKey, Manifest};
+use crate::commit::{FileEntry, Manifest};
 use crate::ctx::{Ctx, blocking};
 use crate::error::UnitError;
 use crate::merge::MergeError;
@@ -207,26 +208,6 @@ pub(crate) async fn refold(
     Ok(out)
 }
 
-/// Writes rows `from..to` of a rollup batch (whole series) to `out`.
-fn write_slice(
-    out: &mut RollupFiles,
-    batch: &RecordBatch,
-    from: usize,
-    to: usize,
-) -> Result<(), MergeError> {
-    if to <= from {
-        return Ok(());
-    }
-    let rd = RowReader::new(batch);
-    let (metric, node, series_id) = rd.sort_key(from);
-    let first = FirstKey {
-        metric: metric.to_owned(),
-        node: node.to_owned(),
-        series_id,
-    };
-    out.write(&batch.slice(from, to - from), first)
-}
-
 /// Pass 1: the minutes of touched series a changed sample falls inside.
 struct Scan<'a> {
     touched: &'a [Touched],
@@ -262,7 +243,7 @@ struct Refold<'a> {
 
 impl Visitor for Refold<'_> {
     fn kept(&mut self, batch: &RecordBatch, from: usize, to: usize) -> Result<(), MergeError> {
-        write_slice(&mut self.out, batch, from, to)
+        self.out.write(&batch.slice(from, to - from))
     }
 
     fn series(&mut self, i: usize, rows: &[Row]) -> Result<(), MergeError> {
@@ -281,7 +262,7 @@ struct Replace {
 
 impl Visitor for Replace {
     fn kept(&mut self, batch: &RecordBatch, from: usize, to: usize) -> Result<(), MergeError> {
-        write_slice(&mut self.out, batch, from, to)
+        self.out.write(&batch.slice(from, to - from))
     }
 
     fn series(&mut self, i: usize, _: &[Row]) -> Result<(), MergeError> {

@@ -48,6 +48,11 @@ pub(super) fn check_rollups(ts: &TestStore) -> serde_json::Value {
         }
     }
     assert!(v["minute"]["expected"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        v["unsorted"],
+        serde_json::json!([]),
+        "rollup files out of order"
+    );
     v
 }
 
