@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Soak benchmark: one relay (defaults: durable acks to a local directory),
-# AGENTS load-generator nodes connected for SECS seconds at RATE points/s in
-# all; the relay's RSS is sampled every 10 s. Prints the samples and the
-# slope of a least-squares line through those after the first minute
-# (warm-up), in MiB per hour.
+# Soak and fleet-scale benchmark (docs/benchmarks.md, "Fleet"): one relay
+# (defaults: durable acks, Parquet to a local directory), AGENTS
+# load-generator nodes, each with its own certificate and connection, for
+# SECS seconds at RATE points/s in all. Samples the relay every SAMPLE
+# seconds (RSS, connections, handshakes in progress) and prints:
 #
-#   BIN_DIR=target/debug bash infra/fleet/soak.sh              # 1000 agents, 600 s
-#   AGENTS=100 SECS=120 bash infra/fleet/soak.sh
+# - the load generator's summary (points sent, acked, unacked; connection
+#   errors; ack latency; ack gaps of nodes that reconnected);
+# - RSS after the first WARMUP seconds: range and least-squares slope in MiB
+#   per hour, and RSS per connection over the idle relay's;
+# - the relay's CPU seconds per million points acked;
+# - the points stored: rows and distinct (node, metric, labels, time) keys in
+#   the relay's Parquet objects, against the points acked;
+# - with RESTART_AT=s: the relay is killed (SIGKILL) s seconds in and started
+#   again at once; then the seconds until every agent is connected again and
+#   the peak of handshakes in progress while they came back.
+#
+#   BIN_DIR=target/release bash infra/fleet/soak.sh                # 1000 agents, 600 s
+#   CPUS=0 SECS=1800 bash infra/fleet/soak.sh                       # both on one core
+#   AGENTS=10000 RATE=50000 SECS=300 RESTART_AT=150 bash infra/fleet/soak.sh
 #
 # Writes into DEV_DIR (default .dev/soak; the development PKI in DEV_DIR/certs).
 set -euo pipefail
@@ -15,13 +27,20 @@ bin="${BIN_DIR:-$root/target/release}"
 agents=${AGENTS:-1000}
 secs=${SECS:-600}
 rate=${RATE:-20000}
+series=${SERIES:-20}
+sample=${SAMPLE:-10}
+warmup=${WARMUP:-60}
+restart_at=${RESTART_AT:-}
 dev="${DEV_DIR:-$root/.dev/soak}"
+pin=()
+[[ -n ${CPUS:-} ]] && pin=(taskset -c "$CPUS")
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rm -rf "$dev"
 mkdir -p "$dev"
 cat >"$dev/relay.yaml" <<CONF
 server:
   listen_addr: "127.0.0.1:5301"
-  max_connections: $((agents + 100))
+  max_connections: $((agents + agents / 10 + 100))
 security:
   dev_certs_dir: "$dev/certs"
 parquet:
@@ -30,37 +49,106 @@ observability:
   metrics_port: 9301
   metrics_bind: 127.0.0.1
 CONF
-"$bin/telemetry-relay" "$dev/relay.yaml" >"$dev/relay.log" 2>&1 &
-relay=$!
+
+relay=
+cpu_before=0 # CPU seconds of relays already stopped
+start_relay() {
+    "${pin[@]}" "$bin/telemetry-relay" "$dev/relay.yaml" >>"$dev/relay.log" 2>&1 &
+    relay=$!
+    for _ in $(seq 300); do
+        curl -fsS -o /dev/null 127.0.0.1:9301/readyz 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "soak: the relay did not become ready; see $dev/relay.log" >&2
+    exit 1
+}
+relay_cpu() { # user + system seconds of the running relay
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$relay/stat"
+}
+metric() { # metric NAME: its value on the relay's /metrics, or empty
+    curl -fsS -m 2 127.0.0.1:9301/metrics 2>/dev/null | awk -v n="horizon_relay_$1" '$1 == n {print $2}'
+}
 trap 'kill $relay 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
-for _ in $(seq 100); do
-    curl -fsS -o /dev/null 127.0.0.1:9301/readyz 2>/dev/null && break
-    sleep 0.1
-done
-"$bin/telemetry-loadgen" --addr 127.0.0.1:5301 --dev-certs "$dev/certs" --nodes "$agents" \
-    --series 20 --rate "$rate" --duration "$secs" >"$dev/loadgen.txt" 2>"$dev/loadgen.log" &
+start_relay
+idle_rss=$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$relay/status")
+
+"${pin[@]}" "$bin/telemetry-loadgen" --addr 127.0.0.1:5301 --dev-certs "$dev/certs" \
+    --nodes "$agents" --series "$series" --rate "$rate" --duration "$secs" --json \
+    >"$dev/loadgen.json" 2>"$dev/loadgen.log" &
 load=$!
-start=$(date +%s)
-echo "t_s,rss_mib,connections" >"$dev/rss.csv"
+start=$(date +%s.%N)
+restarted=
+echo "t_s,rss_mib,connections,handshakes" >"$dev/samples.csv"
 while kill -0 "$load" 2>/dev/null; do
-    t=$(($(date +%s) - start))
+    t=$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$(date +%s.%N)" "$start")
+    if [[ -n $restart_at && -z $restarted ]] && python3 -c "import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))" "$t" "$restart_at"; then
+        cpu_before=$(relay_cpu)
+        kill -KILL "$relay"
+        wait "$relay" 2>/dev/null || true
+        restarted=$t
+        echo "restart,$t" >>"$dev/samples.csv"
+        start_relay
+        continue
+    fi
     rss=$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$relay/status")
-    conns=$(curl -fsS -m 2 127.0.0.1:9301/metrics | awk '/^horizon_relay_connections_active /{print $2}')
-    echo "$t,$rss,${conns:-0}" >>"$dev/rss.csv"
-    sleep 10
+    echo "$t,$rss,$(metric connections_active),$(metric handshakes_in_progress)" >>"$dev/samples.csv"
+    sleep "$sample"
 done
 wait "$load" || true
-cat "$dev/loadgen.txt"
-python3 - "$dev/rss.csv" <<'PY'
-import csv, sys
-rows = [(float(r["t_s"]), float(r["rss_mib"]), float(r["connections"])) for r in csv.DictReader(open(sys.argv[1]))]
-print("samples (s, RSS MiB, connections):", " ".join(f"{t:.0f}:{m:.0f}:{c:.0f}" for t, m, c in rows))
-steady = [(t, m) for t, m, _ in rows if t >= 60]
+cpu=$(python3 -c "import sys; print(float(sys.argv[1]) + float(sys.argv[2]))" "$cpu_before" "$(relay_cpu)")
+# A planned stop: the relay flushes what it holds before it exits.
+kill -TERM "$relay"
+wait "$relay" 2>/dev/null || true
+
+python3 - "$dev" "$agents" "$warmup" "$idle_rss" "$cpu" "${restart_at:-}" <<'PY'
+import csv, glob, json, sys
+dev, agents, warmup, idle, cpu, restart_at = sys.argv[1:7]
+agents, warmup, idle, cpu = int(agents), float(warmup), float(idle), float(cpu)
+r = json.load(open(f"{dev}/loadgen.json"))
+lat, f = r["ack_latency_ms"], r["failover"]
+print(f"points: {r['points_sent']:,} sent, {r['points_acked']:,} acked, {r['points_unacked']:,} unacked, "
+      f"rejected {r['points_rejected']}; {r['points_per_sec']:,.0f}/s over {r['elapsed_secs']:.0f} s")
+print(f"connections: {agents:,} agents, {r['connection_errors']:,} connection errors "
+      f"({100 * r['connection_errors'] / agents:.2f} % of agents), {r['nodes_failed']} nodes never connected, "
+      f"{r['resends']:,} batches resent")
+print(f"ack latency ms: p50 {lat['p50']:.0f}, p99 {lat['p99']:.0f}, p99.9 {lat['p999']:.0f}, max {lat['max']:.0f}")
+print(f"ack gaps ms: {f['nodes_moved']} nodes reconnected, their longest gap p50 {f['moved_gap_ms']['p50']:.0f} "
+      f"p99 {f['moved_gap_ms']['p99']:.0f} max {f['moved_gap_ms']['max']:.0f}; the others' p50 "
+      f"{f['stayed_gap_ms']['p50']:.0f} max {f['stayed_gap_ms']['max']:.0f}")
+
+rows, restart = [], None
+for line in open(f"{dev}/samples.csv").read().splitlines()[1:]:
+    p = line.split(",")
+    if p[0] == "restart":
+        restart = float(p[1])
+        continue
+    rows.append((float(p[0]), float(p[1]), float(p[2] or 0), float(p[3] or 0), restart is not None))
+print("samples (s:RSS MiB:connections):", " ".join(f"{t:.0f}:{m:.0f}:{c:.0f}" for t, m, c, _, _ in rows))
+steady = [(t, m, c) for t, m, c, _, after in rows if t >= warmup and (restart is None or t < restart)]
 if len(steady) >= 3:
     n = len(steady)
-    mt = sum(t for t, _ in steady) / n
-    mm = sum(m for _, m in steady) / n
-    slope = sum((t - mt) * (m - mm) for t, m in steady) / sum((t - mt) ** 2 for t, _ in steady)
-    print(f"after the first minute: {n} samples, RSS {min(m for _, m in steady):.1f} to {max(m for _, m in steady):.1f} MiB, "
-          f"slope {slope * 3600:.1f} MiB per hour")
+    mt = sum(t for t, _, _ in steady) / n
+    mm = sum(m for _, m, _ in steady) / n
+    slope = sum((t - mt) * (m - mm) for t, m, _ in steady) / sum((t - mt) ** 2 for t, _, _ in steady)
+    t_last, m_last, c_last = steady[-1]
+    print(f"RSS after {warmup:.0f} s: {n} samples, {min(m for _, m, _ in steady):.1f} to {max(m for _, m, _ in steady):.1f} MiB, "
+          f"slope {slope * 3600:+.1f} MiB per hour; idle relay {idle:.1f} MiB, "
+          f"{(m_last - idle) * 1024 / max(c_last, 1):.1f} KiB per connection at {c_last:.0f} connections")
+if restart is not None:
+    back = [t for t, _, c, _, after in rows if after and c >= agents]
+    peak = max((h for _, _, _, h, after in rows if after), default=0)
+    when = f"{back[0] - restart:.1f} s after the kill (sampled every {rows[1][0] - rows[0][0]:.0f} s)" if back else "never during the run"
+    print(f"restart at {restart:.0f} s: all {agents:,} connected again {when}; handshakes in progress peaked at {peak:.0f}")
+acked = r["points_acked"]
+print(f"relay CPU: {cpu:.1f} s, {cpu / max(acked, 1) * 1e6:.2f} s per million points acked")
+try:
+    import duckdb
+    files = glob.glob(f"{dev}/objects/**/*.parquet", recursive=True)
+    total, distinct = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT (node, metric, labels, time)) FROM read_parquet({files!r})"
+    ).fetchall()[0] if files else (0, 0)
+    verdict = "every acked point stored" if distinct >= acked and distinct <= r["points_sent"] else "MISMATCH"
+    print(f"stored: {len(files):,} objects, {total:,} rows, {distinct:,} distinct points; {verdict}")
+except ImportError:
+    print("stored: not checked (python3 -m pip install duckdb)")
 PY
