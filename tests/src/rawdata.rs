@@ -12,6 +12,24 @@ use horizon_shared::raw::{RawPoint, encode_flush, encode_raw_objects, metric_typ
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+/// dcgm-exporter's labels of GPU `gpu` of the `node`th node (an H100).
+pub fn gpu_labels(node: usize, gpu: usize) -> Vec<Label> {
+    vec![
+        Label {
+            key: "UUID".into(),
+            value: format!("GPU-{node:04}-{gpu:04}"),
+        },
+        Label {
+            key: "gpu".into(),
+            value: gpu.to_string(),
+        },
+        Label {
+            key: "modelName".into(),
+            value: "NVIDIA H100 80GB HBM3".into(),
+        },
+    ]
+}
+
 /// Points of `nodes` × `series` series, one every `step_secs` through `hour`,
 /// received `recv_delay_ns` after their time, with values from `salt`. The
 /// three metrics are a gauge, one of no stated type, and a counter.

@@ -332,7 +332,6 @@ struct Dcgm {
 }
 
 fn dcgm_points(hour: Hour) -> Dcgm {
-    use horizon_shared::proto::Label;
     const NAMES: [&str; DCGM_NODES] = [
         "gpu-node-0040",
         "gpu-node-0041",
@@ -351,20 +350,7 @@ fn dcgm_points(hour: Hour) -> Dcgm {
     let mut points = Vec::new();
     for (n, node) in NAMES.iter().enumerate() {
         for gpu in 0..DCGM_GPUS {
-            let labels = vec![
-                Label {
-                    key: "UUID".into(),
-                    value: format!("GPU-{n:04}-{gpu:04}"),
-                },
-                Label {
-                    key: "gpu".into(),
-                    value: gpu.to_string(),
-                },
-                Label {
-                    key: "modelName".into(),
-                    value: "NVIDIA H100 80GB HBM3".into(),
-                },
-            ];
+            let labels = horizon_e2e::rawdata::gpu_labels(n, gpu);
             for minute in 0..60 {
                 let time = (hour.start_unix_secs + minute * 60) * 1_000_000_000;
                 for (metric, value) in [

@@ -19,7 +19,6 @@ use horizon_compactor::{
 use horizon_e2e::rawdata::put_raw;
 use horizon_shared::clock::unix_ms_now;
 use horizon_shared::layout::Hour;
-use horizon_shared::proto::Label;
 use horizon_shared::raw::RawPoint;
 use horizon_shared::store::{S3Options, StoreLocation};
 use serde_json::{Value, json};
@@ -89,20 +88,7 @@ fn day_points(day: Hour) -> Vec<RawPoint> {
     let mut out = Vec::new();
     for (n, (node, sources)) in NODES.iter().enumerate() {
         for gpu in 0..GPUS {
-            let labels = vec![
-                Label {
-                    key: "UUID".into(),
-                    value: format!("GPU-{n:04}-{gpu:04}"),
-                },
-                Label {
-                    key: "gpu".into(),
-                    value: gpu.to_string(),
-                },
-                Label {
-                    key: "modelName".into(),
-                    value: "NVIDIA H100 80GB HBM3".into(),
-                },
-            ];
+            let labels = horizon_e2e::rawdata::gpu_labels(n, gpu);
             for minute in 0..MINUTES {
                 let time = (day.start_unix_secs + minute * 60) * 1_000_000_000;
                 let mut point = |metric: &str, value: f64| {
