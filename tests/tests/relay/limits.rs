@@ -101,25 +101,6 @@ async fn connections_over_the_limit_are_refused_before_the_handshake() {
     relay.stop().await;
 }
 
-/// Sends one batch on a new stream of `conn` and returns its ack.
-async fn one_ack(conn: &quinn::Connection, seq: u64) -> BatchAck {
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(&codec::encode_to_vec(&one_point_batch(seq)))
-        .await
-        .unwrap();
-    send.finish().unwrap();
-    let mut reader = FrameReader::new(recv, 1 << 20);
-    match reader
-        .next::<RelayFrame>()
-        .await
-        .unwrap()
-        .and_then(|f| f.kind)
-    {
-        Some(relay_frame::Kind::Ack(a)) => a,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn connections_past_the_per_node_cap_replace_the_oldest_and_others_still_connect() {
     const REPLACED: &str = r#"horizon_relay_connections_replaced_total{reason="per_node_cap"}"#;
@@ -133,7 +114,7 @@ async fn connections_past_the_per_node_cap_replace_the_oldest_and_others_still_c
         let conn = raw_connect(relay.addr, cfg())
             .await
             .unwrap_or_else(|e| panic!("connection {i} of the node: {e}"));
-        let ack = one_ack(&conn, i).await;
+        let ack = ack_on(&conn, i).await;
         assert_eq!((ack.sequence, ack.accepted), (i, 1), "connection {i}");
         conns.push(conn);
     }
@@ -154,7 +135,7 @@ async fn connections_past_the_per_node_cap_replace_the_oldest_and_others_still_c
     // The two newest still work.
     for (i, conn) in conns[4..].iter().enumerate() {
         assert!(conn.close_reason().is_none());
-        assert_eq!(one_ack(conn, 10 + i as u64).await.accepted, 1);
+        assert_eq!(ack_on(conn, 10 + i as u64).await.accepted, 1);
     }
     // Another node connects at once: the leaky one holds 2 of the 4 slots.
     let other = raw_connect(
@@ -163,7 +144,7 @@ async fn connections_past_the_per_node_cap_replace_the_oldest_and_others_still_c
     )
     .await
     .expect("another node connects");
-    assert_eq!(one_ack(&other, 1).await.accepted, 1);
+    assert_eq!(ack_on(&other, 1).await.accepted, 1);
 
     let m = relay.scrape().await;
     assert_eq!(m.get(REPLACED), 4.0);

@@ -72,18 +72,21 @@ fn one_point_batch(seq: u64) -> AgentFrame {
     }
 }
 
-/// Connects, sends one valid batch on a new stream and reads the ack.
-async fn exchange(
-    addr: std::net::SocketAddr,
-    cfg: quinn::ClientConfig,
+/// Sends `bytes` on a new stream of `conn`, finishing the stream if
+/// `finish`, and reads the relay's first frame as an ack within `wait`.
+async fn send_and_ack(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+    finish: bool,
+    wait: Duration,
 ) -> Result<BatchAck, String> {
-    let conn = raw_connect(addr, cfg).await?;
     let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-    send.write_all(&codec::encode_to_vec(&one_point_batch(1)))
-        .await
-        .map_err(|e| e.to_string())?;
+    send.write_all(bytes).await.map_err(|e| e.to_string())?;
+    if finish {
+        send.finish().map_err(|e| e.to_string())?;
+    }
     let mut reader = FrameReader::new(recv, 1 << 20);
-    let frame = tokio::time::timeout(Duration::from_secs(5), reader.next::<RelayFrame>())
+    let frame = tokio::time::timeout(wait, reader.next::<RelayFrame>())
         .await
         .map_err(|_| "no answer".to_owned())?
         .map_err(|e| e.to_string())?;
@@ -91,4 +94,23 @@ async fn exchange(
         Some(relay_frame::Kind::Ack(a)) => Ok(a),
         other => Err(format!("unexpected {other:?}")),
     }
+}
+
+/// Sends one valid batch of sequence `seq` on a new stream of `conn` and
+/// reads its ack.
+async fn ack_on(conn: &quinn::Connection, seq: u64) -> BatchAck {
+    let batch = codec::encode_to_vec(&one_point_batch(seq));
+    send_and_ack(conn, &batch, true, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
+/// Connects, sends one valid batch on a new stream and reads the ack.
+async fn exchange(
+    addr: std::net::SocketAddr,
+    cfg: quinn::ClientConfig,
+) -> Result<BatchAck, String> {
+    let conn = raw_connect(addr, cfg).await?;
+    let batch = codec::encode_to_vec(&one_point_batch(1));
+    send_and_ack(&conn, &batch, false, Duration::from_secs(5)).await
 }

@@ -250,23 +250,6 @@ async fn an_expired_crl_keeps_applying_unless_next_update_is_enforced() {
     relay.stop().await;
 }
 
-/// Sends one valid batch on a new stream of `conn` and reads its ack.
-async fn ack_on(conn: &quinn::Connection, seq: u64) -> BatchAck {
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(&codec::encode_to_vec(&one_point_batch(seq)))
-        .await
-        .unwrap();
-    let mut reader = FrameReader::new(recv, 1 << 20);
-    let frame = tokio::time::timeout(Duration::from_secs(IDLE_SECS), reader.next::<RelayFrame>())
-        .await
-        .expect("an ack before the idle timeout")
-        .unwrap();
-    match frame.and_then(|f| f.kind) {
-        Some(relay_frame::Kind::Ack(a)) => a,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn sighup_to_the_relay_binary_applies_a_new_crl_path_and_cuts_the_revoked_node() {
     let dir = tempfile::tempdir().unwrap();

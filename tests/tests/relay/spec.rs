@@ -19,19 +19,9 @@ async fn ack_for(relay: &TestRelay, bytes: &[u8]) -> BatchAck {
     )
     .await
     .unwrap();
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    send.write_all(bytes).await.unwrap();
-    send.finish().unwrap();
-    let mut reader = FrameReader::new(recv, 1 << 20);
-    match reader
-        .next::<RelayFrame>()
+    send_and_ack(&conn, bytes, true, Duration::from_secs(30))
         .await
         .unwrap()
-        .and_then(|f| f.kind)
-    {
-        Some(relay_frame::Kind::Ack(a)) => a,
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 #[tokio::test]
