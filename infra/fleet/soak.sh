@@ -19,6 +19,7 @@
 #   BIN_DIR=target/release bash infra/fleet/soak.sh                # 1000 agents, 600 s
 #   CPUS=0 SECS=1800 bash infra/fleet/soak.sh                       # both on one core
 #   AGENTS=10000 RATE=50000 SECS=300 RESTART_AT=150 bash infra/fleet/soak.sh
+#   RELAY_CPUS=0 LOAD_CPUS=1 ...                                    # one core each
 #
 # Writes into DEV_DIR (default .dev/soak; the development PKI in DEV_DIR/certs).
 set -euo pipefail
@@ -32,8 +33,9 @@ sample=${SAMPLE:-10}
 warmup=${WARMUP:-60}
 restart_at=${RESTART_AT:-}
 dev="${DEV_DIR:-$root/.dev/soak}"
-pin=()
-[[ -n ${CPUS:-} ]] && pin=(taskset -c "$CPUS")
+relay_pin=() load_pin=()
+[[ -n ${RELAY_CPUS:-${CPUS:-}} ]] && relay_pin=(taskset -c "${RELAY_CPUS:-$CPUS}")
+[[ -n ${LOAD_CPUS:-${CPUS:-}} ]] && load_pin=(taskset -c "${LOAD_CPUS:-$CPUS}")
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rm -rf "$dev"
 mkdir -p "$dev"
@@ -41,6 +43,8 @@ cat >"$dev/relay.yaml" <<CONF
 server:
   listen_addr: "127.0.0.1:5301"
   max_connections: $((agents + agents / 10 + 100))
+limits:
+  max_cardinality: $((agents * series * 2))
 security:
   dev_certs_dir: "$dev/certs"
 parquet:
@@ -53,7 +57,7 @@ CONF
 relay=
 cpu_before=0 # CPU seconds of relays already stopped
 start_relay() {
-    "${pin[@]}" "$bin/telemetry-relay" "$dev/relay.yaml" >>"$dev/relay.log" 2>&1 &
+    "${relay_pin[@]}" "$bin/telemetry-relay" "$dev/relay.yaml" >>"$dev/relay.log" 2>&1 &
     relay=$!
     for _ in $(seq 300); do
         curl -fsS -o /dev/null 127.0.0.1:9301/readyz 2>/dev/null && return
@@ -72,7 +76,7 @@ trap 'kill $relay 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
 start_relay
 idle_rss=$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$relay/status")
 
-"${pin[@]}" "$bin/telemetry-loadgen" --addr 127.0.0.1:5301 --dev-certs "$dev/certs" \
+"${load_pin[@]}" "$bin/telemetry-loadgen" --addr 127.0.0.1:5301 --dev-certs "$dev/certs" \
     --nodes "$agents" --series "$series" --rate "$rate" --duration "$secs" --json \
     >"$dev/loadgen.json" 2>"$dev/loadgen.log" &
 load=$!
@@ -124,7 +128,10 @@ for line in open(f"{dev}/samples.csv").read().splitlines()[1:]:
         continue
     rows.append((float(p[0]), float(p[1]), float(p[2] or 0), float(p[3] or 0), restart is not None))
 print("samples (s:RSS MiB:connections):", " ".join(f"{t:.0f}:{m:.0f}:{c:.0f}" for t, m, c, _, _ in rows))
+# After the warm-up and before a restart, while every agent is connected
+# (the load generator's last seconds close its connections).
 steady = [(t, m, c) for t, m, c, _, after in rows if t >= warmup and (restart is None or t < restart)]
+steady = [(t, m, c) for t, m, c in steady if c >= 0.99 * max((c for _, _, c in steady), default=0)]
 if len(steady) >= 3:
     n = len(steady)
     mt = sum(t for t, _, _ in steady) / n
