@@ -119,6 +119,23 @@ fn bad_flags_are_clear_errors() {
         "{}",
         text(&out.stderr)
     );
+    // A flag before a subcommand would be the compaction's, not the
+    // subcommand's: refused, so a backfill never runs on the default store.
+    let out = compactor(&[
+        "--store-url",
+        "/nonexistent",
+        "rollup",
+        "--from",
+        "2026-09-01T00",
+        "--to",
+        "2026-09-01T01",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("'rollup'") && err.contains("--store-url"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -23,7 +23,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// objects (an hour closes once it ended --allowed-lateness-secs ago). Every
 /// flag can also be set by its HORIZON_* environment variable.
 #[derive(Debug, Parser)]
-#[command(name = "telemetry-compactor", version, about, long_about)]
+#[command(
+    name = "telemetry-compactor",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
