@@ -61,7 +61,7 @@ impl Builder {
                 self.end_series()?;
                 self.acc = Some(SeriesAcc::new(Arc::new(rd.series(i))));
             }
-            let (_, sample, ty) = rd.row(i);
+            let (sample, ty) = rd.sample(i);
             if let Some(a) = self.acc.as_mut() {
                 a.sample(sample, ty);
             }
@@ -136,26 +136,32 @@ impl<'a> SampleReader<'a> {
 
     /// Row `i`: its sort key, sample and type.
     pub fn row(&self, i: usize) -> ((&str, &str, i64), Sample, MetricType) {
-        let ty = self
-            .kind
-            .filter(|k| !k.is_null(i))
-            .map_or(MetricType::Unspecified, |k| {
-                super::kind::parse(dict_str(k, i))
-            });
+        let (sample, ty) = self.sample(i);
         (
             (
                 dict_str(self.metric, i),
                 dict_str(self.node, i),
                 self.series[i],
             ),
-            (self.time[i], self.value[i]),
+            sample,
             ty,
         )
     }
 
+    /// Row `i`'s sample and type.
+    pub fn sample(&self, i: usize) -> (Sample, MetricType) {
+        let ty = self
+            .kind
+            .filter(|k| !k.is_null(i))
+            .map_or(MetricType::Unspecified, |k| {
+                super::kind::parse(dict_str(k, i))
+            });
+        ((self.time[i], self.value[i]), ty)
+    }
+
     /// Whether row `i` is of series `key`, given that row `i - 1`, if
-    /// any, was of the series before `i`: equal dictionary keys in a row
-    /// spare the string compares.
+    /// any, is of `key`: a dictionary key equal to the row before's spares
+    /// the string compare.
     pub fn is_of(&self, i: usize, key: &SeriesKey) -> bool {
         let same_as_before = |col: &ArrayRef| {
             let keys = col.as_dictionary::<Int32Type>().keys();
