@@ -9,7 +9,8 @@
 #   errors; ack latency; ack gaps of nodes that reconnected);
 # - RSS after the first WARMUP seconds: range and least-squares slope in MiB
 #   per hour, and RSS per connection over the idle relay's;
-# - the relay's CPU seconds per million points acked;
+# - the relay's CPU seconds per million points acked, and both processes'
+#   share of a core;
 # - the points stored: rows and distinct (node, metric, labels, time) keys in
 #   the relay's Parquet objects, against the points acked;
 # - with RESTART_AT=s: the relay is killed (SIGKILL) s seconds in and started
@@ -76,7 +77,7 @@ trap 'kill $relay 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
 start_relay
 idle_rss=$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$relay/status")
 
-"${load_pin[@]}" "$bin/telemetry-loadgen" --addr 127.0.0.1:5301 --dev-certs "$dev/certs" \
+"${load_pin[@]}" /usr/bin/time -f "%U %S" -o "$dev/loadgen.cpu" "$bin/telemetry-loadgen" --addr 127.0.0.1:5301 --dev-certs "$dev/certs" \
     --nodes "$agents" --series "$series" --rate "$rate" --duration "$secs" --json \
     >"$dev/loadgen.json" 2>"$dev/loadgen.log" &
 load=$!
@@ -147,7 +148,13 @@ if restart is not None:
     when = f"{back[0] - restart:.1f} s after the kill (sampled every {rows[1][0] - rows[0][0]:.0f} s)" if back else "never during the run"
     print(f"restart at {restart:.0f} s: all {agents:,} connected again {when}; handshakes in progress peaked at {peak:.0f}")
 acked = r["points_acked"]
-print(f"relay CPU: {cpu:.1f} s, {cpu / max(acked, 1) * 1e6:.2f} s per million points acked")
+print(f"relay CPU: {cpu:.1f} s, {cpu / max(acked, 1) * 1e6:.2f} s per million points acked, "
+      f"{100 * cpu / r['elapsed_secs']:.0f} % of a core over the run")
+try:
+    user, system = (float(x) for x in open(f"{dev}/loadgen.cpu").read().split()[-2:])
+    print(f"load generator CPU: {user + system:.1f} s, {100 * (user + system) / r['elapsed_secs']:.0f} % of a core")
+except (OSError, ValueError):
+    pass
 try:
     import duckdb
     files = glob.glob(f"{dev}/objects/**/*.parquet", recursive=True)
