@@ -21,6 +21,7 @@
 #   CPUS=0 SECS=1800 bash infra/fleet/soak.sh                       # both on one core
 #   AGENTS=10000 RATE=50000 SECS=300 RESTART_AT=150 bash infra/fleet/soak.sh
 #   RELAY_CPUS=0 LOAD_CPUS=1 ...                                    # one core each
+#   ENDPOINTS=16 ...      # the nodes share 16 UDP endpoints (default: one each)
 #
 # Writes into DEV_DIR (default .dev/soak; the development PKI in DEV_DIR/certs).
 set -euo pipefail
@@ -79,6 +80,7 @@ idle_rss=$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$relay/status")
 
 "${load_pin[@]}" /usr/bin/time -f "%U %S" -o "$dev/loadgen.cpu" "$bin/telemetry-loadgen" --addr 127.0.0.1:5301 --dev-certs "$dev/certs" \
     --nodes "$agents" --series "$series" --rate "$rate" --duration "$secs" --json \
+    --endpoints "${ENDPOINTS:-0}" \
     >"$dev/loadgen.json" 2>"$dev/loadgen.log" &
 load=$!
 start=$(date +%s.%N)

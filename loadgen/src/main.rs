@@ -53,6 +53,12 @@ struct Opt {
     /// Distinct series each spraying node cycles through.
     #[arg(long, default_value_t = 50_000)]
     spray_series: usize,
+    /// UDP endpoints the nodes share (node i on endpoint i mod N). 0: one
+    /// per node, as agents have, each taking a fresh port at a reconnect
+    /// (what a balancer hashing source ports needs). A few shared
+    /// endpoints spare thousands of nodes about 3 MiB of receive buffer each.
+    #[arg(long, default_value_t = 0)]
+    endpoints: usize,
     /// Development CA directory used to issue node certificates.
     #[arg(long, default_value = ".dev/certs")]
     dev_certs: PathBuf,
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
         node_prefix: opt.node_prefix,
         spray_nodes: opt.spray_nodes,
         spray_series: opt.spray_series,
+        endpoints: opt.endpoints,
         flush_timeout: Duration::from_secs(10),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

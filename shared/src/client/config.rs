@@ -49,6 +49,13 @@ pub struct ClientConfig {
     /// Told of every connection made and lost and of every failed attempt
     /// (the agent's metrics follow the connection through it).
     pub events: Option<EventHook>,
+    /// An endpoint (UDP socket) to connect through, shared with other
+    /// clients: a load generator's many simulated nodes, which would
+    /// otherwise each hold quinn's receive buffer of about 3 MiB. `None`
+    /// (an agent): the client opens its own and moves it to a fresh port
+    /// before each reconnect, so a balancer that hashes the source port
+    /// sees a new flow. A shared endpoint keeps its port.
+    pub endpoint: Option<quinn::Endpoint>,
 }
 
 /// What the client tells its [`EventHook`].
@@ -110,6 +117,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(4),
             max_backoff: Duration::from_secs(5),
             events: None,
+            endpoint: None,
         }
     }
 }

@@ -40,6 +40,10 @@ pub(super) struct Driver {
     config: ClientConfig,
     inner: Arc<Inner>,
     endpoint: Endpoint,
+    /// The endpoint is `config.endpoint`, shared with other clients: it
+    /// keeps its port.
+    shared: bool,
+    quic: quinn::ClientConfig,
 }
 
 impl Driver {
@@ -53,17 +57,16 @@ impl Driver {
                 .map_err(|e| ClientError::Setup(e.to_string()))?,
         ));
         client_cfg.transport_config(Arc::new(transport));
-        let bind: SocketAddr = "[::]:0"
-            .parse()
-            .map_err(|_| ClientError::Setup("bind address".into()))?;
-        let mut endpoint = Endpoint::client(bind)
-            .or_else(|_| Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
-            .map_err(|e| ClientError::Setup(format!("cannot open UDP socket: {e}")))?;
-        endpoint.set_default_client_config(client_cfg);
+        let (endpoint, shared) = match &config.endpoint {
+            Some(e) => (e.clone(), true),
+            None => (open_endpoint()?, false),
+        };
         Ok(Self {
             config,
             inner,
             endpoint,
+            shared,
+            quic: client_cfg,
         })
     }
 
@@ -90,7 +93,7 @@ impl Driver {
         };
         let connecting = self
             .endpoint
-            .connect(addr, &self.config.server_name)
+            .connect_with(self.quic.clone(), addr, &self.config.server_name)
             .map_err(|e| err(e.to_string(), ConnectFailure::of_connect(&e)))?;
         let conn = tokio::time::timeout(self.config.connect_timeout, connecting)
             .await
@@ -115,7 +118,9 @@ impl Driver {
             let c = match conn.take() {
                 Some(c) => c,
                 None => {
-                    if let Err(e) = fresh_port(&self.endpoint) {
+                    if !self.shared
+                        && let Err(e) = fresh_port(&self.endpoint)
+                    {
                         warn!(error = %e, "cannot open a fresh UDP port; reconnecting from the old one");
                     }
                     let attempt = tokio::select! {
@@ -184,8 +189,12 @@ impl Driver {
             }
         }
         self.inner.idle.notify_waiters();
-        // Let the close reach the relay, but never hang an agent's shutdown on it.
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        // Let the close reach the relay, but never hang an agent's shutdown on
+        // it. (A shared endpoint outlives this client and sends it anyway;
+        // its idleness is every client's.)
+        if !self.shared {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        }
     }
 
     /// Runs one connection: one stream, a writer and a reader side by side.
@@ -377,6 +386,17 @@ impl Heard {
         }
         self.at.elapsed()
     }
+}
+
+/// A client endpoint on a port of its own (IPv6 and IPv4 where the host
+/// has IPv6, else IPv4).
+pub fn open_endpoint() -> Result<Endpoint, ClientError> {
+    let bind: SocketAddr = "[::]:0"
+        .parse()
+        .map_err(|_| ClientError::Setup("bind address".into()))?;
+    Endpoint::client(bind)
+        .or_else(|_| Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
+        .map_err(|e| ClientError::Setup(format!("cannot open UDP socket: {e}")))
 }
 
 /// Moves the endpoint to a new UDP socket on a fresh port, so that the

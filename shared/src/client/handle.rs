@@ -197,8 +197,9 @@ impl Client {
     /// path and the stream carries on, if the packets still reach the same
     /// relay (a load balancer that routes by connection ID keeps them
     /// there; one that hashes the address and port may not, and then the
-    /// client reconnects and resends as after any connection loss).
-    /// Returns the new local address.
+    /// client reconnects and resends as after any connection loss). On an
+    /// endpoint shared with other clients ([`ClientConfig::endpoint`]),
+    /// every client on it moves. Returns the new local address.
     pub fn rebind(&self) -> std::io::Result<std::net::SocketAddr> {
         driver::fresh_port(&self.endpoint)
     }

@@ -239,3 +239,47 @@ async fn only_frames_that_waited_for_the_frame_buffer_are_counted() {
     conn.close(0u32.into(), b"done");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn clients_sharing_one_endpoint_are_each_served_and_one_closing_leaves_the_others() {
+    let relay = TestRelay::start("").await;
+    let endpoint = horizon_shared::client::open_endpoint().unwrap();
+    let port = endpoint.local_addr().unwrap().port();
+    let mut clients = Vec::new();
+    for n in 0..3 {
+        let mut cfg = relay.client_config(&format!("gpu-node-{n}"));
+        cfg.endpoint = Some(endpoint.clone());
+        clients.push(Client::connect(cfg).await.unwrap());
+    }
+    async fn send(c: &Client, v: f64) -> u32 {
+        let id = c
+            .series("gpu_temperature_celsius", &[("gpu", "0")])
+            .unwrap();
+        let batch = Batch {
+            points: vec![Point::new(id, unix_nanos_now(), v)],
+        };
+        c.send(batch).await.unwrap().await.unwrap().ack.accepted
+    }
+    for (i, c) in clients.iter().enumerate() {
+        assert_eq!(send(c, i as f64).await, 1, "client {i}");
+    }
+    assert_eq!(
+        relay.scrape().await.get("horizon_relay_connections_active"),
+        3.0
+    );
+    // All three through the one endpoint.
+    assert_eq!(endpoint.open_connections(), 3);
+    // One client closing closes its connection, not the endpoint.
+    let first = clients.remove(0);
+    first.close().await;
+    for (i, c) in clients.iter().enumerate() {
+        let accepted = send(c, 10.0 + i as f64).await;
+        assert_eq!(accepted, 1, "client {} after the first closed", i + 1);
+    }
+    assert_eq!(endpoint.open_connections(), 2);
+    assert_eq!(endpoint.local_addr().unwrap().port(), port);
+    for c in clients {
+        c.close().await;
+    }
+    relay.stop().await;
+}
