@@ -22,6 +22,7 @@
 #   AGENTS=10000 RATE=50000 SECS=300 RESTART_AT=150 bash infra/fleet/soak.sh
 #   RELAY_CPUS=0 LOAD_CPUS=1 ...                                    # one core each
 #   ENDPOINTS=16 ...      # the nodes share 16 UDP endpoints (default: one each)
+#   HANDSHAKES=64 ...     # the relay's server.max_handshakes_in_progress (default 512)
 #
 # Writes into DEV_DIR (default .dev/soak; the development PKI in DEV_DIR/certs).
 set -euo pipefail
@@ -45,6 +46,7 @@ cat >"$dev/relay.yaml" <<CONF
 server:
   listen_addr: "127.0.0.1:5301"
   max_connections: $((agents + agents / 10 + 100))
+  max_handshakes_in_progress: ${HANDSHAKES:-512}
 limits:
   max_cardinality: $((agents * series * 2))
 security:
