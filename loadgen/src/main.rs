@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 mod generator;
+mod report;
 
 use generator::{Certs, LoadSpec};
 
