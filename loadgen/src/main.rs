@@ -57,7 +57,8 @@ struct Opt {
     /// UDP endpoints the nodes share (node i on endpoint i mod N). 0: one
     /// per node, as agents have, each taking a fresh port at a reconnect
     /// (what a balancer hashing source ports needs). A few shared
-    /// endpoints spare thousands of nodes about 3 MiB of receive buffer each.
+    /// endpoints spare thousands of nodes about 3 MiB of receive buffer each;
+    /// each asks the kernel for an 8 MiB socket receive buffer.
     #[arg(long, default_value_t = 0)]
     endpoints: usize,
     /// Development CA directory used to issue node certificates.

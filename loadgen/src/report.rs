@@ -21,6 +21,13 @@ pub struct Report {
     pub ack_latency_ms: Latency,
     /// Failed connection attempts plus connections lost.
     pub connection_errors: u64,
+    /// Of those, connections lost: established, then ended by an error
+    /// (the relay taken for silent or gone, the stream failed).
+    pub connections_lost: u64,
+    /// Nodes with at least one connection error.
+    pub nodes_with_connection_errors: u64,
+    /// Nodes that lost at least one established connection.
+    pub nodes_that_lost_a_connection: u64,
     /// Batches resent after a reconnect.
     pub resends: u64,
     /// Acks that report the relay held the batch back, and for how long.
@@ -119,7 +126,7 @@ impl Report {
              throughput       {:.0} points/s over {:.1} s\n\
              ack latency      p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n\
              relay pushback   {} batches waited for the sink queue ({} ms), {} for in-flight slots ({} ms)\n\
-             connections      {} errors, {} batches resent, {} nodes failed\n\
+             connections      {} errors ({} connections lost; {} nodes had an error, {} lost a connection), {} batches resent, {} nodes failed\n\
              ack gaps         {} nodes reconnected: longest gap p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; others p50 {:.0} ms, max {:.0} ms\n",
             self.points_sent,
             self.points_acked,
@@ -140,6 +147,9 @@ impl Report {
             t.in_flight_batches,
             t.in_flight_ms,
             self.connection_errors,
+            self.connections_lost,
+            self.nodes_with_connection_errors,
+            self.nodes_that_lost_a_connection,
             self.resends,
             self.nodes_failed,
             self.failover.nodes_moved,

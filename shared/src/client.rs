@@ -44,7 +44,7 @@ mod state;
 pub use backoff::{FIRST_PAUSE, pause_at, pause_ceiling, reconnect_pause};
 pub use batch::{Acked, Batch, Point};
 pub use config::{ClientConfig, ConnectionEvent, EventHook};
-pub use driver::open_endpoint;
+pub use driver::{open_endpoint, open_endpoint_with};
 pub use encoder::{StreamEncoder, absolute_times};
 pub use error::{ClientError, ConnectFailure};
 pub use handle::{Client, ClientStats, PendingAck};

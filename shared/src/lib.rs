@@ -47,6 +47,7 @@ pub mod shutdown;
 #[cfg(feature = "store")]
 pub mod store;
 pub mod tls;
+pub mod udp;
 
 /// The ALPN protocol id of wire protocol version 1.
 pub const ALPN: &[u8] = b"horizon-telemetry/1";

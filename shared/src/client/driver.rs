@@ -166,10 +166,9 @@ impl Driver {
                     c.close(error_code::NO_ERROR.into(), b"go away");
                 }
                 Err(e) => {
-                    self.inner
-                        .counters
-                        .connection_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                    let counters = &self.inner.counters;
+                    counters.connection_errors.fetch_add(1, Ordering::Relaxed);
+                    counters.connections_lost.fetch_add(1, Ordering::Relaxed);
                     warn!(error = %e, pending = self.inner.lock_pending().len(), "connection lost; will resend unacked batches");
                     c.close(error_code::NO_ERROR.into(), b"reconnecting");
                     // A short random pause, so the agents of a failed relay
@@ -199,7 +198,6 @@ impl Driver {
 
     /// Runs one connection: one stream, a writer and a reader side by side.
     async fn serve(&self, conn: &Connection) -> Result<End, ClientError> {
-        let lost = |e: &dyn std::fmt::Display| ClientError::Connection(e.to_string());
         let (send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
         let going_away = tokio_util::sync::CancellationToken::new();
         tokio::select! {
@@ -262,9 +260,7 @@ impl Driver {
                 }
             }
             cursor = batches.last().map_or(cursor, |(s, _)| s + 1);
-            send.write_all(&buf)
-                .await
-                .map_err(|e| ClientError::Connection(e.to_string()))?;
+            send.write_all(&buf).await.map_err(|e| lost(&e))?;
         }
     }
 
@@ -279,7 +275,7 @@ impl Driver {
         let mut heard = Heard::new(conn);
         loop {
             let frame = tokio::select! {
-                f = reader.next::<RelayFrame>() => f.map_err(|e| ClientError::Connection(e.to_string()))?,
+                f = reader.next::<RelayFrame>() => f.map_err(|e| lost(&e))?,
                 _ = tick.tick() => {
                     let silent = heard.silent_for(conn);
                     let limit = liveness_limit(self.config.liveness_timeout, conn.rtt());
@@ -347,6 +343,21 @@ impl Driver {
     }
 }
 
+/// A lost connection, its error and the errors under it: "read failed:
+/// connection lost: timed out", not only "read failed".
+fn lost(e: &(dyn std::error::Error + 'static)) -> ClientError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text = format!("{text}: {next}");
+        }
+        source = s.source();
+    }
+    ClientError::Connection(text)
+}
+
 /// How often the reader checks that the relay is still answering.
 const LIVENESS_CHECK: Duration = Duration::from_millis(250);
 
@@ -389,13 +400,33 @@ impl Heard {
 }
 
 /// A client endpoint on a port of its own (IPv6 and IPv4 where the host
-/// has IPv6, else IPv4).
+/// has IPv6, else IPv4), with the kernel's default receive buffer.
 pub fn open_endpoint() -> Result<Endpoint, ClientError> {
-    let bind: SocketAddr = "[::]:0"
-        .parse()
-        .map_err(|_| ClientError::Setup("bind address".into()))?;
-    Endpoint::client(bind)
-        .or_else(|_| Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
+    open_endpoint_with(0)
+}
+
+/// [`open_endpoint`] with a receive buffer of `receive_buffer` bytes
+/// (`SO_RCVBUF`, capped by `net.core.rmem_max`; 0: the kernel's default),
+/// for an endpoint that many clients share.
+pub fn open_endpoint_with(receive_buffer: usize) -> Result<Endpoint, ClientError> {
+    let bind = |ip: std::net::IpAddr| {
+        let bound = crate::udp::bind(SocketAddr::new(ip, 0), receive_buffer)?;
+        if bound.capped() {
+            warn!(
+                asked = bound.asked,
+                got = bound.receive_buffer,
+                "the kernel capped the UDP receive buffer at net.core.rmem_max"
+            );
+        }
+        Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            bound.socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+    };
+    bind(std::net::Ipv6Addr::UNSPECIFIED.into())
+        .or_else(|_| bind(std::net::Ipv4Addr::UNSPECIFIED.into()))
         .map_err(|e| ClientError::Setup(format!("cannot open UDP socket: {e}")))
 }
 
@@ -416,6 +447,16 @@ pub(super) fn fresh_port(endpoint: &Endpoint) -> std::io::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_connection_names_the_errors_under_it() {
+        let read = quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut);
+        let e = crate::codec::FrameError::Io(std::io::Error::from(read));
+        let ClientError::Connection(text) = lost(&e) else {
+            panic!("a connection error")
+        };
+        assert_eq!(text, "read failed: connection lost: timed out");
+    }
 
     #[test]
     fn liveness_limit_grows_with_a_slow_path_only() {

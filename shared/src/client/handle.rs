@@ -29,6 +29,9 @@ pub struct ClientStats {
     pub connects: u64,
     /// Failed connection attempts and connections lost.
     pub connection_errors: u64,
+    /// Of those, connections lost: established, then ended by an error
+    /// (the relay silent or gone, the stream or the connection failed).
+    pub connections_lost: u64,
     /// Batch sends beyond the first (resends after reconnects).
     pub resends: u64,
 }
@@ -187,6 +190,7 @@ impl Client {
         ClientStats {
             connects: c.connects.load(Ordering::Relaxed),
             connection_errors: c.connection_errors.load(Ordering::Relaxed),
+            connections_lost: c.connections_lost.load(Ordering::Relaxed),
             resends: c.resends.load(Ordering::Relaxed),
         }
     }

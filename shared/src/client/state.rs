@@ -28,6 +28,7 @@ pub(super) struct InFlight {
 pub(super) struct Counters {
     pub(super) connects: AtomicU64,
     pub(super) connection_errors: AtomicU64,
+    pub(super) connections_lost: AtomicU64,
     pub(super) resends: AtomicU64,
 }
 
