@@ -64,6 +64,8 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
         }
     };
     let handshake = tokio::time::timeout(shared.settings.server.handshake_timeout, connecting);
+    let began = std::time::Instant::now();
+    let _timed = TimeOnDrop(began, &shared.metrics.connections.handshake_seconds);
     let conn = tokio::select! {
         r = handshake => match r {
             Ok(Ok(c)) => c,
@@ -91,6 +93,7 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
         }
     };
     drop(ticket);
+    drop(_timed);
     let node = match peer_identity(&conn) {
         Ok(n) => n,
         Err(e) => {
@@ -122,6 +125,19 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
     };
     let span = info_span!("node", node = %node);
     serve(conn, node, shared, registered).instrument(span).await;
+}
+
+/// Observes the time since its start in a histogram when dropped, however
+/// the handshake it times ends.
+struct TimeOnDrop<'a>(
+    std::time::Instant,
+    &'a prometheus_client::metrics::histogram::Histogram,
+);
+
+impl Drop for TimeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.1.observe(self.0.elapsed().as_secs_f64());
+    }
 }
 
 /// Closes `oldest`, replaced by a newer connection of the same node at

@@ -8,13 +8,24 @@
 //! own timeout, `server.handshake_timeout_secs`.
 //!
 //! When the bound is full, a new Initial is answered so that the agents
-//! still to come get in:
+//! still to come get in, and those already handshaking finish:
 //! - from an address not yet validated: a stateless QUIC Retry. It costs the
 //!   relay no state; a real client answers it at once with the token (quinn
 //!   does so transparently), a spoofed or fire-and-forget sender never does.
-//! - from a validated address (it answered a Retry): the oldest half-open
-//!   handshake is dropped to make room. A real handshake finishes within a
-//!   round trip or two, so the oldest ones are those that stalled.
+//! - from a validated address (it answered a Retry): if the oldest
+//!   handshake in progress has run for [`STALLED_AFTER`], it is taken for
+//!   stalled and dropped to make room. Otherwise the Initial waits in a
+//!   queue (first come, first served; [`QUEUE_PER_PLACE`] per place of the
+//!   bound) for the next place to free, for at most [`MAX_QUEUE_WAIT`]; quinn
+//!   keeps the client's resent Initials meanwhile. Past the wait, or with
+//!   the queue full, the Initial is dropped unanswered, and the client's next
+//!   resend comes back validated.
+//!
+//! Handshakes are never dropped for being merely the oldest: in a connect
+//! storm (thousands of agents after a relay restart) the places turn over
+//! by the hundred a second, and dropping the oldest for each newcomer ends
+//! handshakes the relay has already paid for, just before they finish, so
+//! that fewer finish the more arrive.
 //!
 //! Before the bound is full, a flood of new connection attempts still costs
 //! a TLS key exchange each. So above `server.handshake_retry_per_sec` new
@@ -28,29 +39,61 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+/// A handshake running this long, with the bound full and an address
+/// validated waiting, is taken for stalled: a real one takes a round trip
+/// or two, and even on a relay short of CPU in a connect storm, seconds
+/// only when it is about to be abandoned (the reference client gives up
+/// on a handshake after 4 s, the Retry and the queue included).
+pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(3);
+
+/// The longest an Initial waits in the queue: the reference client gives up
+/// on a handshake after 4 s, and needs a round trip, the Retry's, before
+/// and the handshake after.
+pub(crate) const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// Queue places per place of the handshake bound.
+pub(crate) const QUEUE_PER_PLACE: usize = 4;
 
 /// What to do with a new Initial.
 #[derive(Debug)]
 pub(crate) enum Decision {
     /// Start the handshake; the ticket holds its place until it ends.
     Start(Ticket),
+    /// Wait for a place (the bound is full, the address validated).
+    Wait(Waiting),
     /// Answer with a stateless Retry.
     Retry,
+    /// Drop the Initial unanswered: the bound and the queue are full.
+    Ignore,
 }
 
-/// The handshakes in progress, oldest first, and the rate of new ones.
+/// The handshakes in progress, oldest first, the queue for their places,
+/// and the rate of new ones.
 #[derive(Debug)]
 pub(crate) struct Handshakes {
     max: usize,
+    max_queued: usize,
     retry_per_sec: u32,
-    gauge: Gauge,
-    rate: RateGauges,
+    gauges: Gauges,
     started: Instant,
     state: Mutex<State>,
+}
+
+/// The gauges the handshake admission keeps.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Gauges {
+    /// Handshakes in progress.
+    pub(crate) in_progress: Gauge,
+    /// Initials waiting for a place.
+    pub(crate) queued: Gauge,
+    /// The handshake rate and the Retry it switches on.
+    pub(crate) rate: RateGauges,
 }
 
 /// Gauges of the handshake rate and of the Retry it switches on.
@@ -63,10 +106,17 @@ pub(crate) struct RateGauges {
     pub(crate) validating: Gauge,
 }
 
+#[derive(Debug)]
+struct Open {
+    since: Instant,
+    evict: CancellationToken,
+}
+
 #[derive(Debug, Default)]
 struct State {
     next: u64,
-    open: BTreeMap<u64, CancellationToken>,
+    open: BTreeMap<u64, Open>,
+    queue: BTreeMap<u64, oneshot::Sender<Ticket>>,
     /// The second (since `started`) that `this_second` counts.
     second: u64,
     this_second: u32,
@@ -89,77 +139,130 @@ impl State {
         self.this_second = self.this_second.saturating_add(1);
         self.last_second.max(self.this_second)
     }
+
+    fn id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
 }
 
 impl Handshakes {
-    /// At most `max` handshakes at once, counted in `gauge`; a Retry for
-    /// every unvalidated Initial above `retry_per_sec` new ones a second
-    /// (0: always).
-    pub(crate) fn new(max: usize, retry_per_sec: u32, gauge: Gauge, rate: RateGauges) -> Arc<Self> {
-        rate.validating.set(i64::from(retry_per_sec == 0));
+    /// At most `max` handshakes at once and `max` × [`QUEUE_PER_PLACE`]
+    /// Initials waiting, counted in `gauges`; a Retry for every unvalidated
+    /// Initial above `retry_per_sec` new ones a second (0: always).
+    pub(crate) fn new(max: usize, retry_per_sec: u32, gauges: Gauges) -> Arc<Self> {
+        gauges.rate.validating.set(i64::from(retry_per_sec == 0));
         Arc::new(Self {
             max,
+            max_queued: max.saturating_mul(QUEUE_PER_PLACE),
             retry_per_sec,
-            gauge,
-            rate,
+            gauges,
             started: Instant::now(),
             state: Mutex::new(State::default()),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Decides for an Initial from an address validated or not (and that
     /// may or may not still be retried). Returns with the decision whether
-    /// the oldest half-open handshake was evicted to make room.
+    /// a stalled handshake was evicted to make room.
     pub(crate) fn admit(self: &Arc<Self>, validated: bool, may_retry: bool) -> (Decision, bool) {
-        self.admit_at(validated, may_retry, self.started.elapsed().as_secs())
+        self.admit_at(validated, may_retry, Instant::now())
     }
 
     fn admit_at(
         self: &Arc<Self>,
         validated: bool,
         may_retry: bool,
-        second: u64,
+        now: Instant,
     ) -> (Decision, bool) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let rate = s.count(second);
-        self.rate.per_sec.set(i64::from(s.last_second));
+        let mut s = self.lock();
+        let rate = s.count(now.saturating_duration_since(self.started).as_secs());
+        let rate_gauges = &self.gauges.rate;
+        rate_gauges.per_sec.set(i64::from(s.last_second));
         let flooded = self.retry_per_sec == 0 || rate > self.retry_per_sec;
-        self.rate.validating.set(i64::from(flooded));
+        rate_gauges.validating.set(i64::from(flooded));
         if flooded && !validated && may_retry {
             return (Decision::Retry, false);
         }
-        let mut evicted = false;
-        if s.open.len() >= self.max {
-            if !validated && may_retry {
-                return (Decision::Retry, false);
-            }
-            if let Some((_, oldest)) = s.open.pop_first() {
-                oldest.cancel();
-                self.gauge.dec();
-                evicted = true;
-            }
+        if s.open.len() < self.max {
+            return (Decision::Start(self.start(&mut s, now)), false);
         }
-        let id = s.next;
-        s.next += 1;
-        let token = CancellationToken::new();
-        s.open.insert(id, token.clone());
-        self.gauge.inc();
-        let ticket = Ticket {
+        if !validated && may_retry {
+            return (Decision::Retry, false);
+        }
+        let stalled = s
+            .open
+            .first_key_value()
+            .is_some_and(|(_, o)| now.saturating_duration_since(o.since) >= STALLED_AFTER);
+        if stalled && let Some((_, oldest)) = s.open.pop_first() {
+            oldest.evict.cancel();
+            self.gauges.in_progress.dec();
+            return (Decision::Start(self.start(&mut s, now)), true);
+        }
+        if s.queue.len() >= self.max_queued {
+            return (Decision::Ignore, false);
+        }
+        let id = s.id();
+        let (tx, rx) = oneshot::channel();
+        s.queue.insert(id, tx);
+        self.gauges.queued.inc();
+        let waiting = Waiting {
             id,
-            evicted: token,
+            ticket: rx,
             set: self.clone(),
         };
-        (Decision::Start(ticket), evicted)
+        (Decision::Wait(waiting), false)
     }
 
-    /// Handshakes in progress now.
+    /// Takes a place in the bound (the caller checked there is one).
+    fn start(self: &Arc<Self>, s: &mut State, now: Instant) -> Ticket {
+        let id = s.id();
+        let evict = CancellationToken::new();
+        s.open.insert(
+            id,
+            Open {
+                since: now,
+                evict: evict.clone(),
+            },
+        );
+        self.gauges.in_progress.inc();
+        Ticket {
+            id,
+            evicted: evict,
+            set: self.clone(),
+        }
+    }
+
+    /// Gives a handshake's place back: to the first Initial still waiting,
+    /// else to the bound.
+    fn release(self: &Arc<Self>, id: u64) {
+        let (tx, ticket) = {
+            let mut s = self.lock();
+            // An evicted ticket was already removed (and uncounted).
+            if s.open.remove(&id).is_none() {
+                return;
+            }
+            self.gauges.in_progress.dec();
+            let Some((_, tx)) = s.queue.pop_first() else {
+                return;
+            };
+            self.gauges.queued.dec();
+            (tx, self.start(&mut s, Instant::now()))
+        };
+        // Sent with the lock released: a waiter that gave up in between
+        // hands the ticket back, and dropping it passes the place on.
+        drop(tx.send(ticket));
+    }
+
+    /// Handshakes in progress and Initials waiting now.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .open
-            .len()
+    pub(crate) fn len(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.open.len(), s.queue.len())
     }
 }
 
@@ -180,105 +283,32 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut s = self
-            .set
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // An evicted ticket was already removed (and uncounted).
-        if s.open.remove(&self.id).is_some() {
-            self.set.gauge.dec();
+        self.set.release(self.id);
+    }
+}
+
+/// An Initial's place in the queue; leaves it when dropped.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    id: u64,
+    ticket: oneshot::Receiver<Ticket>,
+    set: Arc<Handshakes>,
+}
+
+impl Waiting {
+    /// Resolves with a place in the bound once one is free.
+    pub(crate) async fn ticket(&mut self) -> Option<Ticket> {
+        (&mut self.ticket).await.ok()
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if self.set.lock().queue.remove(&self.id).is_some() {
+            self.set.gauges.queued.dec();
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_bound_retries_unvalidated_and_evicts_oldest_for_validated() {
-        let g = Gauge::default();
-        let h = Handshakes::new(2, 1_000_000, g.clone(), RateGauges::default());
-        let (Decision::Start(a), false) = h.admit(false, true) else {
-            panic!("room for the first")
-        };
-        let (Decision::Start(b), false) = h.admit(false, true) else {
-            panic!("room for the second")
-        };
-        assert_eq!(g.get(), 2);
-        assert!(matches!(h.admit(false, true), (Decision::Retry, false)));
-        // Validated, or no longer retryable: the oldest (a) makes room.
-        let (Decision::Start(c), true) = h.admit(true, false) else {
-            panic!("a validated address evicts the oldest")
-        };
-        assert!(a.evicted.is_cancelled());
-        assert!(!b.evicted.is_cancelled());
-        assert_eq!((h.len(), g.get()), (2, 2));
-        drop(a);
-        assert_eq!(
-            (h.len(), g.get()),
-            (2, 2),
-            "an evicted ticket is uncounted once"
-        );
-        drop(b);
-        drop(c);
-        assert_eq!((h.len(), g.get()), (0, 0));
-    }
-
-    #[test]
-    fn above_the_rate_every_unvalidated_initial_is_retried() {
-        let rate = RateGauges::default();
-        let h = Handshakes::new(1000, 3, Gauge::default(), rate.clone());
-        let mut tickets = Vec::new();
-        // Second 0: three are started, the fourth is past the threshold.
-        for _ in 0..3 {
-            let (Decision::Start(t), false) = h.admit_at(false, true, 0) else {
-                panic!("under the rate: started")
-            };
-            tickets.push(t);
-        }
-        assert!(matches!(
-            h.admit_at(false, true, 0),
-            (Decision::Retry, false)
-        ));
-        assert_eq!(rate.validating.get(), 1);
-        // A validated address (it answered a Retry) or one that may not be
-        // retried again is started.
-        assert!(matches!(
-            h.admit_at(true, false, 0),
-            (Decision::Start(_), false)
-        ));
-        assert!(matches!(
-            h.admit_at(false, false, 0),
-            (Decision::Start(_), false)
-        ));
-        // Second 1 judges by second 0's count (6 > 3): still retried.
-        assert!(matches!(
-            h.admit_at(false, true, 1),
-            (Decision::Retry, false)
-        ));
-        assert_eq!(rate.per_sec.get(), 6);
-        // A quiet second later: started again.
-        assert!(matches!(
-            h.admit_at(false, true, 3),
-            (Decision::Start(_), false)
-        ));
-        assert_eq!((rate.per_sec.get(), rate.validating.get()), (0, 0));
-    }
-
-    #[test]
-    fn threshold_zero_always_retries_unvalidated_initials() {
-        let rate = RateGauges::default();
-        let h = Handshakes::new(1000, 0, Gauge::default(), rate.clone());
-        assert_eq!(rate.validating.get(), 1);
-        assert!(matches!(
-            h.admit_at(false, true, 0),
-            (Decision::Retry, false)
-        ));
-        assert!(matches!(
-            h.admit_at(true, false, 0),
-            (Decision::Start(_), false)
-        ));
-    }
-}
+mod tests;

@@ -19,7 +19,7 @@ use crate::budget::Budgets;
 use crate::config::Settings;
 use crate::connection;
 use crate::error::RelayError;
-use crate::handshake::{Decision, Handshakes};
+use crate::handshake::{Decision, Handshakes, MAX_QUEUE_WAIT, Ticket, Waiting};
 use crate::http::{self, Readiness};
 use crate::ingest::{ByteBudget, IngestLimits};
 use crate::log_limit::LogLimiter;
@@ -30,6 +30,11 @@ use crate::tls_reload::{TlsReloader, load_tls};
 
 /// Per-stream receive window (quinn's default), capped by the connection's.
 const STREAM_RECEIVE_WINDOW: u64 = 1_250_000;
+
+/// Datagrams kept for one Initial waiting for a handshake place, bytes.
+const QUEUED_INITIAL_BYTES: u64 = 16 << 10;
+/// The same, for all of them together.
+const QUEUED_INITIAL_BYTES_TOTAL: u64 = 16 << 20;
 
 /// A receive window as a QUIC varint (validated to at most 256 MiB).
 fn receive_window(bytes: u64) -> quinn::VarInt {
@@ -45,6 +50,8 @@ pub struct Relay {
     ready: Arc<Readiness>,
     transport: Arc<quinn::TransportConfig>,
     shutdown: Shutdown,
+    /// The QUIC socket's inode, to read its drops from `/proc/net/udp*`.
+    udp_inode: Option<u64>,
 }
 
 impl Relay {
@@ -81,6 +88,12 @@ impl Relay {
             ));
         let transport = Arc::new(transport);
         server.transport_config(transport.clone());
+        // What quinn keeps of the datagrams a client resends while its
+        // Initial waits for a handshake place (crate::handshake): a few
+        // Initials each, not quinn's 10 MiB (100 MiB in all).
+        server
+            .incoming_buffer_size(QUEUED_INITIAL_BYTES)
+            .incoming_buffer_size_total(QUEUED_INITIAL_BYTES_TOTAL);
         let bind_err = |source| RelayError::Bind {
             addr: settings.server.listen_addr,
             source,
@@ -92,11 +105,24 @@ impl Relay {
             });
             info!(%server_id, cid_len, "connection IDs carry this relay's QUIC-LB server ID");
         }
-        let socket = std::net::UdpSocket::bind(settings.server.listen_addr).map_err(bind_err)?;
+        let udp = horizon_shared::udp::bind(
+            settings.server.listen_addr,
+            settings.server.udp_receive_buffer,
+        )
+        .map_err(bind_err)?;
+        if udp.capped() {
+            warn!(
+                asked = udp.asked,
+                got = udp.receive_buffer,
+                "the kernel capped the QUIC socket's receive buffer (server.udp_receive_buffer_bytes) at net.core.rmem_max: in a connect storm datagrams drop (horizon_relay_udp_receive_drops_total) and agents take the relay for silent; raise it: sysctl -w net.core.rmem_max={}",
+                udp.asked
+            );
+        }
+        let (udp_inode, udp_buffer) = (udp.inode, udp.receive_buffer);
         let endpoint = quinn::Endpoint::new(
             endpoint_config,
             Some(server),
-            socket,
+            udp.socket,
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind_err)?;
@@ -112,6 +138,10 @@ impl Relay {
         let budgets = Arc::new(Budgets::new(settings.budgets.clone()));
         let metrics = Arc::new(RelayMetrics::new(budgets.clone(), &settings));
         metrics.tls.set_crls(&tls.revocation);
+        metrics
+            .connections
+            .udp_receive_buffer
+            .set(i64::try_from(udp_buffer).unwrap_or(i64::MAX));
         let limits = IngestLimits {
             max_batch_size: settings.limits.max_batch_size,
             series: settings.limits.series_limits,
@@ -130,8 +160,7 @@ impl Relay {
         let handshakes = Handshakes::new(
             settings.server.max_handshakes_in_progress,
             settings.server.handshake_retry_per_sec,
-            metrics.connections.handshakes_in_progress.clone(),
-            metrics.connections.handshake_rate.clone(),
+            metrics.connections.handshake_gauges(),
         );
         let connection_slots = Arc::new(Semaphore::new(settings.server.max_connections));
         let dictionary_bytes = Arc::new(ByteBudget::with_gauge(
@@ -169,6 +198,7 @@ impl Relay {
             ready,
             transport,
             shutdown,
+            udp_inode,
         })
     }
 
@@ -221,6 +251,7 @@ impl Relay {
             metrics_listener,
             ready,
             shutdown: coordinator,
+            udp_inode,
             ..
         } = self;
         if let Some(listener) = metrics_listener {
@@ -245,6 +276,7 @@ impl Relay {
             "endpoint watcher",
             watch_endpoint(
                 endpoint.clone(),
+                udp_inode,
                 shared.clone(),
                 coordinator.signal(Phase::Accept),
             ),
@@ -317,35 +349,110 @@ fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, coordinator: &Shutdown
                 e.into_incoming().refuse();
             }
         },
-        Decision::Start(ticket) => {
-            let span = info_span!("conn", %remote);
-            let registration: Registration =
-                coordinator.register(Phase::Connections, format!("connection from {remote}"));
-            let shared = shared.clone();
-            tokio::spawn(
-                async move {
-                    connection::handle(incoming, shared, ticket).await;
-                    drop(registration);
-                }
-                .instrument(span),
-            );
+        Decision::Ignore => {
+            shared.metrics.connections.handshake_refused("queue_full");
+            incoming.ignore();
         }
+        Decision::Start(ticket) => serve(incoming, shared, coordinator, None, Some(ticket)),
+        Decision::Wait(waiting) => serve(incoming, shared, coordinator, Some(waiting), None),
     }
 }
 
+/// Runs a connection's handshake and the connection, once the handshake
+/// has a place: `ticket`, or the one `waiting` gets within
+/// [`MAX_QUEUE_WAIT`] (else the Initial is dropped unanswered: the
+/// client's next resend comes back).
+fn serve(
+    incoming: quinn::Incoming,
+    shared: &Arc<Shared>,
+    coordinator: &Shutdown,
+    waiting: Option<Waiting>,
+    ticket: Option<Ticket>,
+) {
+    let remote = incoming.remote_address();
+    let span = info_span!("conn", %remote);
+    let registration: Registration =
+        coordinator.register(Phase::Connections, format!("connection from {remote}"));
+    let shared = shared.clone();
+    tokio::spawn(
+        async move {
+            let ticket = match (ticket, waiting) {
+                (Some(t), _) => Some(t),
+                (None, Some(mut w)) => tokio::select! {
+                    t = tokio::time::timeout(MAX_QUEUE_WAIT, w.ticket()) => t.ok().flatten(),
+                    () = shared.drain.cancelled() => None,
+                },
+                (None, None) => None,
+            };
+            match ticket {
+                Some(ticket) => connection::handle(incoming, shared, ticket).await,
+                None => {
+                    let reason = if shared.drain.is_cancelled() {
+                        "shutting_down"
+                    } else {
+                        "queue_timeout"
+                    };
+                    shared.metrics.connections.handshake_refused(reason);
+                    incoming.ignore();
+                }
+            }
+            drop(registration);
+        }
+        .instrument(span),
+    );
+}
+
 /// Shows how many connections the QUIC endpoint holds state for, so that
-/// half-open handshakes dropped by the relay are seen to leave it.
-async fn watch_endpoint(endpoint: quinn::Endpoint, shared: Arc<Shared>, stop: CancellationToken) {
+/// half-open handshakes dropped by the relay are seen to leave it; and,
+/// every second, the datagrams the kernel dropped at the endpoint's socket.
+async fn watch_endpoint(
+    endpoint: quinn::Endpoint,
+    udp_inode: Option<u64>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let drops_log = LogLimiter::new(Duration::from_secs(10));
+    let mut drops = udp_inode.and_then(horizon_shared::udp::receive_drops);
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let open = i64::try_from(endpoint.open_connections()).unwrap_or(i64::MAX);
                 shared.metrics.connections.quic.set(open);
+                ticks += 1;
+                if ticks.is_multiple_of(4) {
+                    count_drops(&shared, udp_inode, &mut drops, &drops_log);
+                }
             }
             () = stop.cancelled() => return,
         }
+    }
+}
+
+/// Adds the kernel's new drops at the QUIC socket to
+/// `udp_receive_drops_total`, and says so in the log (every 10 s at most).
+fn count_drops(shared: &Shared, inode: Option<u64>, last: &mut Option<u64>, log: &LogLimiter) {
+    let (Some(inode), Some(before)) = (inode, *last) else {
+        return;
+    };
+    let Some(now) = horizon_shared::udp::receive_drops(inode) else {
+        return;
+    };
+    *last = Some(now);
+    let new = now.saturating_sub(before);
+    if new == 0 {
+        return;
+    }
+    shared.metrics.connections.udp_receive_drops.inc_by(new);
+    if let Some(suppressed) = log.allow() {
+        warn!(
+            dropped = new,
+            receive_buffer = shared.metrics.connections.udp_receive_buffer.get(),
+            suppressed,
+            "the kernel dropped datagrams at the QUIC socket, its receive buffer full: agents see lost packets; raise server.udp_receive_buffer_bytes (and net.core.rmem_max), or add relays"
+        );
     }
 }
 

@@ -77,7 +77,9 @@ async fn half_open_handshakes_do_not_lock_agents_out() {
     );
 
     // A new agent is admitted on its first attempt: quinn answers the
-    // Retry, comes back validated and takes the oldest half-open's place.
+    // Retry and comes back validated; its Initial waits (at most 1 s, then
+    // quinn resends it) until the oldest half-open has run for 3 s,
+    // stalled, and takes its place.
     let newcomer = raw_connect(
         relay.addr,
         &relay.node_tls("newcomer"),
@@ -98,6 +100,50 @@ async fn half_open_handshakes_do_not_lock_agents_out() {
     assert_eq!(m.get(LIMIT_REFUSED), 0.0);
     newcomer.close(0u32.into(), b"done");
     steady.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_connect_storm_waits_for_handshake_places_instead_of_evicting_them() {
+    // Every Initial gets a Retry, so all come back validated: 20 at once
+    // against 4 places and their queue of 16. Each waits its turn, and none
+    // ends a handshake already under way (evicting the oldest for each
+    // newcomer ended them just before they finished, their clients told
+    // "connection lost").
+    let relay = TestRelay::start(
+        "server:\n  max_connections: 100\n  max_handshakes_in_progress: 4\n  handshake_retry_per_sec: 0\n",
+    )
+    .await;
+    let tls: Vec<_> = (0..20)
+        .map(|i| relay.node_tls(&format!("storm-{i}")))
+        .collect();
+    let conns = futures::future::join_all(
+        tls.iter()
+            .map(|t| raw_connect(relay.addr, t, Duration::from_secs(10))),
+    )
+    .await;
+    let mut accepted = 0;
+    for conn in conns {
+        let conn = conn.expect("every agent of the storm connects on its first attempt");
+        accepted += one_point(&conn).await;
+        conn.close(0u32.into(), b"done");
+    }
+    assert_eq!(accepted, 20, "every connection is served");
+    let m = scrape_until(&relay, |m| m.get(IN_PROGRESS) == 0.0).await;
+    assert_eq!(m.get(EVICTED), 0.0, "no handshake was evicted");
+    assert_eq!(m.get(RETRIES), 20.0);
+    assert_eq!(m.get("horizon_relay_handshakes_queued"), 0.0);
+    assert_eq!(m.get("horizon_relay_connections_accepted_total"), 20.0);
+    assert_eq!(
+        m.get(r#"horizon_relay_handshakes_refused_total{reason="queue_full"}"#),
+        0.0,
+        "the queue holds the storm"
+    );
+    println!(
+        "dropped after their wait in the queue (then resent): {}; handshake time, sum {:.2} s",
+        m.get(r#"horizon_relay_handshakes_refused_total{reason="queue_timeout"}"#),
+        m.get("horizon_relay_handshake_seconds_sum"),
+    );
     relay.stop().await;
 }
 

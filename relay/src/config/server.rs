@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub quic_lb_server_id: String,
     /// Length of the connection IDs issued with a server ID, 13 to 20 bytes.
     pub quic_lb_cid_len: usize,
+    /// Receive buffer of the QUIC socket (`SO_RCVBUF`), bytes; 0 leaves the
+    /// kernel's default. The kernel caps it at `net.core.rmem_max`.
+    pub udp_receive_buffer_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -74,7 +77,7 @@ impl Default for ServerConfig {
             listen_addr: "0.0.0.0:5001".into(),
             max_connections: 1000,
             max_connections_per_node: 4,
-            max_handshakes_in_progress: 512,
+            max_handshakes_in_progress: 128,
             handshake_retry_per_sec: 100,
             handshake_timeout_secs: 5,
             connection_timeout_secs: 300,
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             drain_flush_secs: 10,
             quic_lb_server_id: String::new(),
             quic_lb_cid_len: quic_lb::DEFAULT_CID_LEN,
+            udp_receive_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct ServerSettings {
     pub quic_lb: Option<(ServerId, usize)>,
     /// This relay's name.
     pub relay_id: String,
+    /// `SO_RCVBUF` of the QUIC socket, bytes; 0: the kernel's default.
+    pub udp_receive_buffer: usize,
 }
 
 impl ServerConfig {
@@ -182,6 +188,14 @@ impl ServerConfig {
             self.relay_id.clone()
         };
         plain_name("server.relay_id", &relay_id)?;
+        if self.udp_receive_buffer_bytes > 0 {
+            between(
+                "server.udp_receive_buffer_bytes",
+                self.udp_receive_buffer_bytes,
+                64 * 1024,
+                1 << 30,
+            )?;
+        }
         Ok(ServerSettings {
             listen_addr,
             max_connections: self.max_connections,
@@ -198,6 +212,7 @@ impl ServerConfig {
             receive_window: self.receive_window_bytes,
             quic_lb: self.quic_lb()?,
             relay_id,
+            udp_receive_buffer: self.udp_receive_buffer_bytes,
         })
     }
 

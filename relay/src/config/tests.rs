@@ -266,7 +266,7 @@ fn quic_lb_server_id_is_checked_and_off_by_default() {
 #[test]
 fn handshake_bound_and_timeout_are_read_and_checked() {
     let s = parse("").unwrap();
-    assert_eq!(s.server.max_handshakes_in_progress, 512);
+    assert_eq!(s.server.max_handshakes_in_progress, 128);
     assert_eq!(s.server.handshake_timeout, Duration::from_secs(5));
     let s =
         parse("server:\n  max_handshakes_in_progress: 8\n  handshake_timeout_secs: 2\n").unwrap();
@@ -549,4 +549,17 @@ fn example_config_states_the_defaults() {
     let text = include_str!("../../../infra/config.example.yaml");
     let example = Config::from_yaml_with_env(text, "config.example.yaml", |_| None).unwrap();
     assert_eq!(format!("{example:?}"), defaults);
+}
+
+#[test]
+fn udp_receive_buffer_is_read_and_checked() {
+    assert_eq!(parse("").unwrap().server.udp_receive_buffer, 8 << 20);
+    let s = parse("server:\n  udp_receive_buffer_bytes: 0\n").unwrap();
+    assert_eq!(s.server.udp_receive_buffer, 0, "0: the kernel's default");
+    for bad in ["1024", "2147483648"] {
+        assert_eq!(
+            invalid_key(&format!("server:\n  udp_receive_buffer_bytes: {bad}\n")),
+            "server.udp_receive_buffer_bytes"
+        );
+    }
 }

@@ -8,7 +8,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::labels::Reason;
-use crate::handshake::RateGauges;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use crate::handshake::{Gauges, RateGauges};
 
 /// Handles to the connection and handshake metrics.
 #[derive(Debug)]
@@ -29,8 +31,16 @@ pub struct ConnectionMetrics {
     pub handshake_retries: Counter,
     /// New-handshake rate and whether it switched Retry on.
     pub(crate) handshake_rate: RateGauges,
+    /// Initials from validated addresses waiting for a handshake place.
+    pub handshakes_queued: Gauge,
+    /// Seconds from the start of a handshake to its end, finished or not.
+    pub handshake_seconds: Histogram,
     /// Connections quinn holds state for (handshaking, open or closing).
     pub quic: Gauge,
+    /// The QUIC socket's receive buffer as the kernel reports it.
+    pub udp_receive_buffer: Gauge,
+    /// Datagrams the kernel dropped at the QUIC socket.
+    pub udp_receive_drops: Counter,
 }
 
 impl ConnectionMetrics {
@@ -75,7 +85,7 @@ impl ConnectionMetrics {
         let handshakes_refused = Family::<Reason, Counter>::default();
         r.register(
             "handshakes_refused",
-            "Handshakes ended by the relay before they finished, by reason (evicted: the oldest half-open one, to make room for an Initial from a validated address when server.max_handshakes_in_progress was full; retry_failed: a Retry could not be sent; shutting_down)",
+            "Handshakes ended, or Initials dropped, by the relay before they finished, by reason (evicted: a half-open one running for 3 s, to make room for an Initial from a validated address when server.max_handshakes_in_progress was full; queue_full: an Initial from a validated address dropped, the bound and its queue full; queue_timeout: one dropped after 1 s in the queue; retry_failed: a Retry could not be sent; shutting_down)",
             handshakes_refused.clone(),
         );
         let handshake_retries = Counter::default();
@@ -83,6 +93,19 @@ impl ConnectionMetrics {
             "handshake_retries",
             "Stateless QUIC Retry packets sent to validate an address: while new handshakes per second were above server.handshake_retry_per_sec (or always, with 0), or while server.max_handshakes_in_progress was full",
             handshake_retries.clone(),
+        );
+        let handshakes_queued = Gauge::default();
+        r.register(
+            "handshakes_queued",
+            "Initials from validated addresses waiting for a place among server.max_handshakes_in_progress (at most 4 per place, each for at most 1 s)",
+            handshakes_queued.clone(),
+        );
+        // 1 ms to 8 s.
+        let handshake_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        r.register(
+            "handshake_seconds",
+            "Time from the start of a QUIC handshake (its place taken; a wait in the queue not counted) to its end: finished, failed, timed out or evicted",
+            handshake_seconds.clone(),
         );
         let handshake_rate = RateGauges::default();
         r.register(
@@ -101,11 +124,29 @@ impl ConnectionMetrics {
             "Connections the QUIC endpoint holds state for: handshaking, established or closing",
             quic_connections.clone(),
         );
+        let udp_receive_buffer = Gauge::default();
+        r.register(
+            "udp_receive_buffer_bytes",
+            "Receive buffer of the QUIC socket as the kernel reports it (SO_RCVBUF read back: twice the server.udp_receive_buffer_bytes asked for, unless net.core.rmem_max capped it)",
+            udp_receive_buffer.clone(),
+        );
+        let udp_receive_drops = Counter::default();
+        r.register(
+            "udp_receive_drops",
+            "Datagrams the kernel dropped at the QUIC socket, its receive buffer full (the drops column of /proc/net/udp; Linux only). Peers see lost packets: raise server.udp_receive_buffer_bytes and net.core.rmem_max",
+            udp_receive_drops.clone(),
+        );
         for reason in ["limit", "handshake", "revoked", "identity"] {
             let _ = refused.get_or_create(&Reason::new(reason));
         }
         let _ = replaced.get_or_create(&Reason::new("per_node_cap"));
-        for reason in ["evicted", "retry_failed", "shutting_down"] {
+        for reason in [
+            "evicted",
+            "queue_full",
+            "queue_timeout",
+            "retry_failed",
+            "shutting_down",
+        ] {
             let _ = handshakes_refused.get_or_create(&Reason::new(reason));
         }
         Self {
@@ -118,7 +159,11 @@ impl ConnectionMetrics {
             handshakes_refused,
             handshake_retries,
             handshake_rate,
+            handshakes_queued,
+            handshake_seconds,
             quic: quic_connections,
+            udp_receive_buffer,
+            udp_receive_drops,
         }
     }
 
@@ -133,11 +178,23 @@ impl ConnectionMetrics {
         self.replaced.get_or_create(&Reason::new(reason)).inc();
     }
 
-    /// Counts a handshake the relay ended (`evicted`, `retry_failed` or
+    /// Counts a handshake the relay ended, or an Initial it dropped
+    /// (`evicted`, `queue_full`, `queue_timeout`, `retry_failed` or
     /// `shutting_down`).
     pub fn handshake_refused(&self, reason: &str) {
         self.handshakes_refused
             .get_or_create(&Reason::new(reason))
             .inc();
+    }
+}
+
+impl ConnectionMetrics {
+    /// The gauges the handshake admission keeps.
+    pub(crate) fn handshake_gauges(&self) -> Gauges {
+        Gauges {
+            in_progress: self.handshakes_in_progress.clone(),
+            queued: self.handshakes_queued.clone(),
+            rate: self.handshake_rate.clone(),
+        }
     }
 }
