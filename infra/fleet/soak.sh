@@ -21,8 +21,9 @@
 #   CPUS=0 SECS=1800 bash infra/fleet/soak.sh                       # both on one core
 #   AGENTS=10000 RATE=50000 SECS=300 RESTART_AT=150 bash infra/fleet/soak.sh
 #   RELAY_CPUS=0 LOAD_CPUS=1 ...                                    # one core each
-#   ENDPOINTS=16 ...      # the nodes share 16 UDP endpoints (default: one each)
-#   HANDSHAKES=64 ...     # the relay's server.max_handshakes_in_progress (default 512)
+#   ENDPOINTS=64 ...      # the nodes share 64 UDP endpoints (default: one each);
+#                         # at 10,000 nodes fewer than 64 overload the generator
+#   HANDSHAKES=64 ...     # the relay's server.max_handshakes_in_progress (default: the relay's)
 #
 # Writes into DEV_DIR (default .dev/soak; the development PKI in DEV_DIR/certs).
 set -euo pipefail
@@ -46,8 +47,8 @@ cat >"$dev/relay.yaml" <<CONF
 server:
   listen_addr: "127.0.0.1:5301"
   max_connections: $((agents + agents / 10 + 100))
-  max_handshakes_in_progress: ${HANDSHAKES:-512}
-limits:
+${HANDSHAKES:+  max_handshakes_in_progress: $HANDSHAKES
+}limits:
   max_cardinality: $((agents * series * 2))
 security:
   dev_certs_dir: "$dev/certs"
@@ -73,8 +74,12 @@ start_relay() {
 relay_cpu() { # user + system seconds of the running relay
     awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$relay/stat"
 }
-metric() { # metric NAME: its value on the relay's /metrics, or empty
-    curl -fsS -m 2 127.0.0.1:9301/metrics 2>/dev/null | awk -v n="horizon_relay_$1" '$1 == n {print $2}'
+scrape() { curl -fsS -m 2 127.0.0.1:9301/metrics 2>/dev/null || true; }
+metric() { # metric NAME SCRAPE: NAME's value (labels included) in SCRAPE, or empty
+    awk -v n="horizon_relay_$1" '$1 == n {print $2}' <<<"$2"
+}
+rcvbuf_errors() { # the host's UDP datagrams dropped at full receive buffers
+    awk '/^Udp:/ {n++; if (n == 1) for (i = 1; i <= NF; i++) col[$i] = i; else print $col["RcvbufErrors"]}' /proc/net/snmp
 }
 trap 'kill $relay 2>/dev/null; wait 2>/dev/null || true' EXIT INT TERM
 start_relay
@@ -87,7 +92,8 @@ idle_rss=$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$relay/status")
 load=$!
 start=$(date +%s.%N)
 restarted=
-echo "t_s,rss_mib,connections,handshakes" >"$dev/samples.csv"
+rcvbuf_before=$(rcvbuf_errors)
+echo "t_s,rss_mib,connections,handshakes,accepted,evicted,timed_out,retries,udp_drops,quic,host_udp_drops" >"$dev/samples.csv"
 while kill -0 "$load" 2>/dev/null; do
     t=$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$(date +%s.%N)" "$start")
     if [[ -n $restart_at && -z $restarted ]] && python3 -c "import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))" "$t" "$restart_at"; then
@@ -100,26 +106,31 @@ while kill -0 "$load" 2>/dev/null; do
         continue
     fi
     rss=$(awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$relay/status")
-    echo "$t,$rss,$(metric connections_active),$(metric handshakes_in_progress)" >>"$dev/samples.csv"
+    m=$(scrape)
+    echo "$t,$rss,$(metric connections_active "$m"),$(metric handshakes_in_progress "$m"),$(metric connections_accepted_total "$m"),$(metric 'handshakes_refused_total{reason="evicted"}' "$m"),$(metric handshakes_timed_out_total "$m"),$(metric handshake_retries_total "$m"),$(metric udp_receive_drops_total "$m"),$(metric quic_connections "$m"),$(($(rcvbuf_errors) - rcvbuf_before))" >>"$dev/samples.csv"
     sleep "$sample"
 done
 wait "$load" || true
+rcvbuf=$(($(rcvbuf_errors) - rcvbuf_before))
 cpu=$(python3 -c "import sys; print(float(sys.argv[1]) + float(sys.argv[2]))" "$cpu_before" "$(relay_cpu)")
+scrape >"$dev/metrics-end.txt" # the relay's last scrape, for what the summary leaves out
 # A planned stop: the relay flushes what it holds before it exits.
 kill -TERM "$relay"
 wait "$relay" 2>/dev/null || true
 
-python3 - "$dev" "$agents" "$warmup" "$idle_rss" "$cpu" "${restart_at:-}" <<'PY'
+python3 - "$dev" "$agents" "$warmup" "$idle_rss" "$cpu" "${restart_at:-}" "$rcvbuf" <<'PY'
 import csv, glob, json, sys
-dev, agents, warmup, idle, cpu, restart_at = sys.argv[1:7]
+dev, agents, warmup, idle, cpu, restart_at, rcvbuf = sys.argv[1:8]
 agents, warmup, idle, cpu = int(agents), float(warmup), float(idle), float(cpu)
 r = json.load(open(f"{dev}/loadgen.json"))
 lat, f = r["ack_latency_ms"], r["failover"]
 print(f"points: {r['points_sent']:,} sent, {r['points_acked']:,} acked, {r['points_unacked']:,} unacked, "
       f"rejected {r['points_rejected']}; {r['points_per_sec']:,.0f}/s over {r['elapsed_secs']:.0f} s")
-print(f"connections: {agents:,} agents, {r['connection_errors']:,} connection errors "
-      f"({100 * r['connection_errors'] / agents:.2f} % of agents), {r['nodes_failed']} nodes never connected, "
-      f"{r['resends']:,} batches resent")
+print(f"connections: {agents:,} agents; {r['connection_errors']:,} connection errors, of which "
+      f"{r['connections_lost']:,} connections lost and {r['connection_errors'] - r['connections_lost']:,} failed attempts; "
+      f"{r['nodes_with_connection_errors']:,} agents had an error ({100 * r['nodes_with_connection_errors'] / agents:.2f} %), "
+      f"{r['nodes_that_lost_a_connection']:,} lost a connection ({100 * r['nodes_that_lost_a_connection'] / agents:.2f} %); "
+      f"{r['nodes_failed']} nodes never connected, {r['resends']:,} batches resent")
 print(f"ack latency ms: p50 {lat['p50']:.0f}, p99 {lat['p99']:.0f}, p99.9 {lat['p999']:.0f}, max {lat['max']:.0f}")
 print(f"ack gaps ms: {f['nodes_moved']} nodes reconnected, their longest gap p50 {f['moved_gap_ms']['p50']:.0f} "
       f"p99 {f['moved_gap_ms']['p99']:.0f} max {f['moved_gap_ms']['max']:.0f}; the others' p50 "
@@ -132,6 +143,23 @@ for line in open(f"{dev}/samples.csv").read().splitlines()[1:]:
         restart = float(p[1])
         continue
     rows.append((float(p[0]), float(p[1]), float(p[2] or 0), float(p[3] or 0), restart is not None))
+# The relay's counters, at the last sample of each relay process (a restart
+# starts them again).
+segments, seg = [], []
+for line in open(f"{dev}/samples.csv").read().splitlines()[1:]:
+    p = line.split(",")
+    if p[0] == "restart":
+        segments.append(seg)
+        seg = []
+    elif len(p) >= 10 and p[4]:
+        seg.append(p)
+segments.append(seg)
+for i, seg in enumerate(s for s in segments if s):
+    last = seg[-1]
+    n = lambda k: int(float(last[k] or 0))
+    print(f"relay {'after the restart' if i else 'before any restart'}: {n(4):,} connections accepted; "
+          f"handshakes evicted {n(5):,}, timed out {n(6):,}; Retries {n(7):,}; its socket dropped {n(8):,} datagrams")
+print(f"host: {int(rcvbuf):,} UDP datagrams dropped at full receive buffers (RcvbufErrors) over the run")
 print("samples (s:RSS MiB:connections):", " ".join(f"{t:.0f}:{m:.0f}:{c:.0f}" for t, m, c, _, _ in rows))
 # After the warm-up and before a restart, while every agent is connected
 # (the load generator's last seconds close its connections).
