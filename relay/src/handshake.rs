@@ -55,7 +55,7 @@ pub(crate) const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// The longest an Initial waits in the queue: the reference client gives up
 /// on a handshake after 4 s, and needs a round trip, the Retry's, before
 /// and the handshake after.
-pub(crate) const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
+const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// Queue places per place of the handshake bound.
 pub(crate) const QUEUE_PER_PLACE: usize = 4;
@@ -296,9 +296,13 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
-    /// Resolves with a place in the bound once one is free.
+    /// Resolves with a place in the bound once one is free, or with
+    /// nothing after [`MAX_QUEUE_WAIT`].
     pub(crate) async fn ticket(&mut self) -> Option<Ticket> {
-        (&mut self.ticket).await.ok()
+        tokio::time::timeout(MAX_QUEUE_WAIT, &mut self.ticket)
+            .await
+            .ok()?
+            .ok()
     }
 }
 

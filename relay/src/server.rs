@@ -19,7 +19,7 @@ use crate::budget::Budgets;
 use crate::config::Settings;
 use crate::connection;
 use crate::error::RelayError;
-use crate::handshake::{Decision, Handshakes, MAX_QUEUE_WAIT, Ticket, Waiting};
+use crate::handshake::{Decision, Handshakes, Ticket, Waiting};
 use crate::http::{self, Readiness};
 use crate::ingest::{ByteBudget, IngestLimits};
 use crate::log_limit::LogLimiter;
@@ -353,22 +353,23 @@ fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, coordinator: &Shutdown
             shared.metrics.connections.handshake_refused("queue_full");
             incoming.ignore();
         }
-        Decision::Start(ticket) => serve(incoming, shared, coordinator, None, Some(ticket)),
-        Decision::Wait(waiting) => serve(incoming, shared, coordinator, Some(waiting), None),
+        Decision::Start(ticket) => serve(incoming, shared, coordinator, Place::Taken(ticket)),
+        Decision::Wait(waiting) => serve(incoming, shared, coordinator, Place::Queued(waiting)),
     }
 }
 
+/// A handshake's place in `server.max_handshakes_in_progress`.
+enum Place {
+    /// Taken.
+    Taken(Ticket),
+    /// To come from the queue, if within its wait.
+    Queued(Waiting),
+}
+
 /// Runs a connection's handshake and the connection, once the handshake
-/// has a place: `ticket`, or the one `waiting` gets within
-/// [`MAX_QUEUE_WAIT`] (else the Initial is dropped unanswered: the
-/// client's next resend comes back).
-fn serve(
-    incoming: quinn::Incoming,
-    shared: &Arc<Shared>,
-    coordinator: &Shutdown,
-    waiting: Option<Waiting>,
-    ticket: Option<Ticket>,
-) {
+/// has its place (else the Initial is dropped unanswered: the client's
+/// next resend comes back).
+fn serve(incoming: quinn::Incoming, shared: &Arc<Shared>, coordinator: &Shutdown, place: Place) {
     let remote = incoming.remote_address();
     let span = info_span!("conn", %remote);
     let registration: Registration =
@@ -376,13 +377,12 @@ fn serve(
     let shared = shared.clone();
     tokio::spawn(
         async move {
-            let ticket = match (ticket, waiting) {
-                (Some(t), _) => Some(t),
-                (None, Some(mut w)) => tokio::select! {
-                    t = tokio::time::timeout(MAX_QUEUE_WAIT, w.ticket()) => t.ok().flatten(),
+            let ticket = match place {
+                Place::Taken(t) => Some(t),
+                Place::Queued(mut w) => tokio::select! {
+                    t = w.ticket() => t,
                     () = shared.drain.cancelled() => None,
                 },
-                (None, None) => None,
             };
             match ticket {
                 Some(ticket) => connection::handle(incoming, shared, ticket).await,
