@@ -21,7 +21,7 @@
 //! Here: the handshake, the connection and the stream joining its halves;
 //! `slots.rs`: the in-flight slots; `reader.rs`: the reader half;
 //! `acks.rs`: the writer half; `frames.rs`: frames read within the byte
-//! budgets.
+//! budgets; `failed.rs`: why a handshake failed.
 
 use std::sync::Arc;
 
@@ -39,11 +39,13 @@ use crate::open::{Admitted, AtLimit, Registered};
 use crate::state::Shared;
 
 mod acks;
+mod failed;
 mod frames;
 mod reader;
 mod slots;
 
 use acks::write_acks;
+use failed::Failed;
 use frames::{FrameBudget, Frames};
 use reader::read_batches;
 use slots::GaugeGuard;
@@ -70,9 +72,20 @@ pub(crate) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>, ticke
         r = handshake => match r {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                shared.metrics.connections.refused(refusal_reason(&e));
-                if let Some(suppressed) = shared.handshake_log.allow() {
-                    warn!(%remote, error = %e, suppressed, "handshake failed (client certificate missing, from an unknown CA or expired?)");
+                let failed = Failed::of(&e);
+                match failed.refusal_reason() {
+                    Some(reason) => {
+                        shared.metrics.connections.refused(reason);
+                        if let Some(suppressed) = shared.handshake_log.allow() {
+                            warn!(%remote, error = %e, suppressed, "{}", failed.hint());
+                        }
+                    }
+                    // Expected by the hundred in a connect storm: counted, and
+                    // logged at debug only.
+                    None => {
+                        shared.metrics.connections.handshakes_abandoned.inc();
+                        debug!(%remote, error = %e, "{}", failed.hint());
+                    }
                 }
                 return;
             }
@@ -211,21 +224,6 @@ async fn serve(conn: quinn::Connection, node: String, shared: Arc<Shared>, open:
     streams.wait().await;
     if shared.drain.is_cancelled() {
         conn.close(error_code::SHUTTING_DOWN.into(), b"relay shutting down");
-    }
-}
-
-/// The `connections_refused` reason of a failed handshake: `revoked` when
-/// the TLS alert was certificate_revoked (a CRL), else `handshake`.
-fn refusal_reason(e: &quinn::ConnectionError) -> &'static str {
-    /// TLS alert certificate_revoked (RFC 8446 §6.2).
-    const CERTIFICATE_REVOKED_ALERT: u8 = 44;
-    match e {
-        quinn::ConnectionError::TransportError(t)
-            if t.code == quinn::TransportErrorCode::crypto(CERTIFICATE_REVOKED_ALERT) =>
-        {
-            "revoked"
-        }
-        _ => "handshake",
     }
 }
 

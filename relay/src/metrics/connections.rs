@@ -25,6 +25,9 @@ pub struct ConnectionMetrics {
     pub handshakes_in_progress: Gauge,
     /// Handshakes dropped at `server.handshake_timeout_secs`.
     pub handshakes_timed_out: Counter,
+    /// Handshakes the client closed, or stopped answering, before they
+    /// finished.
+    pub handshakes_abandoned: Counter,
     handshakes_refused: Family<Reason, Counter>,
     /// Stateless QUIC Retry packets sent (handshake bound full, or the
     /// handshake rate above `server.handshake_retry_per_sec`).
@@ -61,7 +64,7 @@ impl ConnectionMetrics {
         let refused = Family::<Reason, Counter>::default();
         r.register(
             "connections_refused",
-            "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate; revoked: the node certificate is revoked by a CRL (security.tls_crl_path); identity: no usable node name)",
+            "Connections refused, by reason (limit: server.max_connections; handshake: TLS failed, e.g. no, unknown or expired client certificate, or the client refused the relay's certificate (a client that gave up is counted in handshakes_abandoned_total instead); revoked: the node certificate is revoked by a CRL (security.tls_crl_path); identity: no usable node name)",
             refused.clone(),
         );
         let replaced = Family::<Reason, Counter>::default();
@@ -81,6 +84,12 @@ impl ConnectionMetrics {
             "handshakes_timed_out",
             "Handshakes dropped unfinished after server.handshake_timeout_secs",
             handshakes_timed_out.clone(),
+        );
+        let handshakes_abandoned = Counter::default();
+        r.register(
+            "handshakes_abandoned",
+            "Handshakes the client closed, or stopped answering, before they finished: clients that gave up, most often at their connect timeout in a connect storm",
+            handshakes_abandoned.clone(),
         );
         let handshakes_refused = Family::<Reason, Counter>::default();
         r.register(
@@ -156,6 +165,7 @@ impl ConnectionMetrics {
             replaced,
             handshakes_in_progress,
             handshakes_timed_out,
+            handshakes_abandoned,
             handshakes_refused,
             handshake_retries,
             handshake_rate,
