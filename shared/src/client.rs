@@ -38,6 +38,7 @@ mod driver;
 mod encoder;
 mod error;
 mod handle;
+mod liveness;
 mod series;
 mod state;
 

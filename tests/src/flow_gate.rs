@@ -4,6 +4,12 @@
 //! 5-tuple balancer it forwards each client address and port from a socket
 //! of its own, so a client that reconnects from a fresh port is a new flow,
 //! and new flows are forwarded as usual.
+//!
+//! It can also hold back each new flow's client side once the relay has
+//! answered it: the client receives the relay's whole first flight and
+//! completes its side of the handshake, while the relay never hears the
+//! client again, as when a relay's socket overflows in a connect storm. Or
+//! drop every answer of the relay, so that a client never hears it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -27,6 +33,12 @@ struct State {
     flows: Vec<SocketAddr>,
     /// Flows whose packets are dropped, both ways.
     silenced: HashSet<SocketAddr>,
+    /// Whether a flow's client packets are dropped once the relay answered.
+    hold_back: bool,
+    /// Flows whose client packets are dropped (the relay's still pass).
+    held_back: HashSet<SocketAddr>,
+    /// Whether every answer of the relay is dropped (the clients' pass).
+    drop_answers: bool,
 }
 
 impl Drop for FlowGate {
@@ -53,6 +65,23 @@ impl FlowGate {
         s.silenced.extend(flows);
     }
 
+    /// While `on`, the client's packets on a flow are dropped once the relay
+    /// has answered it (the relay's answers still pass). Off: every flow is
+    /// forwarded both ways again.
+    pub fn hold_back_clients_after_answer(&self, on: bool) {
+        let mut s = self.state.lock().expect("lock");
+        s.hold_back = on;
+        if !on {
+            s.held_back.clear();
+        }
+    }
+
+    /// While `on`, every packet of the relay is dropped; the clients'
+    /// still reach it.
+    pub fn drop_relay_answers(&self, on: bool) {
+        self.state.lock().expect("lock").drop_answers = on;
+    }
+
     /// Client addresses of the flows seen so far, in order.
     pub fn flows(&self) -> Vec<SocketAddr> {
         self.state.lock().expect("lock").flows.clone()
@@ -75,8 +104,11 @@ async fn forward(
             },
             () = stop.cancelled() => return,
         };
-        if state.lock().expect("lock").silenced.contains(&client) {
-            continue;
+        {
+            let s = state.lock().expect("lock");
+            if s.silenced.contains(&client) || s.held_back.contains(&client) {
+                continue;
+            }
         }
         let up = match upstreams.get(&client) {
             Some(u) => u.clone(),
@@ -121,8 +153,14 @@ async fn answer(
             },
             () = stop.cancelled() => return,
         };
-        if state.lock().expect("lock").silenced.contains(&client) {
-            continue;
+        {
+            let mut s = state.lock().expect("lock");
+            if s.silenced.contains(&client) || s.drop_answers {
+                continue;
+            }
+            if s.hold_back {
+                s.held_back.insert(client);
+            }
         }
         let _ = front.send_to(&buf[..n], client).await;
     }

@@ -297,6 +297,12 @@ async fn agents_survive_a_relay_killed_behind_the_udp_balancer_and_nothing_acked
         );
         if stats.connects > 1 {
             reconnected += 1;
+            // Its relay was killed: the agent took it for silent, and
+            // counted that as what ended the connection.
+            assert!(
+                stats.silences >= 1 && stats.silences <= stats.connections_lost,
+                "{node}: {stats:?}"
+            );
         }
         // Whether it was moved or not, every agent was acked again within
         // the time it takes to notice a dead relay and get acked by another,

@@ -24,6 +24,7 @@ use super::batch::Acked;
 use super::config::{ClientConfig, ConnectionEvent};
 use super::encoder::StreamEncoder;
 use super::error::{ClientError, ConnectFailure};
+use super::liveness::{Heard, LIVENESS_CHECK, confirmed, liveness_limit};
 use super::state::Inner;
 use crate::codec::FrameReader;
 use crate::proto::{RelayFrame, error_code, relay_frame};
@@ -112,7 +113,7 @@ impl Driver {
 
     pub(super) async fn run(self, first: Connection) {
         let mut conn = Some(first);
-        // Failed connect attempts since the last connection.
+        // Failed connect attempts since the last confirmed connection.
         let mut failures = 0u32;
         loop {
             let c = match conn.take() {
@@ -132,7 +133,6 @@ impl Driver {
                             self.inner.counters.connects.fetch_add(1, Ordering::Relaxed);
                             self.config.emit(ConnectionEvent::Connected);
                             info!(addr = %self.config.addr, remote = %c.remote_address(), after_failed_attempts = failures, "reconnected");
-                            failures = 0;
                             c
                         }
                         Err(e) => {
@@ -162,19 +162,43 @@ impl Driver {
                     break;
                 }
                 Ok(End::GoAway) => {
+                    failures = 0;
                     debug!("relay sent GoAway; reconnecting");
                     c.close(error_code::NO_ERROR.into(), b"go away");
                 }
                 Err(e) => {
                     let counters = &self.inner.counters;
                     counters.connection_errors.fetch_add(1, Ordering::Relaxed);
-                    counters.connections_lost.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, pending = self.inner.lock_pending().len(), "connection lost; will resend unacked batches");
+                    // The local address tells which of a host's flows (or
+                    // which shared endpoint) lost its relay.
+                    let local = self
+                        .endpoint
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    let pending = self.inner.lock_pending().len();
+                    if confirmed(&c) {
+                        counters.connections_lost.fetch_add(1, Ordering::Relaxed);
+                        failures = 0;
+                        warn!(error = %e, %local, remote = %c.remote_address(), pending, "connection lost; will resend unacked batches");
+                    } else {
+                        // The relay ended the handshake, or went silent,
+                        // before confirming it: a failed attempt, backed
+                        // off as one (a relay in a connect storm).
+                        counters.unconfirmed.fetch_add(1, Ordering::Relaxed);
+                        failures += 1;
+                        let failure = c.close_reason().map_or(ConnectFailure::Timeout, |r| {
+                            ConnectFailure::of_handshake(&r)
+                        });
+                        self.config.emit(ConnectionEvent::ConnectFailed(failure));
+                        warn!(error = %e, %local, remote = %c.remote_address(), pending, "the relay never confirmed the handshake (a relay busy with a connect storm?); reconnecting");
+                    }
                     c.close(error_code::NO_ERROR.into(), b"reconnecting");
-                    // A short random pause, so the agents of a failed relay
-                    // do not all reconnect in the same instant.
+                    // A random pause, so the agents of a failed relay do not
+                    // all reconnect in the same instant: short after a lost
+                    // connection, growing with failed attempts.
                     tokio::select! {
-                        () = tokio::time::sleep(reconnect_pause(0, self.config.max_backoff)) => {}
+                        () = tokio::time::sleep(reconnect_pause(failures, self.config.max_backoff)) => {}
                         () = self.inner.closing.cancelled() => break,
                     }
                 }
@@ -280,6 +304,9 @@ impl Driver {
                     let silent = heard.silent_for(conn);
                     let limit = liveness_limit(self.config.liveness_timeout, conn.rtt());
                     if silent > limit {
+                        if confirmed(conn) {
+                            self.inner.counters.silences.fetch_add(1, Ordering::Relaxed);
+                        }
                         return Err(ClientError::Connection(format!(
                             "relay silent for {silent:.1?} (nothing acknowledged, pings unanswered; liveness timeout {limit:?}): assuming it is gone"
                         )));
@@ -358,47 +385,6 @@ fn lost(e: &(dyn std::error::Error + 'static)) -> ClientError {
     ClientError::Connection(text)
 }
 
-/// How often the reader checks that the relay is still answering.
-const LIVENESS_CHECK: Duration = Duration::from_millis(250);
-
-/// The silence after which the relay is taken for gone: the configured
-/// timeout, or eight round trips if the path is that slow. A relay busy with
-/// a thousand handshakes after a restart acknowledges late, and its round
-/// trips say so (the estimate includes its acknowledgement delays); a dead
-/// relay stops the estimate where it was.
-fn liveness_limit(configured: Duration, rtt: Duration) -> Duration {
-    configured.max(rtt.saturating_mul(8))
-}
-
-/// When the relay last acknowledged a packet of ours, as seen in the
-/// connection's count of QUIC ACK frames received. Only the relay can send
-/// those (they arrive in packets that decrypt), unlike bare datagrams: once
-/// a balancer moves a dead relay's flow, another relay may answer it with
-/// stateless resets that the client cannot match and ignores.
-struct Heard {
-    acks: u64,
-    at: Instant,
-}
-
-impl Heard {
-    fn new(conn: &Connection) -> Self {
-        Self {
-            acks: conn.stats().frame_rx.acks,
-            at: Instant::now(),
-        }
-    }
-
-    /// Time since the relay last acknowledged anything.
-    fn silent_for(&mut self, conn: &Connection) -> Duration {
-        let now = conn.stats().frame_rx.acks;
-        if now != self.acks {
-            self.acks = now;
-            self.at = Instant::now();
-        }
-        self.at.elapsed()
-    }
-}
-
 /// A client endpoint on a port of its own (IPv6 and IPv4 where the host
 /// has IPv6, else IPv4), with the kernel's default receive buffer.
 pub fn open_endpoint() -> Result<Endpoint, ClientError> {
@@ -456,16 +442,5 @@ mod tests {
             panic!("a connection error")
         };
         assert_eq!(text, "read failed: connection lost: timed out");
-    }
-
-    #[test]
-    fn liveness_limit_grows_with_a_slow_path_only() {
-        let three = Duration::from_secs(3);
-        assert_eq!(liveness_limit(three, Duration::from_millis(1)), three);
-        assert_eq!(liveness_limit(three, Duration::from_millis(300)), three);
-        assert_eq!(
-            liveness_limit(three, Duration::from_secs(1)),
-            Duration::from_secs(8)
-        );
     }
 }

@@ -29,9 +29,18 @@ pub struct ClientStats {
     pub connects: u64,
     /// Failed connection attempts and connections lost.
     pub connection_errors: u64,
-    /// Of those, connections lost: established, then ended by an error
-    /// (the relay silent or gone, the stream or the connection failed).
+    /// Of those, connections lost: established (the relay confirmed the
+    /// handshake), then ended by an error (the relay silent or gone, the
+    /// stream or the connection failed).
     pub connections_lost: u64,
+    /// Of those, connections given up because the relay was silent for
+    /// `liveness_timeout` (nothing acknowledged, pings unanswered).
+    pub silences: u64,
+    /// Of the failed attempts, connections whose handshake completed on the
+    /// client's side but that ended, or went silent, before the relay
+    /// confirmed it (no HANDSHAKE_DONE): a relay busy with a connect storm
+    /// that ended or never finished its side.
+    pub unconfirmed: u64,
     /// Batch sends beyond the first (resends after reconnects).
     pub resends: u64,
 }
@@ -191,6 +200,8 @@ impl Client {
             connects: c.connects.load(Ordering::Relaxed),
             connection_errors: c.connection_errors.load(Ordering::Relaxed),
             connections_lost: c.connections_lost.load(Ordering::Relaxed),
+            silences: c.silences.load(Ordering::Relaxed),
+            unconfirmed: c.unconfirmed.load(Ordering::Relaxed),
             resends: c.resends.load(Ordering::Relaxed),
         }
     }

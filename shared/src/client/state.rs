@@ -29,6 +29,8 @@ pub(super) struct Counters {
     pub(super) connects: AtomicU64,
     pub(super) connection_errors: AtomicU64,
     pub(super) connections_lost: AtomicU64,
+    pub(super) silences: AtomicU64,
+    pub(super) unconfirmed: AtomicU64,
     pub(super) resends: AtomicU64,
 }
 

@@ -30,7 +30,13 @@ async fn a_silent_relay_is_left_within_the_liveness_timeout_from_a_fresh_port() 
     let took = sent.elapsed();
     assert_eq!(acks[0].ack.accepted, 1);
     assert_eq!(acks[0].ack.durability, Durability::Durable as i32);
-    assert_eq!(client.stats().connects, 2, "the client reconnected once");
+    let stats = client.stats();
+    assert_eq!(stats.connects, 2, "the client reconnected once");
+    assert_eq!(
+        (stats.connections_lost, stats.silences, stats.unconfirmed),
+        (1, 1, 0),
+        "one established connection lost, to a silent relay: {stats:?}"
+    );
     let flows = gate.flows();
     assert_eq!(flows.len(), 2, "{flows:?}");
     assert_ne!(
@@ -45,6 +51,86 @@ async fn a_silent_relay_is_left_within_the_liveness_timeout_from_a_fresh_port() 
     let bound = LIVENESS + Duration::from_millis(250 + 250 + 200 + 1500);
     assert!(took <= bound, "acked after {took:?}, over {bound:?}");
     client.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_the_relay_never_confirmed_is_a_failed_attempt_not_a_lost_one() {
+    let relay = TestRelay::start("server:\n  handshake_timeout_secs: 1\n").await;
+    let gate = FlowGate::start(relay.addr).await;
+    // The relay's first flight reaches the client, which completes its
+    // side of the handshake; the client's last flight never reaches the
+    // relay, which times its side out.
+    gate.hold_back_clients_after_answer(true);
+    let mut cfg = relay.client_config("unconfirmed-node");
+    cfg.addr = gate.addr.to_string();
+    cfg.liveness_timeout = LIVENESS;
+    cfg.connect_timeout = Duration::from_secs(2);
+    let client = Client::connect(cfg).await.unwrap();
+    let began = Instant::now();
+    while client.stats().unconfirmed == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "no unconfirmed connection counted: {:?}",
+            client.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = relay.scrape().await;
+    assert!(
+        m.get("horizon_relay_handshakes_timed_out_total") >= 1.0,
+        "the relay's side of the handshake never finished"
+    );
+    assert_eq!(m.get("horizon_relay_connections_accepted_total"), 0.0);
+
+    // The path heals: the client connects, and its batch is acked.
+    gate.hold_back_clients_after_answer(false);
+    let series = client.series("gpu_util", &[("gpu", "0")]).unwrap();
+    assert_eq!(send_values(&client, series, 0..1).await[0].ack.accepted, 1);
+    let stats = client.stats();
+    assert_eq!(
+        (stats.connections_lost, stats.silences),
+        (0, 0),
+        "no established connection was lost: {stats:?}"
+    );
+    assert!(
+        stats.unconfirmed >= 1 && stats.connection_errors >= stats.unconfirmed,
+        "{stats:?}"
+    );
+    client.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_on_its_handshake_is_counted_as_abandoned_not_refused() {
+    let relay = TestRelay::start("").await;
+    let gate = FlowGate::start(relay.addr).await;
+    // The relay hears the client's Initial; the client never hears the
+    // relay, gives up at its connect timeout and closes.
+    gate.drop_relay_answers(true);
+    let mut cfg = relay.client_config("impatient-node");
+    cfg.addr = gate.addr.to_string();
+    cfg.connect_timeout = Duration::from_millis(500);
+    assert!(
+        Client::connect(cfg).await.is_err(),
+        "the relay was never heard"
+    );
+    let began = Instant::now();
+    let abandoned = "horizon_relay_handshakes_abandoned_total";
+    while relay.scrape().await.get(abandoned) < 1.0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "no abandoned handshake counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = relay.scrape().await;
+    assert_eq!(m.get(abandoned), 1.0);
+    assert_eq!(
+        m.get(r#"horizon_relay_connections_refused_total{reason="handshake"}"#),
+        0.0,
+        "a client that gave up is not a TLS failure"
+    );
     relay.stop().await;
 }
 
