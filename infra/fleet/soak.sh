@@ -21,8 +21,9 @@
 #   CPUS=0 SECS=1800 bash infra/fleet/soak.sh                       # both on one core
 #   AGENTS=10000 RATE=50000 SECS=300 RESTART_AT=150 bash infra/fleet/soak.sh
 #   RELAY_CPUS=0 LOAD_CPUS=1 ...                                    # one core each
-#   ENDPOINTS=64 ...      # the nodes share 64 UDP endpoints (default: one each);
-#                         # at 10,000 nodes fewer than 64 overload the generator
+#   ENDPOINTS=256 ...     # the nodes share 256 UDP endpoints (default: one each);
+#                         # at 10,000 nodes, 64 or fewer stall the generator's
+#                         # busiest endpoints (docs/benchmarks.md, F4)
 #   HANDSHAKES=64 ...     # the relay's server.max_handshakes_in_progress (default: the relay's)
 #
 # Writes into DEV_DIR (default .dev/soak; the development PKI in DEV_DIR/certs).
@@ -127,7 +128,8 @@ lat, f = r["ack_latency_ms"], r["failover"]
 print(f"points: {r['points_sent']:,} sent, {r['points_acked']:,} acked, {r['points_unacked']:,} unacked, "
       f"rejected {r['points_rejected']}; {r['points_per_sec']:,.0f}/s over {r['elapsed_secs']:.0f} s")
 print(f"connections: {agents:,} agents; {r['connection_errors']:,} connection errors, of which "
-      f"{r['connections_lost']:,} connections lost and {r['connection_errors'] - r['connections_lost']:,} failed attempts; "
+      f"{r['connections_lost']:,} connections lost ({r['connections_lost_to_silence']:,} to a relay taken for silent) and {r['connection_errors'] - r['connections_lost']:,} failed attempts "
+      f"({r['connections_unconfirmed']:,} of them handshakes the relay never confirmed); "
       f"{r['nodes_with_connection_errors']:,} agents had an error ({100 * r['nodes_with_connection_errors'] / agents:.2f} %), "
       f"{r['nodes_that_lost_a_connection']:,} lost a connection ({100 * r['nodes_that_lost_a_connection'] / agents:.2f} %); "
       f"{r['nodes_failed']} nodes never connected, {r['resends']:,} batches resent")

@@ -344,6 +344,8 @@ async fn node_task(
         let errors = u64::from(failures) + stats.connection_errors;
         t.report.connection_errors += errors;
         t.report.connections_lost += stats.connections_lost;
+        t.report.connections_lost_to_silence += stats.silences;
+        t.report.connections_unconfirmed += stats.unconfirmed;
         t.report.nodes_with_connection_errors += u64::from(errors > 0);
         t.report.nodes_that_lost_a_connection += u64::from(stats.connections_lost > 0);
         t.report.resends += stats.resends;

@@ -58,7 +58,9 @@ struct Opt {
     /// per node, as agents have, each taking a fresh port at a reconnect
     /// (what a balancer hashing source ports needs). A few shared
     /// endpoints spare thousands of nodes about 3 MiB of receive buffer each;
-    /// each asks the kernel for an 8 MiB socket receive buffer.
+    /// each asks the kernel for an 8 MiB socket receive buffer. Give each at
+    /// most about 40 nodes (256 for 10,000): a stalled endpoint stops all of
+    /// its nodes' acks at once, as a dead relay would.
     #[arg(long, default_value_t = 0)]
     endpoints: usize,
     /// Development CA directory used to issue node certificates.

@@ -24,6 +24,13 @@ pub struct Report {
     /// Of those, connections lost: established, then ended by an error
     /// (the relay taken for silent or gone, the stream failed).
     pub connections_lost: u64,
+    /// Of those, connections given up because the relay was silent for the
+    /// client's liveness timeout; the rest ended in an error from the relay
+    /// or the stream.
+    pub connections_lost_to_silence: u64,
+    /// Of the failed attempts, connections the relay ended, or that went
+    /// silent, before it confirmed their handshake.
+    pub connections_unconfirmed: u64,
     /// Nodes with at least one connection error.
     pub nodes_with_connection_errors: u64,
     /// Nodes that lost at least one established connection.
@@ -126,7 +133,7 @@ impl Report {
              throughput       {:.0} points/s over {:.1} s\n\
              ack latency      p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n\
              relay pushback   {} batches waited for the sink queue ({} ms), {} for in-flight slots ({} ms)\n\
-             connections      {} errors ({} connections lost; {} nodes had an error, {} lost a connection), {} batches resent, {} nodes failed\n\
+             connections      {} errors ({} connections lost, {} of them to a silent relay; {} handshakes the relay never confirmed; {} nodes had an error, {} lost a connection), {} batches resent, {} nodes failed\n\
              ack gaps         {} nodes reconnected: longest gap p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; others p50 {:.0} ms, max {:.0} ms\n",
             self.points_sent,
             self.points_acked,
@@ -148,6 +155,8 @@ impl Report {
             t.in_flight_ms,
             self.connection_errors,
             self.connections_lost,
+            self.connections_lost_to_silence,
+            self.connections_unconfirmed,
             self.nodes_with_connection_errors,
             self.nodes_that_lost_a_connection,
             self.resends,
