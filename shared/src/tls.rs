@@ -201,6 +201,12 @@ pub fn quic_server_config_with(
     Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
 }
 
+/// Whether a QUIC error code is in the CRYPTO_ERROR range (0x0100 to
+/// 0x01ff): a TLS alert, in the low byte.
+pub fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
+    (0x100..=0x1ff).contains(&u64::from(code))
+}
+
 /// The certificate chain an established connection's peer presented, leaf
 /// first (empty if none).
 pub fn peer_chain(conn: &quinn::Connection) -> Vec<CertificateDer<'static>> {

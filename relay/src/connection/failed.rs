@@ -2,6 +2,7 @@
 //! client that gave up is not a certificate problem, and a client that
 //! refused the relay's certificate is not the client's certificate.
 
+use horizon_shared::tls::is_tls_alert;
 use quinn::{ConnectionError, TransportErrorCode};
 
 /// TLS alert certificate_revoked (RFC 8446 §6.2).
@@ -39,7 +40,7 @@ impl Failed {
                 // A client that closes during the handshake sends
                 // APPLICATION_ERROR in place of its own code (RFC 9000
                 // §10.2.3); TLS alerts are 0x100 + the alert (RFC 9001 §4.8).
-                if (0x100..0x200).contains(&u64::from(c.error_code)) {
+                if is_tls_alert(c.error_code) {
                     Self::RefusedByClient
                 } else {
                     Self::Abandoned

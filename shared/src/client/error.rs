@@ -3,6 +3,8 @@
 
 use quinn::{ConnectError, ConnectionError, TransportErrorCode};
 
+use crate::tls::is_tls_alert;
+
 /// Client-side errors.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
@@ -116,8 +118,8 @@ impl ConnectFailure {
     /// arrives as the relay's CONNECTION_CLOSE with such a code.
     pub fn of_handshake(e: &ConnectionError) -> Self {
         match e {
-            ConnectionError::TransportError(t) if is_crypto(t.code) => Self::Tls,
-            ConnectionError::ConnectionClosed(c) if is_crypto(c.error_code) => Self::Tls,
+            ConnectionError::TransportError(t) if is_tls_alert(t.code) => Self::Tls,
+            ConnectionError::ConnectionClosed(c) if is_tls_alert(c.error_code) => Self::Tls,
             ConnectionError::ConnectionClosed(c)
                 if c.error_code == TransportErrorCode::CONNECTION_REFUSED =>
             {
@@ -138,11 +140,6 @@ impl std::fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// QUIC's CRYPTO_ERROR range (0x0100 to 0x01ff: a TLS alert in the low byte).
-fn is_crypto(code: TransportErrorCode) -> bool {
-    (0x100..=0x1ff).contains(&u64::from(code))
 }
 
 #[cfg(test)]
