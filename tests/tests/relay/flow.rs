@@ -2,7 +2,6 @@
 
 use super::*;
 
-use horizon_e2e::Metrics;
 use horizon_e2e::flood::{DefinitionShape, OpenStream, definitions_frame, raw_connect};
 
 #[tokio::test]
@@ -126,20 +125,6 @@ async fn unacked_batches_are_resent_after_the_connection_is_lost() {
     );
     client.close().await;
     relay.stop().await;
-}
-
-/// Scrapes until `done` holds, at most 200 times 25 ms; returns the last
-/// scrape either way (the caller asserts on it).
-async fn scrape_until(relay: &TestRelay, done: impl Fn(&Metrics) -> bool) -> Metrics {
-    let mut m = relay.scrape().await;
-    for _ in 0..200 {
-        if done(&m) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        m = relay.scrape().await;
-    }
-    m
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use horizon_e2e::{TestRelay, queue_values, send_values};
+use horizon_e2e::{Metrics, TestRelay, queue_values, send_values};
 use horizon_shared::client::{Batch, Client, Point};
 use horizon_shared::clock::unix_nanos_now;
 use horizon_shared::codec::{self, FrameReader};
@@ -37,6 +37,20 @@ fn reasons(ack: &BatchAck) -> Vec<(RejectReason, u32)> {
             )
         })
         .collect()
+}
+
+/// Scrapes until `done` holds, at most 200 times 25 ms; returns the last
+/// scrape either way (the caller asserts on it).
+async fn scrape_until(relay: &TestRelay, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    let mut m = relay.scrape().await;
+    for _ in 0..200 {
+        if done(&m) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        m = relay.scrape().await;
+    }
+    m
 }
 
 /// A raw QUIC connection with the given client config (no agent client).
